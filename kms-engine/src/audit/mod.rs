@@ -1,0 +1,73 @@
+//! The audit trail: one record per engine call, allowed or denied.
+//!
+//! [`AuditSink`] is what the engine reports to. The tamper-evident,
+//! hash-chained file trail is built on it in this module.
+
+use crate::context::EncryptionContext;
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+/// One engine call, shaped like a CloudTrail KMS record. Never carries a
+/// plaintext, a data key or a passphrase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// RFC 3339 UTC time of the call.
+    pub event_time: String,
+    /// The AWS operation name, e.g. `"Decrypt"`.
+    pub event_name: String,
+    /// The caller, e.g. `"uid:1000"` or `"user:alice"`.
+    pub principal: String,
+    /// The key id the call used, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<EncryptionContext>,
+    /// A unique id for the call.
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Further request details (non-secret parameters), AWS field names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_parameters: Option<serde_json::Value>,
+}
+
+/// Where the engine reports calls. If `record` fails, the operation fails:
+/// no key is ever used unaudited.
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    fn record(&self, event: &AuditEvent) -> Result<(), crate::KmsError>;
+}
+
+/// A sink that discards records (for tools that must not audit, e.g. benches).
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl AuditSink for NullSink {
+    fn record(&self, _event: &AuditEvent) -> Result<(), crate::KmsError> {
+        Ok(())
+    }
+}
+
+/// A sink that keeps records in memory (tests).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    events: Mutex<Vec<AuditEvent>>,
+}
+
+impl MemorySink {
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn record(&self, event: &AuditEvent) -> Result<(), crate::KmsError> {
+        self.events
+            .lock()
+            .map_err(|_| crate::KmsError::Internal("audit sink poisoned".into()))?
+            .push(event.clone());
+        Ok(())
+    }
+}

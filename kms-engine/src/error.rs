@@ -1,0 +1,121 @@
+//! Engine errors, one variant per AWS KMS exception (plus the store's own).
+
+use thiserror::Error;
+
+/// An error from an engine operation. Every variant maps to the AWS KMS
+/// exception name a client would see ([`KmsError::exception_name`]). Messages
+/// never contain key material, plaintext or passphrases.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KmsError {
+    #[error("NotFoundException: {0}")]
+    NotFound(String),
+    #[error("DisabledException: {0}")]
+    Disabled(String),
+    #[error("KMSInvalidStateException: {0}")]
+    InvalidState(String),
+    #[error("InvalidCiphertextException: {0}")]
+    InvalidCiphertext(String),
+    #[error("IncorrectKeyException: {0}")]
+    IncorrectKey(String),
+    #[error("ValidationException: {0}")]
+    Validation(String),
+    #[error("AlreadyExistsException: {0}")]
+    AlreadyExists(String),
+    #[error("LimitExceededException: {0}")]
+    LimitExceeded(String),
+    #[error("AccessDeniedException: {0}")]
+    AccessDenied(String),
+    #[error("InvalidAliasNameException: {0}")]
+    InvalidAliasName(String),
+    #[error("InvalidArnException: {0}")]
+    InvalidArn(String),
+    #[error("InvalidKeyUsageException: {0}")]
+    InvalidKeyUsage(String),
+    #[error("InvalidGrantTokenException: {0}")]
+    InvalidGrantToken(String),
+    #[error("InvalidGrantIdException: {0}")]
+    InvalidGrantId(String),
+    #[error("MalformedPolicyDocumentException: {0}")]
+    MalformedPolicyDocument(String),
+    #[error("TagException: {0}")]
+    Tag(String),
+    #[error("UnsupportedOperationException: {0}")]
+    UnsupportedOperation(String),
+    /// The root key does not open the store: wrong passphrase or key file.
+    #[error(
+        "IncorrectPassphraseException: the passphrase or key file does not open this engine store"
+    )]
+    WrongPassphrase,
+    /// The store exists but cannot be decoded (corrupted or tampered).
+    #[error("StoreCorruptedException: {0}")]
+    StoreCorrupted(String),
+    /// No store where one was expected.
+    #[error("StoreNotFoundException: {0}")]
+    StoreNotFound(String),
+    /// An I/O error while reading or writing the store or the audit trail.
+    #[error("KMSInternalException: {0}")]
+    Internal(String),
+}
+
+impl KmsError {
+    /// The AWS-style exception name, e.g. `"NotFoundException"`.
+    pub fn exception_name(&self) -> &'static str {
+        match self {
+            KmsError::NotFound(_) => "NotFoundException",
+            KmsError::Disabled(_) => "DisabledException",
+            KmsError::InvalidState(_) => "KMSInvalidStateException",
+            KmsError::InvalidCiphertext(_) => "InvalidCiphertextException",
+            KmsError::IncorrectKey(_) => "IncorrectKeyException",
+            KmsError::Validation(_) => "ValidationException",
+            KmsError::AlreadyExists(_) => "AlreadyExistsException",
+            KmsError::LimitExceeded(_) => "LimitExceededException",
+            KmsError::AccessDenied(_) => "AccessDeniedException",
+            KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
+            KmsError::InvalidArn(_) => "InvalidArnException",
+            KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            KmsError::Tag(_) => "TagException",
+            KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            KmsError::WrongPassphrase => "IncorrectPassphraseException",
+            KmsError::StoreCorrupted(_) => "StoreCorruptedException",
+            KmsError::StoreNotFound(_) => "StoreNotFoundException",
+            KmsError::Internal(_) => "KMSInternalException",
+        }
+    }
+
+    /// The human-readable message without the exception name.
+    pub fn message(&self) -> String {
+        let full = self.to_string();
+        match full.split_once(": ") {
+            Some((_, msg)) => msg.to_string(),
+            None => full,
+        }
+    }
+}
+
+impl From<std::io::Error> for KmsError {
+    fn from(e: std::io::Error) -> Self {
+        KmsError::Internal(format!("I/O error: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exception_name_matches_display_prefix() {
+        let errors = [
+            KmsError::NotFound("k".into()),
+            KmsError::InvalidState("k".into()),
+            KmsError::WrongPassphrase,
+            KmsError::Internal("x".into()),
+        ];
+        for e in errors {
+            assert!(e.to_string().starts_with(e.exception_name()), "{e}");
+        }
+        assert_eq!(KmsError::NotFound("no key".into()).message(), "no key");
+    }
+}

@@ -1,0 +1,12 @@
+//! One module per command family.
+
+pub mod kms;
+
+use crate::cli::{Cli, Command};
+use crate::exit::CliError;
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Kms(args) => kms::run(&cli.engine, args),
+    }
+}

@@ -1,0 +1,20 @@
+//! The `kmsfs` command: mount encrypted directories and administer the engine.
+
+mod cli;
+mod cmd;
+mod exit;
+
+use clap::Parser;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = cli::Cli::parse();
+    let code = match cmd::run(cli) {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => {
+            eprintln!("kmsfs: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,52 @@
+//! The filesystem's view of the key service: generate, unwrap and re-wrap
+//! per-file data keys, always on behalf of a caller.
+
+use kms_engine::{EncryptionContext, KmsError, Principal};
+use zeroize::Zeroizing;
+
+/// A 256-bit data key in plaintext; zeroized on drop, never printed.
+pub type DataKeyBytes = Zeroizing<[u8; 32]>;
+
+/// A freshly generated data key: the plaintext and its wrapped form.
+pub struct GeneratedDataKey {
+    pub plaintext: DataKeyBytes,
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for GeneratedDataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedDataKey")
+            .field("plaintext", &"<redacted>")
+            .field("wrapped_len", &self.wrapped.len())
+            .finish()
+    }
+}
+
+/// What the filesystem needs from a KMS. The embedded engine implements it;
+/// a remote engine will too.
+pub trait KeyService: Send + Sync {
+    /// GenerateDataKey (AES_256) under `key_id` with `ctx`.
+    fn generate_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<GeneratedDataKey, KmsError>;
+
+    /// Decrypt a wrapped data key under `ctx`.
+    fn decrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<DataKeyBytes, KmsError>;
+
+    /// ReEncrypt a wrapped data key from `old_ctx` to `new_ctx` (same key id).
+    fn rewrap_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        old_ctx: &EncryptionContext,
+        new_ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError>;
+}

@@ -1,0 +1,9 @@
+//! kmsfs: an encrypted FUSE filesystem that gives every file its own data key,
+//! wrapped by a master key in a KMS under an encryption context bound to the
+//! file's path.
+//!
+//! Layers, bottom up: [`crypto`] (AEAD primitives), [`format`] (pure on-disk
+//! encodings), [`content`] (block encryption), [`names`] (name encryption),
+//! [`keys`] (the key service and the data-key cache), `fuse` (the adaptor).
+
+pub mod keys;
