@@ -3,6 +3,9 @@
 //! code: `*_ok_*` vectors must decode to the stated plaintext, `fail_*`
 //! vectors must fail in the stated way.
 
+// Test helpers: a malformed vector file should abort the test loudly.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -11,7 +14,7 @@ use kmsfs::format::{FileHeader, HEADER_LEN};
 use kmsfs::names::{DirIv, NameError, NamesCipher};
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
