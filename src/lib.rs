@@ -2,8 +2,12 @@
 //! wrapped by a master key in a KMS under an encryption context bound to the
 //! file's path.
 //!
-//! Layers, bottom up: [`crypto`] (AEAD primitives), [`format`] (pure on-disk
+//! Layers, bottom up: [`crypto`] (AEAD primitives), [`format`](mod@format) (pure on-disk
 //! encodings), [`content`] (block encryption), [`names`] (name encryption),
 //! [`keys`] (the key service and the data-key cache), `fuse` (the adaptor).
 
+pub mod content;
+pub mod crypto;
+pub mod format;
 pub mod keys;
+pub mod names;

@@ -1,0 +1,462 @@
+//! The volume config `kmsfs.conf`: a JSON document at the root of the cipher
+//! directory that says how the volume is laid out and which master key and
+//! wrapped names key it uses. Parsed strictly: an unknown field, an unknown
+//! feature flag or an unknown version is refused with an error naming it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use kms_engine::EncryptionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, CryptoError};
+
+/// File name of the volume config in the cipher directory root.
+pub const CONFIG_FILE_NAME: &str = "kmsfs.conf";
+/// The config format version written and accepted by this code.
+pub const CONFIG_FORMAT_VERSION: u32 = 1;
+/// Default plaintext block size.
+pub const DEFAULT_BLOCK_SIZE: u32 = 4096;
+/// Smallest allowed block size.
+pub const MIN_BLOCK_SIZE: u32 = 512;
+/// Largest allowed block size.
+pub const MAX_BLOCK_SIZE: u32 = 65536;
+
+/// Feature flags this code understands. A new volume carries all of them; a
+/// config naming any other flag is refused, so that an old build never
+/// misreads a volume written by a newer one.
+pub const FEATURE_FLAGS: &[&str] = &[
+    // Content blocks sealed with AES-256-GCM-SIV, AAD = version || file id || index.
+    "content-aes256-gcm-siv",
+    // Data keys wrapped under {"kmsfs:volume", "kmsfs:path"}.
+    "path-bound-data-keys",
+    // A `kmsfs.diriv` file in every backing directory.
+    "dir-iv",
+    // Long encrypted names hashed, with a `.name` side file.
+    "long-names",
+];
+
+/// Encryption-context key naming the volume.
+pub const CONTEXT_VOLUME: &str = "kmsfs:volume";
+/// Encryption-context key naming the purpose of a volume-wide key.
+pub const CONTEXT_PURPOSE: &str = "kmsfs:purpose";
+/// Purpose value for the names key.
+pub const PURPOSE_NAMES: &str = "names";
+
+/// How the volume stores file names in the backing directory.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamesMode {
+    /// Names encrypted with the names key (the default).
+    Encrypted,
+    /// Names stored as they are (`--plaintext-names`).
+    Plaintext,
+}
+
+/// Why a volume config could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not JSON, not an object, a field missing or of the wrong type, or an
+    /// unknown field.
+    #[error("malformed volume config: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// The `format_version` field is missing or not a number.
+    #[error("volume config has no numeric format_version")]
+    MissingVersion,
+    /// A config format version this build does not know.
+    #[error(
+        "unsupported volume config format_version {found} (this build supports {CONFIG_FORMAT_VERSION})"
+    )]
+    UnsupportedVersion { found: u64 },
+    /// A feature flag this build does not know (volume written by a newer kmsfs).
+    #[error("volume uses unknown feature flag {flag:?}; upgrade kmsfs to mount it")]
+    UnknownFeatureFlag { flag: String },
+    /// The same feature flag twice.
+    #[error("feature flag {flag:?} listed twice")]
+    DuplicateFeatureFlag { flag: String },
+    /// Block size not a power of two in 512..=65536.
+    #[error(
+        "invalid block size {size}: must be a power of two in {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE}"
+    )]
+    InvalidBlockSize { size: u64 },
+    /// `volume_id` is not a lowercase hyphenated UUID.
+    #[error("invalid volume_id {value:?}: expected a UUID")]
+    InvalidVolumeId { value: String },
+    /// `master_key_id` is empty.
+    #[error("master_key_id is empty")]
+    EmptyMasterKeyId,
+    /// `wrapped_names_key` is not valid base64 or is empty.
+    #[error("wrapped_names_key is not valid non-empty base64")]
+    InvalidWrappedNamesKey,
+    /// Random generation for a new volume id failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// The decoded volume config.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VolumeConfig {
+    /// Always [`CONFIG_FORMAT_VERSION`] once decoded.
+    pub format_version: u32,
+    /// The volume's UUID, lowercase and hyphenated; part of every encryption context.
+    pub volume_id: String,
+    /// Feature flags, all known to this build.
+    pub feature_flags: Vec<String>,
+    /// Plaintext block size in bytes.
+    pub block_size: u32,
+    /// Names mode.
+    pub names_mode: NamesMode,
+    /// The master key (id or ARN or alias) data keys are generated under.
+    pub master_key_id: String,
+    /// The 32-byte names key as wrapped by the key service under
+    /// [`names_key_context`].
+    pub wrapped_names_key: Vec<u8>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_unix_secs: u64,
+}
+
+/// The JSON shape, strict.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    format_version: u32,
+    volume_id: String,
+    feature_flags: Vec<String>,
+    block_size: u64,
+    names_mode: NamesMode,
+    master_key_id: String,
+    wrapped_names_key: String,
+    created_unix_secs: u64,
+}
+
+impl VolumeConfig {
+    /// A new config with a fresh random volume id and every known feature flag.
+    pub fn new(
+        master_key_id: String,
+        wrapped_names_key: Vec<u8>,
+        block_size: u32,
+        names_mode: NamesMode,
+        created_unix_secs: u64,
+    ) -> Result<Self, ConfigError> {
+        let cfg = Self {
+            format_version: CONFIG_FORMAT_VERSION,
+            volume_id: new_volume_id()?,
+            feature_flags: FEATURE_FLAGS.iter().map(|s| s.to_string()).collect(),
+            block_size,
+            names_mode,
+            master_key_id,
+            wrapped_names_key,
+            created_unix_secs,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every invariant the decoder checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.format_version != CONFIG_FORMAT_VERSION {
+            return Err(ConfigError::UnsupportedVersion {
+                found: u64::from(self.format_version),
+            });
+        }
+        check_flags(&self.feature_flags)?;
+        validate_block_size(u64::from(self.block_size))?;
+        if !is_uuid(&self.volume_id) {
+            return Err(ConfigError::InvalidVolumeId {
+                value: self.volume_id.clone(),
+            });
+        }
+        if self.master_key_id.is_empty() {
+            return Err(ConfigError::EmptyMasterKeyId);
+        }
+        if self.wrapped_names_key.is_empty() {
+            return Err(ConfigError::InvalidWrappedNamesKey);
+        }
+        Ok(())
+    }
+
+    /// Encodes as pretty JSON with a trailing newline.
+    pub fn encode(&self) -> Result<Vec<u8>, ConfigError> {
+        self.validate()?;
+        let raw = RawConfig {
+            format_version: self.format_version,
+            volume_id: self.volume_id.clone(),
+            feature_flags: self.feature_flags.clone(),
+            block_size: u64::from(self.block_size),
+            names_mode: self.names_mode,
+            master_key_id: self.master_key_id.clone(),
+            wrapped_names_key: STANDARD.encode(&self.wrapped_names_key),
+            created_unix_secs: self.created_unix_secs,
+        };
+        let mut out = serde_json::to_vec_pretty(&raw).map_err(ConfigError::Malformed)?;
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    /// Decodes strictly. The version and the feature flags are checked
+    /// before the exact field set, so a config from a newer kmsfs is reported
+    /// as such rather than as "unknown field".
+    pub fn decode(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(ConfigError::Malformed)?;
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(ConfigError::MissingVersion)?;
+        if version != u64::from(CONFIG_FORMAT_VERSION) {
+            return Err(ConfigError::UnsupportedVersion { found: version });
+        }
+        if let Some(flags) = value.get("feature_flags").and_then(|v| v.as_array()) {
+            for flag in flags.iter().filter_map(|f| f.as_str()) {
+                if !FEATURE_FLAGS.contains(&flag) {
+                    return Err(ConfigError::UnknownFeatureFlag {
+                        flag: flag.to_string(),
+                    });
+                }
+            }
+        }
+        let raw: RawConfig = serde_json::from_value(value).map_err(ConfigError::Malformed)?;
+        let block_size = validate_block_size(raw.block_size)?;
+        let wrapped_names_key = STANDARD
+            .decode(raw.wrapped_names_key.as_bytes())
+            .map_err(|_| ConfigError::InvalidWrappedNamesKey)?;
+        let cfg = Self {
+            format_version: raw.format_version,
+            volume_id: raw.volume_id,
+            feature_flags: raw.feature_flags,
+            block_size,
+            names_mode: raw.names_mode,
+            master_key_id: raw.master_key_id,
+            wrapped_names_key,
+            created_unix_secs: raw.created_unix_secs,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The encryption context the names key is wrapped under.
+    pub fn names_key_context(&self) -> EncryptionContext {
+        names_key_context(&self.volume_id)
+    }
+}
+
+/// `{"kmsfs:volume": volume_id, "kmsfs:purpose": "names"}`: the encryption
+/// context of the volume's names key.
+pub fn names_key_context(volume_id: &str) -> EncryptionContext {
+    let mut ctx = EncryptionContext::new();
+    ctx.insert(CONTEXT_VOLUME.to_string(), volume_id.to_string());
+    ctx.insert(CONTEXT_PURPOSE.to_string(), PURPOSE_NAMES.to_string());
+    ctx
+}
+
+/// Checks a block size: a power of two in
+/// [`MIN_BLOCK_SIZE`]`..=`[`MAX_BLOCK_SIZE`].
+pub fn validate_block_size(size: u64) -> Result<u32, ConfigError> {
+    match u32::try_from(size) {
+        Ok(s) if s.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&s) => Ok(s),
+        _ => Err(ConfigError::InvalidBlockSize { size }),
+    }
+}
+
+fn check_flags(flags: &[String]) -> Result<(), ConfigError> {
+    for (i, flag) in flags.iter().enumerate() {
+        if !FEATURE_FLAGS.contains(&flag.as_str()) {
+            return Err(ConfigError::UnknownFeatureFlag { flag: flag.clone() });
+        }
+        if flags[..i].contains(flag) {
+            return Err(ConfigError::DuplicateFeatureFlag { flag: flag.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// A random (version 4) UUID, lowercase and hyphenated.
+fn new_volume_id() -> Result<String, CryptoError> {
+    let mut b: [u8; 16] = crypto::random_array()?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{
+  "format_version": 1,
+  "volume_id": "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b",
+  "feature_flags": [
+    "content-aes256-gcm-siv",
+    "path-bound-data-keys",
+    "dir-iv",
+    "long-names"
+  ],
+  "block_size": 4096,
+  "names_mode": "encrypted",
+  "master_key_id": "alias/kmsfs",
+  "wrapped_names_key": "AQIDBA==",
+  "created_unix_secs": 1700000000
+}
+"#;
+
+    fn sample() -> VolumeConfig {
+        VolumeConfig::decode(SAMPLE.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn known_answer_decode_and_encode() {
+        let cfg = sample();
+        assert_eq!(cfg.volume_id, "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b");
+        assert_eq!(cfg.block_size, 4096);
+        assert_eq!(cfg.names_mode, NamesMode::Encrypted);
+        assert_eq!(cfg.wrapped_names_key, vec![1, 2, 3, 4]);
+        assert_eq!(cfg.created_unix_secs, 1_700_000_000);
+        assert_eq!(String::from_utf8(cfg.encode().unwrap()).unwrap(), SAMPLE);
+    }
+
+    #[test]
+    fn new_round_trips() {
+        let cfg =
+            VolumeConfig::new("k1".into(), vec![9; 80], 8192, NamesMode::Plaintext, 42).unwrap();
+        assert!(is_uuid(&cfg.volume_id), "{}", cfg.volume_id);
+        assert_eq!(&cfg.volume_id[14..15], "4");
+        let back = VolumeConfig::decode(&cfg.encode().unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        let other = VolumeConfig::new("k1".into(), vec![9], 4096, NamesMode::Encrypted, 0).unwrap();
+        assert_ne!(other.volume_id, cfg.volume_id);
+    }
+
+    #[test]
+    fn names_context() {
+        let ctx = sample().names_key_context();
+        assert_eq!(ctx.len(), 2);
+        assert_eq!(ctx["kmsfs:volume"], "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b");
+        assert_eq!(ctx["kmsfs:purpose"], "names");
+    }
+
+    fn modified(from: &str, to: &str) -> Result<VolumeConfig, ConfigError> {
+        assert!(SAMPLE.contains(from), "{from}");
+        VolumeConfig::decode(SAMPLE.replacen(from, to, 1).as_bytes())
+    }
+
+    #[test]
+    fn fail_unknown_feature_flag_named() {
+        let err = modified("\"dir-iv\"", "\"dir-iv\", \"zstd-compression\"").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnknownFeatureFlag { flag } if flag == "zstd-compression")
+        );
+        assert!(err.to_string().contains("zstd-compression"));
+    }
+
+    #[test]
+    fn fail_duplicate_flag() {
+        let err = modified("\"dir-iv\"", "\"dir-iv\", \"dir-iv\"").unwrap_err();
+        assert!(matches!(err, ConfigError::DuplicateFeatureFlag { .. }));
+    }
+
+    #[test]
+    fn fail_version() {
+        let err = modified("\"format_version\": 1", "\"format_version\": 2").unwrap_err();
+        assert!(matches!(err, ConfigError::UnsupportedVersion { found: 2 }));
+        // A newer version with new fields is reported as a version problem.
+        let err = modified(
+            "\"format_version\": 1,",
+            "\"format_version\": 7, \"new_field\": true,",
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::UnsupportedVersion { found: 7 }));
+        let err = modified("\"format_version\": 1,", "").unwrap_err();
+        assert!(matches!(err, ConfigError::MissingVersion));
+        let err = modified("\"format_version\": 1", "\"format_version\": \"1\"").unwrap_err();
+        assert!(matches!(err, ConfigError::MissingVersion));
+    }
+
+    #[test]
+    fn fail_unknown_field() {
+        let err = modified("\"block_size\"", "\"extra\": 1, \"block_size\"").unwrap_err();
+        assert!(matches!(err, ConfigError::Malformed(_)));
+        assert!(err.to_string().contains("extra"));
+    }
+
+    #[test]
+    fn fail_missing_field() {
+        let err = modified("\"names_mode\": \"encrypted\",", "").unwrap_err();
+        assert!(matches!(err, ConfigError::Malformed(_)));
+    }
+
+    #[test]
+    fn fail_block_sizes() {
+        for bad in ["0", "256", "4095", "131072", "5000", "4294967296"] {
+            let err = modified("4096", bad).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidBlockSize { .. }),
+                "{bad}: {err}"
+            );
+        }
+        for good in ["512", "1024", "65536"] {
+            assert_eq!(modified("4096", good).unwrap().block_size.to_string(), good);
+        }
+    }
+
+    #[test]
+    fn fail_names_mode() {
+        let err = modified("\"encrypted\"", "\"rot13\"").unwrap_err();
+        assert!(matches!(err, ConfigError::Malformed(_)));
+        assert_eq!(
+            modified("\"encrypted\"", "\"plaintext\"")
+                .unwrap()
+                .names_mode,
+            NamesMode::Plaintext
+        );
+    }
+
+    #[test]
+    fn fail_volume_id() {
+        for bad in [
+            "0F8E2A3C-5B7D-4E1F-9A2B-3C4D5E6F7A8B",
+            "0f8e2a3c5b7d4e1f9a2b3c4d5e6f7a8b",
+            "../etc",
+        ] {
+            let err = modified("0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b", bad).unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidVolumeId { .. }), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fail_master_key_and_names_key() {
+        let err = modified("alias/kmsfs", "").unwrap_err();
+        assert!(matches!(err, ConfigError::EmptyMasterKeyId));
+        let err = modified("AQIDBA==", "not base64!").unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidWrappedNamesKey));
+        let err = modified("AQIDBA==", "").unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidWrappedNamesKey));
+    }
+
+    #[test]
+    fn fail_not_json() {
+        assert!(matches!(
+            VolumeConfig::decode(b"format_version = 1"),
+            Err(ConfigError::Malformed(_))
+        ));
+        assert!(matches!(
+            VolumeConfig::decode(b"[1]"),
+            Err(ConfigError::MissingVersion)
+        ));
+    }
+}
