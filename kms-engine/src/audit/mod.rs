@@ -1,7 +1,23 @@
 //! The audit trail: one record per engine call, allowed or denied.
 //!
-//! [`AuditSink`] is what the engine reports to. The tamper-evident,
-//! hash-chained file trail is built on it in this module.
+//! [`AuditSink`] is what the engine reports to. [`FileAuditTrail`] is the
+//! tamper-evident sink: hash-chained CloudTrail-shaped JSON lines in
+//! size-rotated segments, sealed by Ed25519-signed digests; [`verify()`] checks
+//! a trail and names its first bad record; [`query`] reads it back.
+
+pub mod chain;
+pub mod digest;
+pub mod error;
+pub mod query;
+pub mod record;
+pub mod segment;
+pub mod trail;
+pub mod verify;
+
+pub use digest::PublicKey;
+pub use error::AuditError;
+pub use trail::{FileAuditTrail, SyncMode, TrailOptions};
+pub use verify::{Anchor, BadRecord, VerifyOptions, VerifyReport, verify, verify_with};
 
 use crate::context::EncryptionContext;
 use serde::{Deserialize, Serialize};

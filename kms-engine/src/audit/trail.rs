@@ -1,0 +1,633 @@
+//! The file audit trail: appends hash-chained records to size-rotated
+//! segments, safely across processes, and seals them with signed digests.
+//!
+//! Every append runs under an exclusive `flock` on `<dir>/lock`: read the
+//! chain head (cached with the segment size; re-read only when another
+//! process wrote), append one canonical line with `O_APPEND`, maybe write a
+//! digest, unlock, then `fdatasync` (outside the lock, so concurrent writers
+//! share one flush). See `docs/file-format.md`, "Audit trail".
+
+use super::chain::{self, GENESIS_HASH};
+use super::digest::{self, DIGEST_VERSION, Digest, PublicKey, SigningKey};
+use super::error::AuditError;
+use super::record::{self, RecordView};
+use super::segment::{self, LOCK_FILE, LastLine, PUBLIC_KEY_FILE};
+use super::{AuditEvent, AuditSink};
+use crate::clock::{Clock, SystemClock};
+use serde_json::{Map, Value};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// When appended records are flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` before `record()` returns: a record is durable before the
+    /// key it audits is used. The default.
+    EveryRecord,
+    /// `fdatasync` after `max_records` records or `max_delay`, whichever comes
+    /// first (a background thread flushes an idle trail). A power failure may
+    /// lose the records of the last window; a process crash loses nothing.
+    Batched {
+        max_records: u32,
+        max_delay: Duration,
+    },
+}
+
+/// Tuning of a [`FileAuditTrail`].
+#[derive(Debug, Clone)]
+pub struct TrailOptions {
+    /// Start a new segment once the current one has reached this size.
+    pub max_segment_bytes: u64,
+    pub sync: SyncMode,
+    /// Write a digest once this many records are not covered by one.
+    pub digest_every_records: u64,
+    /// Write a digest when records have been waiting this long for one.
+    pub digest_every: Duration,
+    /// Run a thread that writes due digests (and batched flushes) while idle.
+    pub background: bool,
+    /// Source of `digestTime`.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for TrailOptions {
+    fn default() -> Self {
+        TrailOptions {
+            max_segment_bytes: 16 * 1024 * 1024,
+            sync: SyncMode::EveryRecord,
+            digest_every_records: 1000,
+            digest_every: Duration::from_secs(60),
+            background: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The chain head as this process last saw it.
+#[derive(Debug, Clone)]
+struct Head {
+    /// Sequence number of the newest record (0: no record yet).
+    seq: u64,
+    hash: String,
+    /// End sequence of the newest digest (0: none).
+    last_digest: u64,
+    /// The newest segment: first sequence, open file, size when last seen.
+    segment: Option<(u64, Arc<File>, u64)>,
+}
+
+#[derive(Debug)]
+struct State {
+    head: Option<Head>,
+    /// Records this process wrote that no digest it knows of covers.
+    unsealed: u64,
+    /// When this process last wrote or saw a digest.
+    last_seal: Instant,
+    unsynced: u32,
+    last_sync: Instant,
+    /// The segment holding unsynced records.
+    dirty: Option<Arc<File>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    key: SigningKey,
+    /// `<dir>/lock`, flocked (while `state` is held) around every change.
+    lock: File,
+    opts: TrailOptions,
+    state: Mutex<State>,
+    stop: (Mutex<bool>, Condvar),
+}
+
+/// The hash-chained, digest-sealed audit trail in one directory.
+#[derive(Debug)]
+pub struct FileAuditTrail {
+    inner: Arc<Inner>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+/// Releases the `flock` when dropped.
+struct FlockGuard<'a>(&'a File);
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+fn lock_file<'a>(f: &'a File, dir: &Path) -> Result<FlockGuard<'a>, AuditError> {
+    f.lock()
+        .map_err(|e| AuditError::io("lock", dir.join(LOCK_FILE), e))?;
+    Ok(FlockGuard(f))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AuditError::io("fsync", dir, e))
+}
+
+/// Writes `bytes` to `dir/name` atomically (temp file, fsync, rename, fsync dir).
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), AuditError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(name);
+    let mut f = File::create(&tmp).map_err(|e| AuditError::io("create", &tmp, e))?;
+    let res = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| AuditError::io("write", &tmp, e));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| AuditError::io("rename", &target, e))?;
+    sync_dir(dir)
+}
+
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| AuditError::io("open", path, e))
+}
+
+/// RFC 3339 UTC with seconds precision, from Unix seconds.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
+impl FileAuditTrail {
+    /// Opens (creating if needed) the trail in `dir`, signing digests with the
+    /// Ed25519 key derived from `seed`. Writes `<dir>/public-key` on first
+    /// use and refuses a directory whose public key is another key's.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        seed: Zeroizing<[u8; 32]>,
+        options: TrailOptions,
+    ) -> Result<FileAuditTrail, AuditError> {
+        let dir = dir.into();
+        let key = SigningKey::from_seed(&seed)?;
+        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| AuditError::io("open", &lock_path, e))?;
+        {
+            let _g = lock_file(&lock, &dir)?;
+            let pk_path = dir.join(PUBLIC_KEY_FILE);
+            match std::fs::read_to_string(&pk_path) {
+                Ok(text) => {
+                    let found = PublicKey::parse(&text)?;
+                    if found != key.public_key() {
+                        return Err(AuditError::ForeignTrail {
+                            dir,
+                            found: found.fingerprint(),
+                            expected: key.public_key().fingerprint(),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    write_atomic(&dir, PUBLIC_KEY_FILE, key.public_key().to_pem().as_bytes())?;
+                }
+                Err(e) => return Err(AuditError::io("read", &pk_path, e)),
+            }
+        }
+        let now = Instant::now();
+        let inner = Arc::new(Inner {
+            dir,
+            key,
+            opts: options,
+            lock,
+            state: Mutex::new(State {
+                head: None,
+                unsealed: 0,
+                last_seal: now,
+                unsynced: 0,
+                last_sync: now,
+                dirty: None,
+            }),
+            stop: (Mutex::new(false), Condvar::new()),
+        });
+        let ticker = if inner.opts.background {
+            let t = Arc::clone(&inner);
+            Some(
+                std::thread::Builder::new()
+                    .name("kmsfs-audit-seal".into())
+                    .spawn(move || t.run_ticker())
+                    .map_err(AuditError::Thread)?,
+            )
+        } else {
+            None
+        };
+        Ok(FileAuditTrail { inner, ticker })
+    }
+
+    /// The trail directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The public half of the digest signing key.
+    pub fn export_public_key(&self) -> PublicKey {
+        self.inner.key.public_key()
+    }
+
+    /// Appends one record; returns its sequence number.
+    pub fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        self.inner.append(event)
+    }
+
+    /// Writes a digest now if any record is not covered by one; returns the
+    /// digest's end sequence, or None if nothing needed sealing.
+    pub fn seal(&self) -> Result<Option<u64>, AuditError> {
+        let mut st = self.inner.lock_state();
+        self.inner.flush(&mut st)?;
+        let st = &mut *st;
+        let _g = lock_file(&self.inner.lock, &self.inner.dir)?;
+        self.inner.refresh_head(&mut st.head)?;
+        let r = self.inner.write_digest(st)?;
+        Ok(r)
+    }
+
+    /// Seals (writes a final digest) and stops the background thread,
+    /// reporting a failure that dropping would only log.
+    pub fn close(mut self) -> Result<(), AuditError> {
+        self.stop_ticker();
+        self.seal().map(|_| ())
+    }
+
+    fn stop_ticker(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            if let Ok(mut s) = self.inner.stop.0.lock() {
+                *s = true;
+            }
+            self.inner.stop.1.notify_all();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FileAuditTrail {
+    fn drop(&mut self) {
+        self.stop_ticker();
+        if let Err(e) = self.seal() {
+            log::warn!(
+                "audit trail {}: final digest not written: {e}",
+                self.inner.dir.display()
+            );
+        }
+    }
+}
+
+impl AuditSink for FileAuditTrail {
+    fn record(&self, event: &AuditEvent) -> Result<(), crate::KmsError> {
+        self.append(event).map(|_| ()).map_err(Into::into)
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the state lock leaves the cache possibly
+        // stale, never wrong on disk: the head is re-read under the flock.
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => {
+                let mut g = p.into_inner();
+                g.head = None;
+                g
+            }
+        }
+    }
+
+    fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let body = record::record_body(event, record::new_event_id());
+        let mut guard = self.lock_state();
+        let st = &mut *guard;
+        let (seq, file) = {
+            let _g = lock_file(&self.lock, &self.dir)?;
+            let seq = match self.append_locked(&mut st.head, body) {
+                Ok(s) => s,
+                Err(e) => {
+                    st.head = None;
+                    return Err(e);
+                }
+            };
+            st.unsealed += 1;
+            let file = st
+                .head
+                .as_ref()
+                .and_then(|h| h.segment.as_ref())
+                .map(|s| Arc::clone(&s.1));
+            let due = st.head.as_ref().is_some_and(|h| {
+                h.seq.saturating_sub(h.last_digest) >= self.opts.digest_every_records
+            }) || st.last_seal.elapsed() >= self.opts.digest_every;
+            if due {
+                if let Some(f) = &file {
+                    f.sync_data()
+                        .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+                }
+                self.write_digest(st)?;
+            }
+            (seq, file)
+        };
+        match self.opts.sync {
+            SyncMode::EveryRecord => {
+                // Flushed after the flock is released: concurrent writers of
+                // the same segment share the flush.
+                drop(guard);
+                if let Some(f) = file {
+                    f.sync_data()
+                        .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+                }
+            }
+            SyncMode::Batched {
+                max_records,
+                max_delay,
+            } => {
+                st.unsynced += 1;
+                if st
+                    .dirty
+                    .as_ref()
+                    .zip(file.as_ref())
+                    .is_some_and(|(a, b)| !Arc::ptr_eq(a, b))
+                {
+                    // Rotated: the old segment was flushed at rotation.
+                    st.unsynced = 1;
+                }
+                st.dirty = file;
+                if st.unsynced >= max_records || st.last_sync.elapsed() >= max_delay {
+                    self.flush(st)?;
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    fn flush(&self, st: &mut State) -> Result<(), AuditError> {
+        if let Some(f) = st.dirty.take() {
+            f.sync_data()
+                .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+        }
+        st.unsynced = 0;
+        st.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Under the flock: brings the head up to date, rotates if needed,
+    /// appends the record. Returns its sequence number.
+    fn append_locked(
+        &self,
+        head_slot: &mut Option<Head>,
+        mut body: Map<String, Value>,
+    ) -> Result<u64, AuditError> {
+        self.refresh_head(head_slot)?;
+        let head = head_slot.get_or_insert_with(|| Head {
+            seq: 0,
+            hash: GENESIS_HASH.into(),
+            last_digest: 0,
+            segment: None,
+        });
+        let seq = head.seq + 1;
+        let need_new = match &head.segment {
+            None => true,
+            Some((_, _, len)) => *len >= self.opts.max_segment_bytes,
+        };
+        if need_new {
+            if let Some((_, old, _)) = &head.segment {
+                old.sync_data()
+                    .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+            }
+            let path = self.dir.join(segment::segment_name(seq));
+            let f = open_append(&path)?;
+            sync_dir(&self.dir)?;
+            head.segment = Some((seq, Arc::new(f), 0));
+        }
+        body.insert("sequenceNumber".into(), Value::from(seq));
+        body.insert("previousHash".into(), Value::String(head.hash.clone()));
+        body.insert("lastDigestSequence".into(), Value::from(head.last_digest));
+        let (mut line, hash) = chain::seal(body);
+        line.push('\n');
+        let Some((first, file, len)) = head.segment.as_mut() else {
+            return Err(AuditError::BadHead {
+                path: self.dir.clone(),
+                reason: "no segment".into(),
+            });
+        };
+        let path = self.dir.join(segment::segment_name(*first));
+        if let Err(e) = (&**file).write_all(line.as_bytes()) {
+            // Take back a partial line so the chain stays readable.
+            let _ = file.set_len(*len);
+            return Err(AuditError::io("append", path, e));
+        }
+        *len += line.len() as u64;
+        head.seq = seq;
+        head.hash = hash;
+        Ok(seq)
+    }
+
+    /// Under the flock: makes `head` match the disk, cheaply when nothing
+    /// else wrote (the cached segment's size is unchanged and no segment
+    /// after it exists).
+    fn refresh_head(&self, head: &mut Option<Head>) -> Result<(), AuditError> {
+        if let Some(h) = head.as_mut()
+            && let Some((first, _, len)) = &h.segment
+        {
+            let path = self.dir.join(segment::segment_name(*first));
+            let now_len = std::fs::metadata(&path).map(|m| m.len()).ok();
+            let next = self.dir.join(segment::segment_name(h.seq + 1));
+            if now_len == Some(*len) && !next.exists() {
+                if h.last_digest < h.seq && self.dir.join(segment::digest_name(h.seq)).exists() {
+                    h.last_digest = h.seq;
+                }
+                return Ok(());
+            }
+        }
+        *head = self.scan_head()?;
+        Ok(())
+    }
+
+    /// Reads the head from disk: the last complete record of the newest
+    /// non-empty segment. Removes crash debris (a torn final line, an empty
+    /// newest segment).
+    fn scan_head(&self) -> Result<Option<Head>, AuditError> {
+        let listing = segment::list(&self.dir)?;
+        for (first, path) in listing.segments.iter().rev() {
+            let last = segment::last_line(path)?;
+            let (line, end) = match last {
+                LastLine::Complete { line, end } => (line, end),
+                LastLine::Empty | LastLine::OnlyTorn => {
+                    // Nothing committed in it: a crash right after creating it.
+                    std::fs::remove_file(path).map_err(|e| AuditError::io("remove", path, e))?;
+                    continue;
+                }
+            };
+            let file = open_append(path)?;
+            let len = file
+                .metadata()
+                .map_err(|e| AuditError::io("stat", path, e))?
+                .len();
+            if len > end {
+                // A torn write never acknowledged to its caller.
+                file.set_len(end)
+                    .map_err(|e| AuditError::io("truncate", path, e))?;
+            }
+            let rec: Map<String, Value> =
+                serde_json::from_str(&line).map_err(|e| AuditError::BadHead {
+                    path: path.clone(),
+                    reason: format!("last record is not JSON: {e}"),
+                })?;
+            let bad = |what: &str| AuditError::BadHead {
+                path: path.clone(),
+                reason: format!("last record has no {what}"),
+            };
+            let seq = rec.sequence().ok_or_else(|| bad("sequenceNumber"))?;
+            let hash = rec
+                .str_at(&["hash"])
+                .ok_or_else(|| bad("hash"))?
+                .to_string();
+            let mut last_digest = rec
+                .get("lastDigestSequence")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("lastDigestSequence"))?;
+            if self.dir.join(segment::digest_name(seq)).exists() {
+                last_digest = seq;
+            }
+            return Ok(Some(Head {
+                seq,
+                hash,
+                last_digest,
+                segment: Some((*first, Arc::new(file), end)),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Under the flock with a fresh head: writes `digest-<head>.json` covering
+    /// every record after the previous digest. None if there is nothing to seal.
+    fn write_digest(&self, st: &mut State) -> Result<Option<u64>, AuditError> {
+        let Some(head) = st.head.as_mut() else {
+            return Ok(None);
+        };
+        if head.seq == 0 || head.last_digest >= head.seq {
+            st.unsealed = 0;
+            st.last_seal = Instant::now();
+            return Ok(None);
+        }
+        let listing = segment::list(&self.dir)?;
+        let (prev_seq, prev_hash) = match listing
+            .digests
+            .iter()
+            .rev()
+            .find(|(end, _)| *end < head.seq)
+        {
+            Some((end, path)) => {
+                let bytes = std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?;
+                (*end, chain::sha256_hex(&bytes))
+            }
+            None => (0, GENESIS_HASH.to_string()),
+        };
+        let start = prev_seq + 1;
+        let count = usize::try_from(head.seq - prev_seq).unwrap_or(0);
+        let mut prefixes = vec![[0u8; digest::HASH_PREFIX_LEN]; count];
+        for (i, (first, path)) in listing.segments.iter().enumerate() {
+            let next_first = listing.segments.get(i + 1).map_or(u64::MAX, |s| s.0);
+            if next_first <= start || *first > head.seq {
+                continue;
+            }
+            for raw in segment::read_lines(path)? {
+                let Ok(rec) = serde_json::from_str::<Map<String, Value>>(&raw.text) else {
+                    continue;
+                };
+                if let (Some(s), Some(h)) = (rec.sequence(), rec.str_at(&["hash"]))
+                    && s >= start
+                    && s <= head.seq
+                {
+                    prefixes[usize::try_from(s - start).unwrap_or(0)] = digest::hash_prefix(h);
+                }
+            }
+        }
+        let mut d = Digest {
+            digest_version: DIGEST_VERSION.into(),
+            digest_start_sequence: start,
+            digest_end_sequence: head.seq,
+            last_hash: head.hash.clone(),
+            previous_digest_sequence: prev_seq,
+            previous_digest_hash: prev_hash,
+            digest_time: rfc3339(self.opts.clock.now_unix()),
+            public_key_fingerprint: String::new(),
+            signature_algorithm: String::new(),
+            record_hash_prefixes: digest::encode_prefixes(&prefixes),
+            signature: String::new(),
+        };
+        self.key.sign(&mut d);
+        write_atomic(
+            &self.dir,
+            &segment::digest_name(head.seq),
+            d.to_canonical_json().as_bytes(),
+        )?;
+        head.last_digest = head.seq;
+        st.unsealed = 0;
+        st.last_seal = Instant::now();
+        Ok(Some(head.seq))
+    }
+
+    fn run_ticker(self: Arc<Self>) {
+        let period = match self.opts.sync {
+            SyncMode::Batched { max_delay, .. } => max_delay.min(self.opts.digest_every),
+            SyncMode::EveryRecord => self.opts.digest_every,
+        }
+        .max(Duration::from_millis(10));
+        let (m, cv) = &self.stop;
+        let Ok(mut stopped) = m.lock() else { return };
+        loop {
+            match cv.wait_timeout(stopped, period) {
+                Ok((g, _)) => stopped = g,
+                Err(_) => return,
+            }
+            if *stopped {
+                return;
+            }
+            drop(stopped);
+            if let Err(e) = self.tick() {
+                log::warn!("audit trail {}: {e}", self.dir.display());
+            }
+            stopped = match m.lock() {
+                Ok(g) => g,
+                Err(_) => return,
+            };
+        }
+    }
+
+    fn tick(&self) -> Result<(), AuditError> {
+        let mut st = self.lock_state();
+        if let SyncMode::Batched { max_delay, .. } = self.opts.sync
+            && st.unsynced > 0
+            && st.last_sync.elapsed() >= max_delay
+        {
+            self.flush(&mut st)?;
+        }
+        if st.unsealed > 0 && st.last_seal.elapsed() >= self.opts.digest_every {
+            self.flush(&mut st)?;
+            let st = &mut *st;
+            let _g = lock_file(&self.lock, &self.dir)?;
+            self.refresh_head(&mut st.head)?;
+            self.write_digest(st)?;
+        }
+        Ok(())
+    }
+}
