@@ -1,5 +1,6 @@
 //! Shared test helpers: a fresh engine in a temp dir with a manual clock.
-#![allow(dead_code)]
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
 use kms_engine::audit::MemorySink;
 use kms_engine::*;
