@@ -279,3 +279,35 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::NullSink;
+    use crate::{KdfParams, ManualClock, RootKeySource};
+    use std::sync::Arc;
+
+    #[test]
+    fn default_policy_names_creator() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::create(
+            &dir.path().join("e"),
+            RootKeySource::Key(zeroize::Zeroizing::new([9u8; 32])),
+            KdfParams::insecure_for_tests(),
+            Arc::new(ManualClock::new(0)),
+            Arc::new(NullSink),
+        )
+        .unwrap();
+        let caller = Principal::from_ids(1234, 1234, vec![]);
+        let id = e
+            .create_key(&caller, CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        let snap = e.current().unwrap();
+        let policy: serde_json::Value =
+            serde_json::from_str(&snap.resolve(&id).unwrap().policy).unwrap();
+        assert_eq!(policy["Statement"][0]["Principal"]["AWS"][0], "uid:1234");
+        assert_eq!(policy["Statement"][0]["Action"], "kms:*");
+    }
+}
