@@ -2,6 +2,7 @@
 //! writer killed with SIGKILL mid-loop leaves a store holding every key it
 //! reported created. The children are this test binary re-run on the
 //! ignored `child_writer` test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
 use kms_engine::audit::NullSink;
 use kms_engine::*;
