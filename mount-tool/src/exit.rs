@@ -1,6 +1,7 @@
 //! Exit codes, documented in README.md ("Exit codes"), and the CLI's error type.
 
 use kms_engine::KmsError;
+use std::path::PathBuf;
 use thiserror::Error;
 
 pub const SUCCESS: i32 = 0;
@@ -31,8 +32,29 @@ pub enum CliError {
         context: String,
         source: std::io::Error,
     },
+    #[allow(dead_code, reason = "raised by the mount commands (fuse branch)")]
     #[error("{0}")]
     Mount(String),
+    /// No `--engine`, no `KMSFS_ENGINE` and no usable `XDG_DATA_HOME`/`HOME`.
+    #[error("cannot find the engine directory: pass --engine DIR or set KMSFS_ENGINE")]
+    NoEngineDir,
+    #[error("no engine store at {}: create one with `kmsfs kms init-engine`", .0.display())]
+    EngineNotFound(PathBuf),
+    #[error("{} is not empty: an engine store (or something else) is already there", .0.display())]
+    EngineExists(PathBuf),
+    #[error(
+        "no passphrase: standard input is not a terminal to prompt on; \
+         pass --passphrase-file FILE (or set KMSFS_PASSPHRASE_FILE) or --key-file FILE"
+    )]
+    NoPassphrase,
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+    #[error("the two passphrases do not match")]
+    PassphraseMismatch,
+    #[error("cannot use passphrase file {}: {reason}", path.display())]
+    PassphraseFile { path: PathBuf, reason: String },
+    #[error("cannot use key file {}: {reason}", path.display())]
+    KeyFile { path: PathBuf, reason: String },
 }
 
 fn kms_line(e: &KmsError) -> String {
@@ -57,9 +79,16 @@ impl CliError {
                 KmsError::Validation(_) => USAGE,
                 _ => OPERATION_FAILED,
             },
-            CliError::Usage(_) => USAGE,
+            CliError::Usage(_) | CliError::NoEngineDir => USAGE,
             CliError::Io { .. } => IO,
             CliError::Mount(_) => MOUNT,
+            CliError::EngineNotFound(_) => NOT_FOUND,
+            CliError::EngineExists(_) => OPERATION_FAILED,
+            CliError::NoPassphrase
+            | CliError::EmptyPassphrase
+            | CliError::PassphraseMismatch
+            | CliError::PassphraseFile { .. }
+            | CliError::KeyFile { .. } => AUTHENTICATION,
         }
     }
 }

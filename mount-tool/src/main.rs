@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod engine_access;
 mod exit;
 
 use clap::Parser;
