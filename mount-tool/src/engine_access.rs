@@ -5,9 +5,11 @@
 use crate::cli::EngineArgs;
 use crate::exit::CliError;
 use kms_engine::KmsError;
+use kms_engine::audit::{AuditSink, NullSink};
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Something that answers AWS KMS JSON requests: the embedded engine today,
@@ -73,22 +75,64 @@ fn create_private_dir(dir: &Path) -> Result<(), CliError> {
     }
 }
 
+/// The audit sink the embedded engine reports to. The one place that
+/// chooses it; the file trail under the engine directory replaces it.
+pub fn audit_sink(_engine_dir: &Path) -> Arc<dyn AuditSink> {
+    Arc::new(NullSink)
+}
+
 /// The embedded engine behind [`Kms`].
 mod embedded {
-    use super::{KdfChoice, Kms, RootSecret};
+    use super::{KdfChoice, Kms, RootSecret, audit_sink};
     use crate::exit::CliError;
+    use kms_engine::{Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
+    use serde_json::Value;
     use std::path::Path;
+    use std::sync::Arc;
 
-    pub fn open(_dir: &Path, _secret: RootSecret) -> Result<Box<dyn Kms>, CliError> {
-        Err(CliError::Usage(
-            "the engine is not merged into this branch yet".into(),
-        ))
+    /// An open engine and the principal every call is made as.
+    struct Embedded {
+        engine: Engine,
+        caller: Principal,
     }
 
-    pub fn create(_dir: &Path, _secret: RootSecret, _kdf: KdfChoice) -> Result<(), CliError> {
-        Err(CliError::Usage(
-            "the engine is not merged into this branch yet".into(),
-        ))
+    impl Kms for Embedded {
+        fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError> {
+            self.engine.dispatch(&self.caller, op, request)
+        }
+    }
+
+    fn source(secret: RootSecret) -> RootKeySource {
+        match secret {
+            RootSecret::Passphrase(p) => RootKeySource::Passphrase(p),
+            RootSecret::Key(k) => RootKeySource::Key(k),
+        }
+    }
+
+    pub fn open(dir: &Path, secret: RootSecret) -> Result<Box<dyn Kms>, CliError> {
+        let engine = Engine::open(dir, source(secret), Arc::new(SystemClock), audit_sink(dir))?;
+        Ok(Box::new(Embedded {
+            engine,
+            caller: Principal::current_process(),
+        }))
+    }
+
+    pub fn create(dir: &Path, secret: RootSecret, kdf: KdfChoice) -> Result<(), CliError> {
+        let mut params = KdfParams::default();
+        if let Some(m) = kdf.memory_kib {
+            params.m_cost_kib = m;
+        }
+        if let Some(t) = kdf.iterations {
+            params.t_cost = t;
+        }
+        Engine::create(
+            dir,
+            source(secret),
+            params,
+            Arc::new(SystemClock),
+            audit_sink(dir),
+        )?;
+        Ok(())
     }
 }
 

@@ -92,3 +92,66 @@ impl CliError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_the_documented_codes() {
+        let cases = [
+            (KmsError::WrongPassphrase, AUTHENTICATION),
+            (KmsError::AccessDenied("x".into()), ACCESS_DENIED),
+            (KmsError::NotFound("x".into()), NOT_FOUND),
+            (KmsError::StoreNotFound("x".into()), NOT_FOUND),
+            (KmsError::StoreCorrupted("x".into()), IO),
+            (KmsError::Internal("x".into()), IO),
+            (KmsError::Validation("x".into()), USAGE),
+            (KmsError::InvalidCiphertext("x".into()), OPERATION_FAILED),
+            (KmsError::Disabled("x".into()), OPERATION_FAILED),
+            (KmsError::InvalidState("x".into()), OPERATION_FAILED),
+            (KmsError::AlreadyExists("x".into()), OPERATION_FAILED),
+        ];
+        for (e, code) in cases {
+            assert_eq!(CliError::from(e.clone()).exit_code(), code, "{e}");
+        }
+    }
+
+    #[test]
+    fn engine_errors_print_message_then_exception_name() {
+        let e = CliError::from(KmsError::NotFound("Invalid keyId k".into()));
+        assert_eq!(e.to_string(), "Invalid keyId k (NotFoundException)");
+    }
+
+    #[test]
+    fn cli_errors_map_to_the_documented_codes() {
+        let p = PathBuf::from("/p");
+        let cases = [
+            (CliError::NoEngineDir, USAGE),
+            (CliError::Usage("x".into()), USAGE),
+            (CliError::EngineNotFound(p.clone()), NOT_FOUND),
+            (CliError::EngineExists(p.clone()), OPERATION_FAILED),
+            (CliError::NoPassphrase, AUTHENTICATION),
+            (CliError::EmptyPassphrase, AUTHENTICATION),
+            (CliError::PassphraseMismatch, AUTHENTICATION),
+            (
+                CliError::KeyFile {
+                    path: p.clone(),
+                    reason: "r".into(),
+                },
+                AUTHENTICATION,
+            ),
+            (
+                CliError::PassphraseFile {
+                    path: p,
+                    reason: "r".into(),
+                },
+                AUTHENTICATION,
+            ),
+            (CliError::io("x", std::io::Error::other("boom")), IO),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit_code(), code, "{e}");
+        }
+    }
+}

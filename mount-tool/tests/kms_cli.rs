@@ -316,14 +316,21 @@ fn create_describe_and_list_with_paging() {
     let all = env.ok(&["list-keys"]);
     assert_eq!(all["Keys"].as_array().unwrap().len(), 3);
     assert!(all.get("NextMarker").is_none());
+    assert!(all.get("Truncated").is_none());
 
     // Text output: one KEYS line per key, as `aws --output text`.
     let text = env.text(&["list-keys"]);
-    assert_eq!(text.lines().filter(|l| l.starts_with("KEYS\t")).count(), 3);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields[0], "KEYS", "{text}");
+        assert!(fields[1].starts_with("arn:"), "{text}");
+        assert!(expected.iter().any(|k| k == fields[2]), "{text}");
+    }
 
     let (code, err) = env.fail(&["describe-key", "--key-id", "no-such-key"]);
-    assert!(code == 5 || code == 1, "{err}");
-    assert_eq!(err.lines().count(), 1);
+    assert_eq!(code, 5, "{err}");
+    assert_one_line_error(&err, "NotFoundException");
 }
 
 #[test]
@@ -722,10 +729,37 @@ fn key_file_root() {
             .output()
             .unwrap()
     };
+    // The Argon2id cost options make no sense for a key file.
+    let out = run(&["init-engine", "--kdf-iterations", "1"], &key_file);
+    let (code, err) = failure(out, &["init-engine"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!env.engine.exists());
     let out = run(&["init-engine"], &key_file);
     assert_success(&out, &["init-engine"]);
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["RootKeySource"], "key-file");
     let out = run(&["create-key"], &key_file);
     assert_success(&out, &["create-key"]);
+
+    // --key-file on the command line overrides KMSFS_PASSPHRASE_FILE ...
+    let out = env
+        .cmd(&["list-keys", "--key-file"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert_success(&out, &["list-keys", "--key-file"]);
+    // ... but both options on the command line are a usage mistake.
+    let out = run(
+        &["list-keys", "--passphrase-file", env.pass.to_str().unwrap()],
+        &key_file,
+    );
+    let (code, err) = failure(out, &["list-keys"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not both"), "{err}");
+    // A passphrase does not open a key-file store.
+    let (code, err) = env.fail(&["list-keys"]);
+    assert_eq!(code, 3, "{err}");
+    assert_one_line_error(&err, "IncorrectPassphraseException");
 
     let other = env.path("other.key");
     std::fs::write(&other, [43u8; 32]).unwrap();

@@ -21,6 +21,14 @@ pub struct InitEngineArgs {
 }
 
 pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
+    if engine.key_file.is_some() && (args.kdf_memory_kib.is_some() || args.kdf_iterations.is_some())
+    {
+        return Err(CliError::Usage(
+            "--kdf-memory-kib and --kdf-iterations set the passphrase's Argon2id cost; \
+             a key file is used as it is"
+                .into(),
+        ));
+    }
     let kdf = KdfChoice {
         memory_kib: args.kdf_memory_kib,
         iterations: args.kdf_iterations,
