@@ -45,7 +45,8 @@ pub fn open(args: &EngineArgs) -> Result<Box<dyn Kms>, CliError> {
     embedded::open(&dir, secret)
 }
 
-/// Creates a store where the arguments say; refuses a non-empty directory.
+/// Creates a store where the arguments say (the engine makes the directory,
+/// mode 0700); refuses a non-empty directory.
 pub fn create(args: &EngineArgs, kdf: KdfChoice) -> Result<Created, CliError> {
     let dir = engine_dir(args)?;
     if dir_has_entries(&dir)? {
@@ -56,23 +57,8 @@ pub fn create(args: &EngineArgs, kdf: KdfChoice) -> Result<Created, CliError> {
         RootSecret::Passphrase(_) => "passphrase",
         RootSecret::Key(_) => "key-file",
     };
-    create_private_dir(&dir)?;
     embedded::create(&dir, secret, kdf)?;
     Ok(Created { dir, root_kind })
-}
-
-/// Creates `dir` (and missing parents) with mode 0700 for the last component.
-fn create_private_dir(dir: &Path) -> Result<(), CliError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| CliError::io(format!("cannot create {}", parent.display()), e))?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(CliError::io(format!("cannot create {}", dir.display()), e)),
-    }
 }
 
 /// The audit sink the embedded engine reports to. The one place that

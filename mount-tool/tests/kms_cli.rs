@@ -160,8 +160,10 @@ fn b64(s: &str) -> Vec<u8> {
 
 #[test]
 fn init_engine_refuses_an_existing_store() {
+    use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
-    assert!(env.engine.is_dir());
+    let mode = std::fs::metadata(&env.engine).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
     let before = env.store_snapshot();
     assert!(!before.is_empty());
     let (code, err) = env.fail(&["init-engine", "--kdf-memory-kib", "8"]);
