@@ -1,0 +1,364 @@
+//! The file trail on real files: rotation, reopening, crash debris,
+//! concurrent writer processes, write failures, batched sync, background
+//! digests and queries.
+
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audit_support;
+
+use audit_support::*;
+use kms_engine::KmsError;
+use kms_engine::audit::query::{self, Filter, Follower};
+use kms_engine::audit::{AuditError, AuditSink, FileAuditTrail, SyncMode, TrailOptions, verify};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+#[test]
+fn segments_rotate_by_size_and_are_named_by_first_sequence() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(
+        t.path(),
+        TrailOptions {
+            max_segment_bytes: 2000,
+            ..options()
+        },
+    );
+    for i in 1..=25 {
+        trail.append(&event(i)).unwrap();
+    }
+    drop(trail);
+    let segs = segments(t.path());
+    assert!(segs.len() >= 5, "{segs:?}");
+    let mut max_record = 0;
+    for seg in &segs {
+        let lines = read_lines(seg);
+        let first = parse(&lines[0])["sequenceNumber"].as_u64().unwrap();
+        assert_eq!(file_name(seg), format!("segment-{first:020}.jsonl"));
+        for l in &lines {
+            max_record = max_record.max(l.len() as u64 + 1);
+        }
+        // A segment is closed once it reaches the size: at most one record past it.
+        assert!(std::fs::metadata(seg).unwrap().len() < 2000 + max_record);
+    }
+    assert!(verify(t.path(), &public_key()).unwrap().is_valid());
+}
+
+#[test]
+fn reopened_trail_continues_the_chain_and_seals_on_close() {
+    let t = tempfile::tempdir().unwrap();
+    for round in 0..3u64 {
+        let trail = open(t.path(), options());
+        for i in 1..=4 {
+            assert_eq!(trail.append(&event(i)).unwrap(), round * 4 + i);
+        }
+        // Dropping writes the final digest.
+    }
+    let r = verify(t.path(), &public_key()).unwrap();
+    assert!(r.is_valid(), "{r:?}");
+    assert_eq!((r.records, r.digests, r.unsealed_records), (12, 3, 0));
+    let pem = std::fs::read_to_string(t.path().join("public-key")).unwrap();
+    assert_eq!(
+        kms_engine::audit::PublicKey::parse(&pem).unwrap(),
+        public_key()
+    );
+}
+
+#[test]
+fn a_trail_signed_by_another_key_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    drop(open(t.path(), options()));
+    let err = FileAuditTrail::open(t.path(), Zeroizing::new([9u8; 32]), options()).unwrap_err();
+    assert!(matches!(err, AuditError::ForeignTrail { .. }), "{err}");
+}
+
+#[test]
+fn torn_final_line_is_removed_by_the_next_writer() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(t.path(), options());
+    for i in 1..=3 {
+        trail.append(&event(i)).unwrap();
+    }
+    std::mem::forget(trail);
+    let seg = segments(t.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(b"{\"eventVersion\":\"1.0");
+    std::fs::write(&seg, &bytes).unwrap();
+    let r = verify(t.path(), &public_key()).unwrap();
+    assert!(
+        r.is_valid(),
+        "a torn, unacknowledged write is not tampering"
+    );
+    assert!(r.torn_tail.is_some());
+    let trail = open(t.path(), options());
+    assert_eq!(trail.append(&event(4)).unwrap(), 4);
+    drop(trail);
+    let r = verify(t.path(), &public_key()).unwrap();
+    assert!(r.is_valid() && r.torn_tail.is_none(), "{r:?}");
+    assert_eq!(r.records, 4);
+}
+
+const CHILD_ENV: &str = "KMSFS_AUDIT_TEST_CHILD_DIR";
+
+/// Not a test on its own: the body of each writer process of
+/// `two_processes_append_one_chain` (does nothing unless started by it).
+#[test]
+fn child_writer_process() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let trail = open(
+        std::path::Path::new(&dir),
+        TrailOptions {
+            max_segment_bytes: 8000,
+            digest_every_records: 25,
+            ..options()
+        },
+    );
+    std::thread::scope(|s| {
+        for th in 0..2u64 {
+            let trail = &trail;
+            s.spawn(move || {
+                for i in 0..60 {
+                    trail.append(&event(th * 1000 + i)).unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn two_processes_append_one_chain() {
+    let t = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_writer_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, t.path())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let r = verify(t.path(), &public_key()).unwrap();
+    assert!(r.is_valid(), "{r:?}");
+    assert_eq!(r.records, 240);
+    assert_eq!(r.unsealed_records, 0);
+    assert!(r.segments > 1 && r.digests >= 9, "{r:?}");
+    // Every request id (each process writes the same 120) appears once per process.
+    let all = query::show(t.path(), &Filter::default()).unwrap();
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    for s in &all {
+        *counts
+            .entry(s.record["requestID"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(counts.len(), 120);
+    assert!(counts.values().all(|c| *c == 2), "{counts:?}");
+}
+
+#[test]
+fn audit_dir_that_is_a_file_cannot_be_opened() {
+    let t = tempfile::tempdir().unwrap();
+    let not_dir = t.path().join("audit");
+    std::fs::write(&not_dir, b"x").unwrap();
+    let err = FileAuditTrail::open(&not_dir, Zeroizing::new(SEED), options()).unwrap_err();
+    assert!(matches!(err, AuditError::Io { .. }), "{err}");
+}
+
+#[test]
+fn removed_audit_dir_makes_record_fail() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let trail = open(
+        &dir,
+        TrailOptions {
+            max_segment_bytes: 1,
+            ..options()
+        },
+    );
+    trail.record(&event(1)).unwrap();
+    // The directory is replaced by a file: the next segment cannot be created.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"x").unwrap();
+    let err = trail.record(&event(2)).unwrap_err();
+    assert!(matches!(err, KmsError::Internal(_)), "{err}");
+    std::mem::forget(trail);
+}
+
+/// Unmounts the tmpfs even if the test fails.
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_makes_record_fail_and_leaves_a_valid_trail() {
+    let t = tempfile::tempdir().unwrap();
+    let mnt = t.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "this test needs root to mount a tmpfs");
+    let _guard = Unmount(mnt.clone());
+    let dir = mnt.join("audit");
+    let trail = open(&dir, options());
+    let mut written = 0u64;
+    let err = loop {
+        match trail.record(&event(written + 1)) {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "64 KiB never filled up");
+    };
+    assert!(matches!(err, KmsError::Internal(_)), "{err}");
+    assert!(written > 10);
+    std::mem::forget(trail);
+    // Every acknowledged record is intact; the failed one left nothing behind.
+    let r = verify(&dir, &public_key()).unwrap();
+    assert_eq!(r.last_sequence, written, "{r:?}");
+    assert!(r.is_valid(), "{r:?}");
+}
+
+#[test]
+fn batched_sync_trail_verifies() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(
+        t.path(),
+        TrailOptions {
+            sync: SyncMode::Batched {
+                max_records: 8,
+                max_delay: Duration::from_millis(50),
+            },
+            max_segment_bytes: 3000,
+            ..options()
+        },
+    );
+    for i in 1..=30 {
+        trail.append(&event(i)).unwrap();
+    }
+    trail.close().unwrap();
+    let r = verify(t.path(), &public_key()).unwrap();
+    assert!(
+        r.is_valid() && r.records == 30 && r.unsealed_records == 0,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn background_thread_seals_an_idle_trail() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(
+        t.path(),
+        TrailOptions {
+            background: true,
+            digest_every: Duration::from_millis(100),
+            ..TrailOptions::default()
+        },
+    );
+    trail.append(&event(1)).unwrap();
+    // Wait (bounded) for the digest; no assertion on how long it took.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while digests(t.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no digest written by the background thread"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = verify(t.path(), &public_key()).unwrap();
+    assert!(r.is_valid() && r.sealed_through == 1, "{r:?}");
+    drop(trail);
+}
+
+#[test]
+fn show_filters_and_follower_sees_new_records() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(
+        t.path(),
+        TrailOptions {
+            max_segment_bytes: 1500,
+            ..options()
+        },
+    );
+    for i in 1..=20 {
+        trail.append(&event(i)).unwrap();
+    }
+    let f = |f: Filter| query::show(t.path(), &f).unwrap().len();
+    assert_eq!(f(Filter::default()), 20);
+    assert_eq!(
+        f(Filter {
+            errors_only: true,
+            ..Filter::default()
+        }),
+        4
+    );
+    assert_eq!(
+        f(Filter {
+            principal: Some("uid:1001".into()),
+            ..Filter::default()
+        }),
+        10
+    );
+    assert_eq!(
+        f(Filter {
+            event_name: Some("GenerateDataKey".into()),
+            ..Filter::default()
+        }),
+        6
+    );
+    assert_eq!(
+        f(Filter {
+            key_id: Some("1234abcd-12ab-34cd-56ef-1234567890ab".into()),
+            ..Filter::default()
+        }),
+        20
+    );
+    assert_eq!(
+        f(Filter {
+            key_id: Some("other".into()),
+            ..Filter::default()
+        }),
+        0
+    );
+    // event(i) is at 10:00:i
+    assert_eq!(
+        f(Filter {
+            since: Some(query::parse_time("2026-03-01T10:00:05Z").unwrap()),
+            until: Some(query::parse_time("2026-03-01T10:00:09Z").unwrap()),
+            ..Filter::default()
+        }),
+        5
+    );
+    assert!(query::parse_time("yesterday").is_err());
+    let tail = query::tail(t.path(), 3).unwrap();
+    assert_eq!(tail.len(), 3);
+    assert!(tail[0].to_text().contains("#18 "), "{}", tail[0].to_text());
+
+    let mut follower = Follower::from_end(t.path()).unwrap();
+    assert!(follower.poll().unwrap().is_empty());
+    for i in 21..=30 {
+        trail.append(&event(i)).unwrap();
+    }
+    let seqs: Vec<u64> = follower
+        .poll()
+        .unwrap()
+        .iter()
+        .map(|r| r.record["sequenceNumber"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (21..=30).collect::<Vec<_>>());
+}
