@@ -8,6 +8,8 @@ pub mod audit;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod grant;
+pub mod policy;
 pub mod principal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
