@@ -4,10 +4,13 @@
 //!
 //! Layers, bottom up: [`crypto`] (AEAD primitives), [`format`](mod@format) (pure on-disk
 //! encodings), [`content`] (block encryption), [`names`] (name encryption),
-//! [`keys`] (the key service and the data-key cache), `fuse` (the adaptor).
+//! [`keys`] (the key service and the data-key cache), [`volume`] (opening a
+//! volume), [`fuse`] (the adaptor).
 
 pub mod content;
 pub mod crypto;
 pub mod format;
+pub mod fuse;
 pub mod keys;
 pub mod names;
+pub mod volume;

@@ -94,4 +94,12 @@ pub enum Output {
 pub enum Command {
     /// Key engine operations, mirroring `aws kms`
     Kms(cmd::kms::KmsArgs),
+    /// Create an encrypted volume in an empty directory
+    Init(cmd::init::InitArgs),
+    /// Mount a volume (in the background unless --foreground)
+    Mount(cmd::mount::MountArgs),
+    /// Unmount a kmsfs mount
+    Unmount(cmd::unmount::UnmountArgs),
+    /// Mounted volumes, their keys, open files and key-cache figures
+    Status(cmd::status::StatusArgs),
 }

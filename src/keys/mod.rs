@@ -50,3 +50,36 @@ pub trait KeyService: Send + Sync {
         new_ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KmsError>;
 }
+
+pub mod cache;
+pub mod embedded;
+
+impl KeyService for std::sync::Arc<dyn KeyService> {
+    fn generate_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<GeneratedDataKey, KmsError> {
+        (**self).generate_data_key(caller, key_id, ctx)
+    }
+
+    fn decrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<DataKeyBytes, KmsError> {
+        (**self).decrypt_data_key(caller, wrapped, ctx)
+    }
+
+    fn rewrap_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        old_ctx: &EncryptionContext,
+        new_ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        (**self).rewrap_data_key(caller, wrapped, old_ctx, new_ctx)
+    }
+}

@@ -1,6 +1,10 @@
 //! One module per command family.
 
+pub mod init;
 pub mod kms;
+pub mod mount;
+pub mod status;
+pub mod unmount;
 
 use crate::cli::{Cli, Command};
 use crate::exit::CliError;
@@ -8,5 +12,9 @@ use crate::exit::CliError;
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Kms(args) => kms::run(&cli.engine, args),
+        Command::Init(args) => init::run(&cli.engine, cli.engine.output, args),
+        Command::Mount(args) => mount::run(&cli.engine, args),
+        Command::Unmount(args) => unmount::run(args),
+        Command::Status(args) => status::run(cli.engine.output, args),
     }
 }

@@ -1,0 +1,66 @@
+//! `kmsfs status`: the mounted kmsfs volumes, their keys, open files and
+//! key-cache figures (from the status file each mount process keeps).
+
+use crate::cli::Output;
+use crate::exit::CliError;
+use clap::Args;
+use kmsfs::fuse::status::{self, StatusReport};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+#[derive(Debug, Serialize)]
+struct MountStatus {
+    mountpoint: PathBuf,
+    options: String,
+    /// None when the mount process left no (readable) status file.
+    status: Option<StatusReport>,
+}
+
+pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
+    let text = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| CliError::io("reading /proc/self/mounts", e))?;
+    let mounts: Vec<MountStatus> = status::kmsfs_mounts(&text)
+        .into_iter()
+        .map(|m| {
+            let status = status::read_status(&status::status_file_for(&m.mountpoint)).ok();
+            MountStatus {
+                mountpoint: m.mountpoint,
+                options: m.options,
+                status,
+            }
+        })
+        .collect();
+    match output {
+        Output::Json => {
+            let v = serde_json::json!({ "mounts": mounts });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Output::Text => {
+            if mounts.is_empty() {
+                println!("no kmsfs volumes mounted");
+            }
+            for m in &mounts {
+                println!("{}", m.mountpoint.display());
+                match &m.status {
+                    Some(s) => {
+                        println!("  cipherdir:   {}", s.cipherdir.display());
+                        println!("  volume id:   {}", s.volume_id);
+                        println!("  master key:  {}", s.key_id);
+                        println!("  pid:         {}", s.pid);
+                        println!("  read-only:   {}", s.read_only);
+                        println!("  open files:  {}", s.open_files);
+                        println!(
+                            "  key cache:   {} hits, {} misses, {} entries",
+                            s.cache.hits, s.cache.misses, s.cache.entries
+                        );
+                    }
+                    None => println!("  (no status file)"),
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Attributes: FUSE `FileAttr` from the backing file's metadata (plaintext
+//! size from the backing size; symlink size from the decrypted target),
+//! getattr and setattr (chmod, chown, truncate, utimens).
+
+use super::blockio::BlockIo;
+use super::errno::{FsError, FsResult};
+use super::inode::NodeRef;
+use super::{Core, OpenFile};
+use crate::content::BlockLayout;
+use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
+use std::fs::Metadata;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn time(secs: i64, nsecs: i64) -> SystemTime {
+    let ns = u32::try_from(nsecs).unwrap_or(0);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs.unsigned_abs(), ns)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(ns))
+    }
+}
+
+pub fn kind_of(ft: std::fs::FileType) -> FileType {
+    if ft.is_dir() {
+        FileType::Directory
+    } else if ft.is_symlink() {
+        FileType::Symlink
+    } else if ft.is_fifo() {
+        FileType::NamedPipe
+    } else if ft.is_socket() {
+        FileType::Socket
+    } else if ft.is_char_device() {
+        FileType::CharDevice
+    } else if ft.is_block_device() {
+        FileType::BlockDevice
+    } else {
+        FileType::RegularFile
+    }
+}
+
+impl Core {
+    /// Attributes of the node at `backing` with metadata `meta`.
+    pub(crate) fn attr_from(&self, ino: u64, backing: &Path, meta: &Metadata) -> FileAttr {
+        let kind = kind_of(meta.file_type());
+        let size = match kind {
+            FileType::RegularFile => match BlockLayout::new(self.vol.block_size()) {
+                // A damaged file still stats; reads of the damaged part give EIO.
+                Ok(l) => l
+                    .plain_size(meta.len())
+                    .unwrap_or_else(|_| lenient_plain_size(&l, meta.len())),
+                Err(_) => 0,
+            },
+            FileType::Symlink => self
+                .read_link_target(backing)
+                .map(|t| t.len() as u64)
+                .unwrap_or(meta.len()),
+            _ => meta.len(),
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: meta.blocks(),
+            atime: time(meta.atime(), meta.atime_nsec()),
+            mtime: time(meta.mtime(), meta.mtime_nsec()),
+            ctime: time(meta.ctime(), meta.ctime_nsec()),
+            crtime: time(meta.ctime(), meta.ctime_nsec()),
+            kind,
+            perm: (meta.mode() & 0o7777) as u16,
+            nlink: u32::try_from(meta.nlink()).unwrap_or(u32::MAX),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            rdev: u32::try_from(meta.rdev()).unwrap_or(0),
+            blksize: self.vol.block_size(),
+            flags: 0,
+        }
+    }
+
+    pub(crate) fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        let node = self.node(ino)?;
+        let meta = std::fs::symlink_metadata(&node.backing)?;
+        Ok(self.attr_from(ino, &node.backing, &meta))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn setattr(
+        &self,
+        req: &fuser::Request,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let node = self.node(ino)?;
+        let meta = std::fs::symlink_metadata(&node.backing)?;
+        if let Some(size) = size {
+            if meta.is_dir() {
+                return Err(FsError::IsDir);
+            }
+            if !meta.is_file() {
+                return Err(FsError::InvalidArgument);
+            }
+            self.truncate(req, &node, size, fh)?;
+        }
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::lchown(&node.backing, uid, gid)?;
+        }
+        if let Some(mode) = mode
+            && !meta.file_type().is_symlink()
+        {
+            rustix::fs::chmod(
+                &node.backing,
+                rustix::fs::Mode::from_raw_mode(mode & 0o7777),
+            )?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            let conv = |t: Option<TimeOrNow>| match t {
+                None => rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+                Some(TimeOrNow::Now) => rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+                Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+                    Ok(d) => rustix::fs::Timespec {
+                        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                        tv_nsec: i64::from(d.subsec_nanos()),
+                    },
+                    Err(e) => rustix::fs::Timespec {
+                        tv_sec: -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+                        tv_nsec: 0,
+                    },
+                },
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: conv(atime),
+                last_modification: conv(mtime),
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &node.backing,
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        self.getattr(ino)
+    }
+
+    /// Truncates a regular file, through an open handle when the kernel
+    /// gave one, else by opening it (Decrypt as the caller).
+    fn truncate(
+        &self,
+        req: &fuser::Request,
+        node: &NodeRef,
+        size: u64,
+        fh: Option<u64>,
+    ) -> FsResult<()> {
+        let handle: std::sync::Arc<OpenFile> = match fh.and_then(|f| self.file_handle(f).ok()) {
+            Some(h) if h.ino == node.ino => h,
+            _ => std::sync::Arc::new(self.open_backing(req, node, true)?),
+        };
+        let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;
+        let path = node.plain.display();
+        BlockIo {
+            file: &handle.file,
+            cipher: &handle.cipher,
+            path: &path,
+        }
+        .truncate(size)
+    }
+}
+
+/// The plaintext size of a damaged backing file: whole blocks only.
+fn lenient_plain_size(l: &BlockLayout, cipher_size: u64) -> u64 {
+    let header = crate::format::HEADER_LEN as u64;
+    let body = cipher_size.saturating_sub(header);
+    (body / l.stored_block_size()) * u64::from(l.block_size())
+}

@@ -1,0 +1,235 @@
+//! Directory operations: lookup, opendir/readdir, mkdir, rmdir, unlink,
+//! statfs, fsyncdir.
+
+use super::errno::{FsError, FsResult};
+use super::inode::NodeRef;
+use super::{Core, DirHandle};
+use crate::volume::create_dir_iv;
+use fuser::{FileAttr, FileType, Request};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Owner of a new entry: the caller, with the parent's group when the
+/// parent is set-group-id (as POSIX file systems do). Returns (uid, gid,
+/// parent is setgid).
+pub(crate) fn new_owner(req: &Request, parent_backing: &Path) -> FsResult<(u32, u32, bool)> {
+    let pm = fs::metadata(parent_backing)?;
+    let sgid = pm.mode() & libc::S_ISGID != 0;
+    let gid = if sgid { pm.gid() } else { req.gid() };
+    Ok((req.uid(), gid, sgid))
+}
+
+impl Core {
+    /// The node of `name` in `parent` if the backing entry exists: records
+    /// a kernel lookup.
+    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
+        let dir = self.node(parent)?;
+        let (backing, _) = self.child_backing(&dir, name)?;
+        let meta = match fs::symlink_metadata(&backing) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let node = self.table().lookup(dir.plain.child(name), backing);
+        Ok(self.attr_from(node.ino, &node.backing, &meta))
+    }
+
+    /// Registers a freshly created entry with the kernel (one lookup).
+    pub(crate) fn entry_created(
+        &self,
+        dir: &NodeRef,
+        name: &OsStr,
+        backing: std::path::PathBuf,
+    ) -> FsResult<(NodeRef, FileAttr)> {
+        let meta = fs::symlink_metadata(&backing)?;
+        let node = self.table().lookup(dir.plain.child(name), backing);
+        let attr = self.attr_from(node.ino, &node.backing, &meta);
+        Ok((node, attr))
+    }
+
+    pub(crate) fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let dir = self.node(ino)?;
+        let iv = self.dir_iv(&dir)?;
+        let plain = dir.plain.display();
+        let mut entries = vec![
+            (ino, FileType::Directory, OsString::from(".")),
+            (ino, FileType::Directory, OsString::from("..")),
+        ];
+        for ent in fs::read_dir(&dir.backing)? {
+            let ent = ent?;
+            let Some(name) = self.decode_entry(&dir.backing, &plain, &iv, &ent.file_name()) else {
+                continue;
+            };
+            let kind = ent
+                .file_type()
+                .map(super::attr::kind_of)
+                .unwrap_or(FileType::RegularFile);
+            let child = dir.plain.child(&name);
+            let child_ino = self.table().ino_of(&child).unwrap_or_else(|| {
+                use std::os::unix::fs::DirEntryExt;
+                ent.ino() | (1 << 63)
+            });
+            entries.push((child_ino, kind, name));
+        }
+        let fh = self.new_fh();
+        self.dirs
+            .lock()
+            .map_err(|_| FsError::Stale)?
+            .insert(fh, Arc::new(DirHandle { entries }));
+        Ok(fh)
+    }
+
+    pub(crate) fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {
+        self.dirs
+            .lock()
+            .map_err(|_| FsError::Stale)?
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::Stale)
+    }
+
+    pub(crate) fn releasedir(&self, fh: u64) {
+        if let Ok(mut d) = self.dirs.lock() {
+            d.remove(&fh);
+        }
+    }
+
+    pub(crate) fn mkdir(
+        &self,
+        req: &Request,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<FileAttr> {
+        self.check_writable()?;
+        let dir = self.node(parent)?;
+        let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
+        let (backing, bn) = self.child_backing(&dir, name)?;
+        let (uid, gid, sgid) = new_owner(req, &dir.backing)?;
+        let mut perm = mode & !umask & 0o7777;
+        if sgid {
+            perm |= libc::S_ISGID;
+        }
+        // Created owner-writable so the IV file can be written, then chmod.
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&backing)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    FsError::Exists
+                } else {
+                    e.into()
+                }
+            })?;
+        let finish = || -> FsResult<()> {
+            if self.vol.encrypted_names() {
+                create_dir_iv(&backing)?;
+            }
+            self.write_side_file(&dir.backing, &bn)?;
+            std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
+            rustix::fs::chmod(&backing, rustix::fs::Mode::from_raw_mode(perm))?;
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            let _ = fs::remove_dir_all(&backing);
+            self.remove_side_file(&dir.backing, &bn);
+            return Err(e);
+        }
+        Ok(self.entry_created(&dir, name, backing)?.1)
+    }
+
+    /// True when the backing directory holds no user entries.
+    fn is_empty_dir(&self, backing: &Path) -> FsResult<bool> {
+        for ent in fs::read_dir(backing)? {
+            let ent = ent?;
+            if crate::names::classify_backing_name(std::os::unix::ffi::OsStrExt::as_bytes(
+                ent.file_name().as_os_str(),
+            )) != crate::names::BackingKind::Reserved
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let dir = self.node(parent)?;
+        let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
+        let (backing, bn) = self.child_backing(&dir, name)?;
+        let meta = fs::symlink_metadata(&backing).map_err(not_found)?;
+        if !meta.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        let plain = dir.plain.child(name);
+        // Hold the victim's lock so no entry is created in it meanwhile.
+        let victim = {
+            let t = self.table();
+            t.ino_of(&plain).and_then(|i| t.get(i))
+        };
+        let _victim_guard = match &victim {
+            Some(v) => Some(v.state.io.write().map_err(|_| FsError::Stale)?),
+            None => None,
+        };
+        if !self.is_empty_dir(&backing)? {
+            return Err(FsError::NotEmpty);
+        }
+        // Remove kmsfs's own files, then the directory; on failure put the
+        // IV back so the directory stays readable.
+        let iv = if self.vol.encrypted_names() {
+            fs::read(backing.join(crate::names::DIRIV_FILE_NAME)).ok()
+        } else {
+            None
+        };
+        for ent in fs::read_dir(&backing)? {
+            fs::remove_file(ent?.path())?;
+        }
+        if let Err(e) = fs::remove_dir(&backing) {
+            if let Some(iv) = iv {
+                let _ = fs::write(backing.join(crate::names::DIRIV_FILE_NAME), iv);
+            }
+            return Err(e.into());
+        }
+        self.remove_side_file(&dir.backing, &bn);
+        self.table().unlinked(&plain);
+        Ok(())
+    }
+
+    pub(crate) fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let dir = self.node(parent)?;
+        let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
+        let (backing, bn) = self.child_backing(&dir, name)?;
+        let meta = fs::symlink_metadata(&backing).map_err(not_found)?;
+        if meta.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        fs::remove_file(&backing)?;
+        self.remove_side_file(&dir.backing, &bn);
+        self.table().unlinked(&dir.plain.child(name));
+        Ok(())
+    }
+
+    pub(crate) fn statfs(&self) -> FsResult<rustix::fs::StatVfs> {
+        Ok(rustix::fs::statvfs(&self.vol.root)?)
+    }
+
+    pub(crate) fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        let dir = self.node(ino)?;
+        fs::File::open(&dir.backing)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// Maps a missing backing entry to ENOENT.
+pub(crate) fn not_found(e: std::io::Error) -> FsError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        FsError::NotFound
+    } else {
+        e.into()
+    }
+}

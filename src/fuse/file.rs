@@ -1,0 +1,301 @@
+//! Regular files: create, open (Decrypt of the data key through the cache,
+//! as the caller), read, write, flush, release, fsync, fallocate.
+
+use super::blockio::BlockIo;
+use super::dir::new_owner;
+use super::errno::{FsError, FsResult};
+use super::inode::NodeRef;
+use super::{Core, OpenFile, principal_for};
+use crate::content::ContentCipher;
+use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::keys::KeyService;
+use fuser::{FileAttr, FopenFlags, Request};
+use kms_engine::KmsError;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// fallocate mode bits kmsfs implements.
+const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+
+impl Core {
+    fn principal(&self, req: &Request) -> kms_engine::Principal {
+        principal_for(req.uid(), req.gid(), req.pid())
+    }
+
+    /// Logs and converts a key-service failure on `path`.
+    fn kms_failure(&self, path: &str, op: &str, e: KmsError) -> FsError {
+        match &e {
+            KmsError::InvalidCiphertext(_) | KmsError::IncorrectKey(_) => {
+                log::warn!("{path}: {op}: data key does not open under this path: {e}");
+                FsError::tampered(path, format!("{op}: {e}"))
+            }
+            _ => {
+                log::info!("{path}: {op} refused: {e}");
+                FsError::Kms(e)
+            }
+        }
+    }
+
+    /// Opens the backing file of `node` and unwraps its data key as the
+    /// caller.
+    pub(crate) fn open_backing(
+        &self,
+        req: &Request,
+        node: &NodeRef,
+        write: bool,
+    ) -> FsResult<OpenFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write && !self.opts.read_only)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&node.backing)?;
+        let path = node.plain.display();
+        let mut hdr = [0u8; HEADER_LEN];
+        let n = read_full_at(&file, &mut hdr, 0)?;
+        let header = FileHeader::decode(&hdr[..n]).map_err(|e| {
+            log::warn!("{path}: bad file header: {e}");
+            FsError::tampered(&path, e.to_string())
+        })?;
+        let ctx = self.file_context(&node.plain);
+        let dek = self
+            .keys
+            .decrypt_data_key(&self.principal(req), &header.wrapped_dek, &ctx)
+            .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
+        let cipher = ContentCipher::new(&dek, header.file_id, self.vol.block_size())
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        Ok(OpenFile {
+            ino: node.ino,
+            file,
+            cipher,
+            append: false,
+            state: node.state.clone(),
+        })
+    }
+
+    fn register(&self, mut of: OpenFile, append: bool) -> FsResult<u64> {
+        of.append = append;
+        let fh = self.new_fh();
+        self.files
+            .write()
+            .map_err(|_| FsError::Stale)?
+            .insert(fh, Arc::new(of));
+        Ok(fh)
+    }
+
+    /// Creates a regular file with a fresh data key bound to its path.
+    /// Returns the new file's attributes and, when `open`, a handle.
+    pub(crate) fn create_file(
+        &self,
+        req: &Request,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: Option<i32>,
+    ) -> FsResult<(FileAttr, Option<u64>)> {
+        self.check_writable()?;
+        let dir = self.node(parent)?;
+        let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
+        let (backing, bn) = self.child_backing(&dir, name)?;
+        let (uid, gid, _) = new_owner(req, &dir.backing)?;
+        let plain = dir.plain.child(name);
+        let path = plain.display();
+        let ctx = self.file_context(&plain);
+        let generated = self
+            .keys
+            .generate_data_key(&self.principal(req), &self.vol.config.master_key_id, &ctx)
+            .map_err(|e| self.kms_failure(&path, "GenerateDataKey", e))?;
+        let file_id = FileId::random().map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let header = FileHeader::new(file_id, generated.wrapped)
+            .and_then(|h| h.encode())
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let cipher = ContentCipher::new(&generated.plaintext, file_id, self.vol.block_size())
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&backing)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    FsError::Exists
+                } else {
+                    e.into()
+                }
+            })?;
+        let finish = || -> FsResult<()> {
+            file.write_all_at(&header, 0)?;
+            self.write_side_file(&dir.backing, &bn)?;
+            std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
+            rustix::fs::fchmod(
+                &file,
+                rustix::fs::Mode::from_raw_mode(mode & !umask & 0o7777),
+            )?;
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            let _ = std::fs::remove_file(&backing);
+            self.remove_side_file(&dir.backing, &bn);
+            return Err(e);
+        }
+        let (node, attr) = self.entry_created(&dir, name, backing)?;
+        let fh = match flags {
+            Some(flags) => Some(self.register(
+                OpenFile {
+                    ino: node.ino,
+                    file,
+                    cipher,
+                    append: false,
+                    state: node.state.clone(),
+                },
+                flags & libc::O_APPEND != 0,
+            )?),
+            None => None,
+        };
+        Ok((attr, fh))
+    }
+
+    pub(crate) fn open(&self, req: &Request, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
+        let node = self.node(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let wants_write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if wants_write {
+            self.check_writable()?;
+        }
+        // Always open the backing file writable when allowed: a write-only
+        // handle still reads for read-modify-write.
+        let of = self.open_backing(req, &node, true)?;
+        if flags & libc::O_TRUNC != 0 && wants_write {
+            let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
+            let path = node.plain.display();
+            BlockIo {
+                file: &of.file,
+                cipher: &of.cipher,
+                path: &path,
+            }
+            .truncate(0)?;
+        }
+        let mut fopen = FopenFlags::empty();
+        let stamp = cache_stamp(&of.file);
+        if let (Ok(mut last), Some(now)) = (node.state.cache_stamp.lock(), stamp) {
+            if *last == Some(now) {
+                fopen |= FopenFlags::FOPEN_KEEP_CACHE;
+            }
+            *last = Some(now);
+        }
+        let fh = self.register(of, flags & libc::O_APPEND != 0)?;
+        Ok((fh, fopen))
+    }
+
+    pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let h = self.file_handle(fh)?;
+        let _g = h.state.io.read().map_err(|_| FsError::Stale)?;
+        let path = self.path_of(h.ino);
+        BlockIo {
+            file: &h.file,
+            cipher: &h.cipher,
+            path: &path,
+        }
+        .read(offset, u64::from(size))
+    }
+
+    pub(crate) fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.check_writable()?;
+        let h = self.file_handle(fh)?;
+        let _g = h.state.io.write().map_err(|_| FsError::Stale)?;
+        let path = self.path_of(h.ino);
+        let io = BlockIo {
+            file: &h.file,
+            cipher: &h.cipher,
+            path: &path,
+        };
+        let offset = if h.append { io.sizes()?.0 } else { offset };
+        io.write(offset, data)?;
+        u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument)
+    }
+
+    pub(crate) fn release(&self, fh: u64) {
+        let removed = self.files.write().ok().and_then(|mut f| f.remove(&fh));
+        if let Some(h) = removed
+            && let (Ok(mut last), Some(now)) = (h.state.cache_stamp.lock(), cache_stamp(&h.file))
+        {
+            *last = Some(now);
+        }
+    }
+
+    pub(crate) fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let h = self.file_handle(fh)?;
+        if datasync {
+            h.file.sync_data()?;
+        } else {
+            h.file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        self.check_writable()?;
+        let h = self.file_handle(fh)?;
+        if mode & !FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(FsError::Unsupported);
+        }
+        let end = offset.checked_add(length).ok_or(FsError::TooBig)?;
+        let _g = h.state.io.write().map_err(|_| FsError::Stale)?;
+        let path = self.path_of(h.ino);
+        let io = BlockIo {
+            file: &h.file,
+            cipher: &h.cipher,
+            path: &path,
+        };
+        let layout = h.cipher.layout();
+        if mode & FALLOC_FL_KEEP_SIZE != 0 {
+            // Reserve backing space only; the plaintext size does not change.
+            let start = layout.block_cipher_offset(offset / u64::from(layout.block_size()));
+            let cend = layout.cipher_size(end);
+            rustix::fs::fallocate(
+                &h.file,
+                rustix::fs::FallocateFlags::KEEP_SIZE,
+                start,
+                cend.saturating_sub(start),
+            )?;
+            return Ok(());
+        }
+        let (size, _) = io.sizes()?;
+        if end > size {
+            io.truncate(end)?;
+        }
+        Ok(())
+    }
+
+    /// The current plaintext path of `ino` for log lines.
+    pub(crate) fn path_of(&self, ino: u64) -> String {
+        self.table()
+            .get(ino)
+            .map(|n| n.plain.display())
+            .unwrap_or_else(|| format!("<inode {ino}>"))
+    }
+}
+
+/// Reads as much as possible of `buf.len()` bytes at `offset`.
+fn read_full_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// (mtime, size) of the backing file, to decide about keeping the page cache.
+fn cache_stamp(f: &File) -> Option<(SystemTime, u64)> {
+    let m = f.metadata().ok()?;
+    Some((m.modified().ok()?, m.len()))
+}

@@ -1,0 +1,220 @@
+//! The FUSE adaptor: a multi-threaded fuser session over a backing
+//! directory, split by operation family (`dir`, `file`, `rename`, `link`,
+//! `xattr`), with one inode table (`inode`), one error-to-errno mapping
+//! (`errno`) and the block I/O engine (`blockio`).
+
+pub mod attr;
+pub mod blockio;
+pub mod dir;
+pub mod errno;
+pub mod file;
+pub mod inode;
+pub mod link;
+pub mod naming;
+pub mod ops;
+pub mod rename;
+pub mod status;
+pub mod xattr;
+
+use crate::content::ContentCipher;
+use crate::keys::KeyService;
+use crate::keys::cache::{CacheConfig, CachingKeyService};
+use crate::volume::Volume;
+use errno::{FsError, FsResult};
+use inode::{InodeState, InodeTable, NodeRef, PlainPath};
+use kms_engine::{EncryptionContext, Principal};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// How long the kernel may cache attributes and entries.
+pub const TTL: Duration = Duration::from_secs(1);
+/// Largest write the kernel sends in one request.
+pub const MAX_WRITE: u32 = 1 << 20;
+
+/// Context key naming the volume.
+pub const CTX_VOLUME: &str = "kmsfs:volume";
+/// Context key naming the file's plaintext path.
+pub const CTX_PATH: &str = "kmsfs:path";
+
+/// Mount-time options of the filesystem itself.
+#[derive(Debug, Clone, Default)]
+pub struct FsOptions {
+    pub read_only: bool,
+    pub cache: CacheConfig,
+}
+
+/// An open regular file.
+pub(crate) struct OpenFile {
+    pub ino: u64,
+    pub file: File,
+    pub cipher: ContentCipher,
+    pub append: bool,
+    pub state: Arc<InodeState>,
+}
+
+/// A directory listing taken at opendir.
+pub(crate) struct DirHandle {
+    pub entries: Vec<(u64, fuser::FileType, OsString)>,
+}
+
+/// Everything the operations share. The fuser [`KmsFs`] wraps it in an
+/// `Arc` so that the mount command can read status while mounted.
+pub struct Core {
+    pub(crate) vol: Volume,
+    pub(crate) keys: CachingKeyService<Arc<dyn KeyService>>,
+    pub(crate) table: Mutex<InodeTable>,
+    pub(crate) files: RwLock<HashMap<u64, Arc<OpenFile>>>,
+    pub(crate) dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    next_fh: AtomicU64,
+    /// Serializes renames (they share the one journal file).
+    pub(crate) rename_lock: Mutex<()>,
+    pub(crate) opts: FsOptions,
+    pub(crate) xattrs: xattr::XattrCipher,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("vol", &self.vol).finish()
+    }
+}
+
+impl Core {
+    /// Builds the filesystem over an open volume. Completes a pending rename
+    /// journal first (roll forward).
+    pub fn new(vol: Volume, keys: Arc<dyn KeyService>, opts: FsOptions) -> FsResult<Core> {
+        rename::recover_journal(&vol)?;
+        let table = InodeTable::new(&vol.root);
+        let xattrs = xattr::XattrCipher::new(vol.names_key())?;
+        Ok(Core {
+            xattrs,
+            keys: CachingKeyService::new(keys, opts.cache),
+            vol,
+            table: Mutex::new(table),
+            files: RwLock::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            rename_lock: Mutex::new(()),
+            opts,
+        })
+    }
+
+    pub(crate) fn table(&self) -> MutexGuard<'_, InodeTable> {
+        match self.table.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn node(&self, ino: u64) -> FsResult<NodeRef> {
+        self.table().get(ino).ok_or(FsError::Stale)
+    }
+
+    pub(crate) fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn file_handle(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
+        let files = self.files.read().map_err(|_| FsError::Stale)?;
+        files.get(&fh).cloned().ok_or(FsError::Stale)
+    }
+
+    pub(crate) fn check_writable(&self) -> FsResult<()> {
+        if self.opts.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The encryption context binding a data key to `path`.
+    pub fn file_context(&self, path: &PlainPath) -> EncryptionContext {
+        file_context(&self.vol.config.volume_id, path)
+    }
+
+    /// A status snapshot for `kmsfs status`.
+    pub fn status(&self, mountpoint: &Path) -> status::StatusReport {
+        let open_files = self.files.read().map(|f| f.len() as u64).unwrap_or(0);
+        status::StatusReport {
+            pid: std::process::id(),
+            mountpoint: mountpoint.to_path_buf(),
+            cipherdir: self.vol.root.clone(),
+            volume_id: self.vol.config.volume_id.clone(),
+            key_id: self.vol.config.master_key_id.clone(),
+            read_only: self.opts.read_only,
+            open_files,
+            known_inodes: self.table().len() as u64,
+            cache: self.keys.stats(),
+        }
+    }
+}
+
+/// The encryption context for a file of `volume_id` at `path`.
+pub fn file_context(volume_id: &str, path: &PlainPath) -> EncryptionContext {
+    let mut ctx = EncryptionContext::new();
+    ctx.insert(CTX_VOLUME.to_string(), volume_id.to_string());
+    ctx.insert(CTX_PATH.to_string(), path.context_string());
+    ctx
+}
+
+/// The caller of a FUSE request as an engine principal: uid and gid from the
+/// request, supplementary groups from `/proc/<pid>/status` (best effort).
+pub fn principal_for(uid: u32, gid: u32, pid: u32) -> Principal {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Groups:").map(|rest| {
+                    rest.split_whitespace()
+                        .filter_map(|g| g.parse::<u32>().ok())
+                        .filter(|g| *g != gid)
+                        .collect::<Vec<u32>>()
+                })
+            })
+        })
+        .unwrap_or_default();
+    Principal::from_ids(uid, gid, groups)
+}
+
+/// The fuser filesystem: a thin shell that replies with [`Core`]'s results.
+#[derive(Debug, Clone)]
+pub struct KmsFs {
+    pub core: Arc<Core>,
+}
+
+impl KmsFs {
+    pub fn new(core: Core) -> Self {
+        KmsFs {
+            core: Arc::new(core),
+        }
+    }
+}
+
+/// The fuser session configuration kmsfs mounts with.
+pub fn mount_config(read_only: bool, allow_other: bool) -> fuser::Config {
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options = vec![
+        fuser::MountOption::FSName(status::FS_NAME.to_string()),
+        fuser::MountOption::Subtype(status::FS_NAME.to_string()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoAtime,
+        if read_only {
+            fuser::MountOption::RO
+        } else {
+            fuser::MountOption::RW
+        },
+    ];
+    if allow_other {
+        cfg.acl = fuser::SessionACL::All;
+    }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    cfg.n_threads = Some(cpus.max(2));
+    cfg.clone_fd = true;
+    cfg
+}

@@ -1,0 +1,424 @@
+//! Rename: re-wraps the data key of every regular file that changes path
+//! (ReEncrypt, as the caller) under a journal, `kmsfs.journal` in the
+//! cipher root.
+//!
+//! Crash-safe order:
+//! 1. ReEncrypt every affected data key (nothing on disk changes yet; a
+//!    refusal aborts the rename with EACCES);
+//! 2. write the journal — for each file its backing path *after* the
+//!    rename, its file id and its new 128-byte header — with fsync of the
+//!    file and of the cipher root;
+//! 3. rename the backing entry (renameat2: atomic, NOREPLACE/EXCHANGE kept);
+//! 4. write each new header in place (one 128-byte pwrite) and fsync;
+//! 5. remove the journal and fsync the cipher root.
+//!
+//! At mount an existing journal is rolled forward: every listed path whose
+//! file still carries the listed file id gets the listed header (idempotent).
+//! If the crash came before step 3, the paths hold other files or nothing,
+//! nothing is written, and the journal is dropped: the rename did not happen.
+//! Between steps 3 and 4 a concurrent open of the moved file can fail with
+//! EIO (its header still names the old path); it never yields wrong data.
+
+use super::errno::{FsError, FsResult};
+use super::inode::PlainPath;
+use super::{Core, principal_for};
+use crate::format::{FileHeader, HEADER_LEN};
+use crate::keys::KeyService;
+use crate::names::DirIv;
+use crate::volume::{JOURNAL_FILE_NAME, Volume, write_atomic};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fuser::{RenameFlags, Request};
+use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const JOURNAL_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    version: u32,
+    entries: Vec<JournalEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalEntry {
+    /// Backing path after the rename, relative to the cipher root,
+    /// base64url of its bytes.
+    path: String,
+    /// The file id, base64url.
+    file_id: String,
+    /// The new header, base64url.
+    header: String,
+}
+
+/// One file whose key is re-wrapped.
+struct Rewrap {
+    new_backing: PathBuf,
+    header: FileHeader,
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    let r = p.strip_prefix(root).unwrap_or(p);
+    URL_SAFE_NO_PAD.encode(r.as_os_str().as_bytes())
+}
+
+fn write_journal(root: &Path, rewraps: &[Rewrap]) -> FsResult<()> {
+    let mut entries = Vec::with_capacity(rewraps.len());
+    for r in rewraps {
+        let bytes = r
+            .header
+            .encode()
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        entries.push(JournalEntry {
+            path: rel(root, &r.new_backing),
+            file_id: URL_SAFE_NO_PAD.encode(r.header.file_id.as_bytes()),
+            header: URL_SAFE_NO_PAD.encode(bytes),
+        });
+    }
+    let j = Journal {
+        version: JOURNAL_VERSION,
+        entries,
+    };
+    let bytes = serde_json::to_vec(&j).map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+    write_atomic(&root.join(JOURNAL_FILE_NAME), &bytes)?;
+    Ok(())
+}
+
+fn remove_journal(root: &Path) -> FsResult<()> {
+    match fs::remove_file(root.join(JOURNAL_FILE_NAME)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    fs::File::open(root)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes `header` at offset 0 of `path` if the file there has `file_id`.
+/// Returns whether it wrote.
+fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
+    let f = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let mut cur = [0u8; HEADER_LEN];
+    if f.read_exact_at(&mut cur, 0).is_err() {
+        return Ok(false);
+    }
+    match FileHeader::decode(&cur) {
+        Ok(h) if h.file_id.as_bytes().as_slice() == file_id => {}
+        _ => return Ok(false),
+    }
+    f.write_all_at(header, 0)?;
+    f.sync_data()?;
+    Ok(true)
+}
+
+/// Rolls a pending rename journal forward (see the module docs).
+pub fn recover_journal(vol: &Volume) -> FsResult<()> {
+    let jpath = vol.root.join(JOURNAL_FILE_NAME);
+    let bytes = match fs::read(&jpath) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let j: Journal = match serde_json::from_slice(&bytes) {
+        Ok(j) => j,
+        Err(e) => {
+            // A journal that is not complete was never acted on (it is
+            // written atomically): the rename did not start.
+            log::warn!("ignoring unreadable rename journal: {e}");
+            return remove_journal(&vol.root);
+        }
+    };
+    if j.version != JOURNAL_VERSION {
+        return Err(FsError::tampered(
+            JOURNAL_FILE_NAME,
+            format!("unknown journal version {}", j.version),
+        ));
+    }
+    let mut applied = 0usize;
+    for e in &j.entries {
+        let (Ok(p), Ok(id), Ok(h)) = (
+            URL_SAFE_NO_PAD.decode(&e.path),
+            URL_SAFE_NO_PAD.decode(&e.file_id),
+            URL_SAFE_NO_PAD.decode(&e.header),
+        ) else {
+            log::warn!("skipping malformed journal entry");
+            continue;
+        };
+        if h.len() != HEADER_LEN {
+            continue;
+        }
+        let path = vol.root.join(OsStr::from_bytes(&p));
+        if apply_header(&path, &id, &h)? {
+            applied += 1;
+        }
+    }
+    log::warn!(
+        "completed an interrupted rename: {applied} of {} headers rewritten",
+        j.entries.len()
+    );
+    remove_journal(&vol.root)
+}
+
+impl Core {
+    /// Every regular file beneath backing dir `dir` (plaintext `plain`).
+    fn collect_files(
+        &self,
+        dir: &Path,
+        plain: &PlainPath,
+        out: &mut Vec<(PathBuf, PlainPath)>,
+    ) -> FsResult<()> {
+        let pdisp = plain.display();
+        let iv = self.dir_iv_at(dir, &pdisp)?;
+        for ent in fs::read_dir(dir)? {
+            let ent = ent?;
+            let Some(name) = self.decode_entry(dir, &pdisp, &iv, &ent.file_name()) else {
+                continue;
+            };
+            let ft = ent.file_type()?;
+            let child_plain = plain.child(&name);
+            if ft.is_dir() {
+                self.collect_files(&ent.path(), &child_plain, out)?;
+            } else if ft.is_file() {
+                out.push((ent.path(), child_plain));
+            }
+        }
+        Ok(())
+    }
+
+    /// ReEncrypts the key of the file at `backing` from `old` to `new`;
+    /// the resulting header goes to `new_backing`. Files whose header does
+    /// not decode are left alone (they do not open anyway).
+    fn rewrap_one(
+        &self,
+        req: &Request,
+        backing: &Path,
+        old: &PlainPath,
+        new: &PlainPath,
+        new_backing: PathBuf,
+        out: &mut Vec<Rewrap>,
+    ) -> FsResult<()> {
+        let f = fs::File::open(backing)?;
+        let mut hdr = [0u8; HEADER_LEN];
+        let header = match f
+            .read_exact_at(&mut hdr, 0)
+            .ok()
+            .map(|_| FileHeader::decode(&hdr))
+        {
+            Some(Ok(h)) => h,
+            _ => {
+                log::warn!("{}: bad header, moved without re-wrap", old.display());
+                return Ok(());
+            }
+        };
+        let caller = principal_for(req.uid(), req.gid(), req.pid());
+        let wrapped = self
+            .keys
+            .rewrap_data_key(
+                &caller,
+                &header.wrapped_dek,
+                &self.file_context(old),
+                &self.file_context(new),
+            )
+            .map_err(|e| {
+                log::info!("{}: ReEncrypt refused: {e}", old.display());
+                FsError::Kms(e)
+            })?;
+        let header = FileHeader::new(header.file_id, wrapped)
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        out.push(Rewrap {
+            new_backing,
+            header,
+        });
+        Ok(())
+    }
+
+    /// Re-wraps for everything at `from` (backing `from_b`) moving to `to`
+    /// (backing `to_b`).
+    fn plan_move(
+        &self,
+        req: &Request,
+        from: &PlainPath,
+        from_b: &Path,
+        to: &PlainPath,
+        to_b: &Path,
+        out: &mut Vec<Rewrap>,
+    ) -> FsResult<()> {
+        let meta = fs::symlink_metadata(from_b)?;
+        if meta.is_file() {
+            return self.rewrap_one(req, from_b, from, to, to_b.to_path_buf(), out);
+        }
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            self.collect_files(from_b, from, &mut files)?;
+            for (b, p) in files {
+                let rest_b = b.strip_prefix(from_b).map_err(|_| FsError::Stale)?;
+                let rest_p = &p.as_bytes()[from.as_bytes().len()..];
+                let mut np = to.as_bytes().to_vec();
+                np.extend_from_slice(rest_p);
+                self.rewrap_one(
+                    req,
+                    &b,
+                    &p,
+                    &PlainPath::from_bytes(np),
+                    to_b.join(rest_b),
+                    out,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-encrypts a moved symlink's target for its new directory's IV.
+    fn move_symlink_target(&self, backing: &Path, old_iv: &DirIv, new_iv: &DirIv) -> FsResult<()> {
+        if old_iv == new_iv {
+            return Ok(());
+        }
+        let stored = fs::read_link(backing)?;
+        let target = self
+            .vol
+            .names
+            .decrypt_symlink(old_iv, stored.as_os_str().as_bytes())?;
+        let new = self.vol.names.encrypt_symlink(new_iv, &target)?;
+        let meta = fs::symlink_metadata(backing)?;
+        let dir = backing.parent().unwrap_or(Path::new("/"));
+        let tmp = dir.join("kmsfs.tmp-symlink");
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&new, &tmp)?;
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
+        fs::rename(&tmp, backing)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn rename(
+        &self,
+        req: &Request,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            return Err(FsError::InvalidArgument);
+        }
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        let _lock = self.rename_lock.lock().map_err(|_| FsError::Stale)?;
+        let sdir = self.node(parent)?;
+        let ddir = self.node(newparent)?;
+        let (src_b, src_bn) = self.child_backing(&sdir, name)?;
+        let (dst_b, dst_bn) = self.child_backing(&ddir, newname)?;
+        let src_p = sdir.plain.child(name);
+        let dst_p = ddir.plain.child(newname);
+        let smeta = fs::symlink_metadata(&src_b).map_err(super::dir::not_found)?;
+        let dmeta = match fs::symlink_metadata(&dst_b) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        if src_b == dst_b {
+            return Ok(());
+        }
+        if exchange && dmeta.is_none() {
+            return Err(FsError::NotFound);
+        }
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) && dmeta.is_some() {
+            return Err(FsError::Exists);
+        }
+        if !exchange && let Some(dm) = &dmeta {
+            match (smeta.is_dir(), dm.is_dir()) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) => {
+                    // The target must be empty; drop its kmsfs files so
+                    // the backing rename can replace it.
+                    for ent in fs::read_dir(&dst_b)? {
+                        let ent = ent?;
+                        if crate::names::classify_backing_name(ent.file_name().as_bytes())
+                            != crate::names::BackingKind::Reserved
+                        {
+                            return Err(FsError::NotEmpty);
+                        }
+                    }
+                    for ent in fs::read_dir(&dst_b)? {
+                        fs::remove_file(ent?.path())?;
+                    }
+                }
+                (false, false) => {}
+            }
+        }
+        // 1. ReEncrypt.
+        let mut rewraps = Vec::new();
+        self.plan_move(req, &src_p, &src_b, &dst_p, &dst_b, &mut rewraps)?;
+        if exchange {
+            self.plan_move(req, &dst_p, &dst_b, &src_p, &src_b, &mut rewraps)?;
+        }
+        let root = self.vol.root.clone();
+        // 2. Journal.
+        if !rewraps.is_empty() {
+            write_journal(&root, &rewraps)?;
+        }
+        // 3. The backing rename (and the new long-name side file first).
+        if !exchange {
+            self.write_side_file(&ddir.backing, &dst_bn)?;
+        }
+        let mut rflags = rustix::fs::RenameFlags::empty();
+        if exchange {
+            rflags |= rustix::fs::RenameFlags::EXCHANGE;
+        }
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            rflags |= rustix::fs::RenameFlags::NOREPLACE;
+        }
+        if let Err(e) =
+            rustix::fs::renameat_with(rustix::fs::CWD, &src_b, rustix::fs::CWD, &dst_b, rflags)
+        {
+            if !rewraps.is_empty() {
+                remove_journal(&root)?;
+            }
+            return Err(e.into());
+        }
+        // 4. New headers.
+        for r in &rewraps {
+            let bytes = r
+                .header
+                .encode()
+                .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            apply_header(&r.new_backing, r.header.file_id.as_bytes(), &bytes)?;
+        }
+        // 5. Done.
+        if !rewraps.is_empty() {
+            remove_journal(&root)?;
+        }
+        if !exchange {
+            self.remove_side_file(&sdir.backing, &src_bn);
+        }
+        // Symlink targets are sealed with their directory's IV.
+        if self.vol.encrypted_names() && sdir.ino != ddir.ino {
+            let siv = self.dir_iv(&sdir)?;
+            let div = self.dir_iv(&ddir)?;
+            if smeta.file_type().is_symlink() {
+                self.move_symlink_target(&dst_b, &siv, &div)?;
+            }
+            if exchange && dmeta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+                self.move_symlink_target(&src_b, &div, &siv)?;
+            }
+        }
+        let mut t = self.table();
+        if exchange {
+            t.exchanged(&src_p, &src_b, &dst_p, &dst_b);
+        } else {
+            t.renamed(&src_p, &dst_p, &dst_b);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The status file a mount process keeps under its runtime directory, read
+//! by `kmsfs status`.
+
+use crate::keys::cache::CacheStats;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The filesystem name every kmsfs mount shows in /proc/mounts.
+pub const FS_NAME: &str = "kmsfs";
+
+/// What a running mount reports about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusReport {
+    pub pid: u32,
+    pub mountpoint: PathBuf,
+    pub cipherdir: PathBuf,
+    pub volume_id: String,
+    pub key_id: String,
+    pub read_only: bool,
+    pub open_files: u64,
+    pub known_inodes: u64,
+    pub cache: CacheStats,
+}
+
+/// Where status files live: `$KMSFS_RUNTIME_DIR`, else
+/// `$XDG_RUNTIME_DIR/kmsfs`, else `/run/kmsfs` for root and
+/// `/tmp/kmsfs-<uid>` for others.
+pub fn runtime_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KMSFS_RUNTIME_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return PathBuf::from(d).join("kmsfs");
+    }
+    let uid = rustix::process::getuid().as_raw();
+    if uid == 0 {
+        PathBuf::from("/run/kmsfs")
+    } else {
+        PathBuf::from(format!("/tmp/kmsfs-{uid}"))
+    }
+}
+
+/// The status file for a mount point (named by a hash of its path).
+pub fn status_file_for(mountpoint: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let h = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        mountpoint.as_os_str().as_bytes(),
+    );
+    let name: String = h.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    runtime_dir().join(format!("{name}.json"))
+}
+
+/// Writes `report` atomically (temp file + rename).
+pub fn write_status(path: &Path, report: &StatusReport) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a status file.
+pub fn read_status(path: &Path) -> std::io::Result<StatusReport> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+/// A kmsfs entry of /proc/mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mountpoint: PathBuf,
+    pub options: String,
+}
+
+/// The kmsfs mounts listed in a /proc/mounts (or /proc/self/mountinfo
+/// style "source target fstype options" text).
+pub fn kmsfs_mounts(proc_mounts: &str) -> Vec<MountEntry> {
+    proc_mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.len() < 4 || f[0] != FS_NAME || !f[2].starts_with("fuse") {
+                return None;
+            }
+            Some(MountEntry {
+                mountpoint: PathBuf::from(unescape_mount_field(f[1])),
+                options: f[3].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// /proc/mounts escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_field(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
+/// True when `mountpoint` is currently a kmsfs mount.
+pub fn is_mounted(mountpoint: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    kmsfs_mounts(&text)
+        .iter()
+        .any(|m| m.mountpoint == mountpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_mounts() {
+        let text = "proc /proc proc rw 0 0\n\
+                    kmsfs /mnt/my\\040dir fuse rw,nosuid,nodev,user_id=0 0 0\n\
+                    gocryptfs /mnt/g fuse.gocryptfs rw 0 0\n";
+        let m = kmsfs_mounts(text);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].mountpoint, PathBuf::from("/mnt/my dir"));
+    }
+}

@@ -1,0 +1,90 @@
+//! The embedded engine as a [`KeyService`]: GenerateDataKey (AES_256),
+//! Decrypt and ReEncrypt on an in-process `kms_engine::Engine`.
+
+use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService};
+use kms_engine::{
+    DecryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest, KmsError, Principal,
+    ReEncryptRequest,
+};
+use std::sync::Arc;
+
+fn to_key(bytes: &[u8]) -> Result<DataKeyBytes, KmsError> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+        KmsError::InvalidCiphertext(format!(
+            "expected a 32-byte data key, got {} bytes",
+            bytes.len()
+        ))
+    })?;
+    Ok(DataKeyBytes::new(arr))
+}
+
+impl KeyService for Arc<Engine> {
+    fn generate_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<GeneratedDataKey, KmsError> {
+        let resp = Engine::generate_data_key(
+            self,
+            caller,
+            GenerateDataKeyRequest {
+                key_id: key_id.to_string(),
+                encryption_context: ctx.clone(),
+                key_spec: Some("AES_256".to_string()),
+                number_of_bytes: None,
+                grant_tokens: None,
+            },
+        )?;
+        Ok(GeneratedDataKey {
+            plaintext: to_key(resp.plaintext.as_slice())?,
+            wrapped: resp.ciphertext_blob,
+        })
+    }
+
+    fn decrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<DataKeyBytes, KmsError> {
+        let resp = Engine::decrypt(
+            self,
+            caller,
+            DecryptRequest {
+                ciphertext_blob: wrapped.to_vec(),
+                encryption_context: ctx.clone(),
+                key_id: None,
+                encryption_algorithm: None,
+                grant_tokens: None,
+            },
+        )?;
+        to_key(resp.plaintext.as_slice())
+    }
+
+    fn rewrap_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        old_ctx: &EncryptionContext,
+        new_ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        // ReEncrypt to the key that wrapped the blob: the engine names it.
+        let key_id = kms_engine::blob::parse_header(wrapped)?.key_id.to_string();
+        let resp = Engine::re_encrypt(
+            self,
+            caller,
+            ReEncryptRequest {
+                ciphertext_blob: wrapped.to_vec(),
+                source_encryption_context: old_ctx.clone(),
+                source_key_id: None,
+                destination_key_id: key_id,
+                destination_encryption_context: new_ctx.clone(),
+                source_encryption_algorithm: None,
+                destination_encryption_algorithm: None,
+                grant_tokens: None,
+            },
+        )?;
+        Ok(resp.ciphertext_blob)
+    }
+}

@@ -1,0 +1,213 @@
+//! Opening and initializing a volume: the config file, the names key
+//! (unwrapped through the key service), the root directory's name IV.
+
+use crate::format::{CONFIG_FILE_NAME, ConfigError, NamesMode, VolumeConfig};
+use crate::keys::{DataKeyBytes, KeyService};
+use crate::names::{NameError, NameTransform};
+use kms_engine::{KmsError, Principal};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub use crate::names::{DIRIV_FILE_NAME, DIRIV_LEN, JOURNAL_FILE_NAME};
+
+/// Why a volume could not be created or opened.
+#[derive(Debug, Error)]
+pub enum VolumeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} already holds a kmsfs volume")]
+    AlreadyInitialized { path: PathBuf },
+    #[error("{path} is not empty; kmsfs init needs an empty directory")]
+    NotEmpty { path: PathBuf },
+    #[error("{path} holds no kmsfs volume ({CONFIG_FILE_NAME} is missing)")]
+    NotAVolume { path: PathBuf },
+    #[error("volume config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("names key: {0}")]
+    Kms(#[from] KmsError),
+    #[error("the root directory IV is missing or damaged")]
+    BadRootIv,
+    #[error("names key: {0}")]
+    Names(#[from] NameError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An open volume.
+pub struct Volume {
+    pub root: PathBuf,
+    pub config: VolumeConfig,
+    /// The unwrapped names key (also keys the xattr encryption).
+    names_key: DataKeyBytes,
+    /// Name and symlink transform under the names key.
+    pub names: NameTransform,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("root", &self.root)
+            .field("volume_id", &self.config.volume_id)
+            .field("names_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Creates a fresh directory IV file in `dir`.
+pub fn create_dir_iv(dir: &Path) -> std::io::Result<[u8; DIRIV_LEN]> {
+    let iv: [u8; DIRIV_LEN] = crate::crypto::random_array().map_err(std::io::Error::other)?;
+    let path = dir.join(DIRIV_FILE_NAME);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    f.write_all(&iv)?;
+    f.sync_all()?;
+    let mut perms = f.metadata()?.permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o444);
+    fs::set_permissions(&path, perms)?;
+    Ok(iv)
+}
+
+/// Reads `dir`'s IV file.
+pub fn read_dir_iv(dir: &Path) -> std::io::Result<[u8; DIRIV_LEN]> {
+    let bytes = fs::read(dir.join(DIRIV_FILE_NAME))?;
+    <[u8; DIRIV_LEN]>::try_from(bytes.as_slice())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EIO))
+}
+
+/// Options for [`init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub master_key_id: String,
+    pub block_size: u32,
+    pub names_mode: NamesMode,
+}
+
+/// Creates a volume in the empty directory `root`: generates and wraps a
+/// names key under the master key, writes `kmsfs.conf` and the root IV.
+pub fn init(
+    root: &Path,
+    keys: &dyn KeyService,
+    caller: &Principal,
+    opts: &InitOptions,
+) -> Result<VolumeConfig, VolumeError> {
+    let conf_path = root.join(CONFIG_FILE_NAME);
+    if conf_path.exists() {
+        return Err(VolumeError::AlreadyInitialized {
+            path: root.to_path_buf(),
+        });
+    }
+    let mut entries = fs::read_dir(root).map_err(io_err(root))?;
+    if entries.next().is_some() {
+        return Err(VolumeError::NotEmpty {
+            path: root.to_path_buf(),
+        });
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // The wrapped names key is bound to the volume id, which `new` draws:
+    // create with a placeholder, then wrap under the final context.
+    let mut config = VolumeConfig::new(
+        opts.master_key_id.clone(),
+        vec![0],
+        opts.block_size,
+        opts.names_mode,
+        now,
+    )?;
+    let generated =
+        keys.generate_data_key(caller, &opts.master_key_id, &config.names_key_context())?;
+    config.wrapped_names_key = generated.wrapped;
+    let bytes = config.encode()?;
+    if opts.names_mode == NamesMode::Encrypted {
+        create_dir_iv(root).map_err(io_err(root))?;
+    }
+    write_atomic(&conf_path, &bytes).map_err(io_err(&conf_path))?;
+    Ok(config)
+}
+
+/// Reads the config of the volume at `root`.
+pub fn read_config(root: &Path) -> Result<VolumeConfig, VolumeError> {
+    let conf_path = root.join(CONFIG_FILE_NAME);
+    let bytes = match fs::read(&conf_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(VolumeError::NotAVolume {
+                path: root.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(io_err(&conf_path)(e)),
+    };
+    Ok(VolumeConfig::decode(&bytes)?)
+}
+
+impl Volume {
+    /// Opens the volume at `root`, unwrapping the names key as `caller`.
+    pub fn open(
+        root: &Path,
+        keys: &dyn KeyService,
+        caller: &Principal,
+    ) -> Result<Volume, VolumeError> {
+        let root = fs::canonicalize(root).map_err(io_err(root))?;
+        let config = read_config(&root)?;
+        if config.names_mode == NamesMode::Encrypted {
+            read_dir_iv(&root).map_err(|_| VolumeError::BadRootIv)?;
+        }
+        let names_key = keys.decrypt_data_key(
+            caller,
+            &config.wrapped_names_key,
+            &config.names_key_context(),
+        )?;
+        let names = NameTransform::new(&names_key, config.names_mode)?;
+        Ok(Volume {
+            root,
+            config,
+            names_key,
+            names,
+        })
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.config.block_size
+    }
+
+    pub fn encrypted_names(&self) -> bool {
+        self.config.names_mode == NamesMode::Encrypted
+    }
+
+    /// The names key, for the xattr transform.
+    pub fn names_key(&self) -> &DataKeyBytes {
+        &self.names_key
+    }
+}

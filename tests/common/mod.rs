@@ -1,0 +1,180 @@
+//! Shared helpers for the mount tests: an engine with a master key, a fresh
+//! volume in a temp dir, and an in-process mount that always unmounts on drop.
+// Test helpers: panicking on a broken fixture is the right failure.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use kms_engine::audit::NullSink;
+use kms_engine::{CreateKeyRequest, Engine, KdfParams, Principal, RootKeySource, SystemClock};
+use kmsfs::format::NamesMode;
+use kmsfs::fuse::{Core, FsOptions, KmsFs, mount_config};
+use kmsfs::keys::KeyService;
+use kmsfs::keys::cache::CacheConfig;
+use kmsfs::volume::{self, InitOptions, Volume};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use zeroize::Zeroizing;
+
+/// An engine, a master key and an initialized volume.
+pub struct Fixture {
+    pub tmp: TempDir,
+    pub cipher: PathBuf,
+    pub mnt: PathBuf,
+    pub engine_dir: PathBuf,
+    pub engine: Arc<Engine>,
+    pub key_id: String,
+}
+
+pub fn root() -> Principal {
+    Principal::from_ids(0, 0, vec![])
+}
+
+impl Fixture {
+    pub fn new(block_size: u32, names: NamesMode) -> Fixture {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cipher = tmp.path().join("cipher");
+        let mnt = tmp.path().join("mnt");
+        let engine_dir = tmp.path().join("engine");
+        std::fs::create_dir(&cipher).unwrap();
+        std::fs::create_dir(&mnt).unwrap();
+        let engine = Arc::new(
+            Engine::create(
+                &engine_dir,
+                RootKeySource::Passphrase(Zeroizing::new("test passphrase".into())),
+                KdfParams::insecure_for_tests(),
+                Arc::new(SystemClock),
+                Arc::new(NullSink),
+            )
+            .expect("engine"),
+        );
+        let key_id = engine
+            .create_key(&root(), CreateKeyRequest::default())
+            .expect("create key")
+            .key_metadata
+            .key_id;
+        volume::init(
+            &cipher,
+            &engine,
+            &root(),
+            &InitOptions {
+                master_key_id: key_id.clone(),
+                block_size,
+                names_mode: names,
+            },
+        )
+        .expect("init volume");
+        Fixture {
+            tmp,
+            cipher,
+            mnt,
+            engine_dir,
+            engine,
+            key_id,
+        }
+    }
+
+    pub fn mount(&self) -> Mounted {
+        self.mount_with(FsOptions::default(), true)
+    }
+
+    pub fn mount_with(&self, opts: FsOptions, allow_other: bool) -> Mounted {
+        let ks: Arc<dyn KeyService> = Arc::new(self.engine.clone());
+        let vol = Volume::open(&self.cipher, &ks, &root()).expect("open volume");
+        let read_only = opts.read_only;
+        let core = Core::new(vol, ks, opts).expect("core");
+        let fs = KmsFs::new(core);
+        let core = fs.core.clone();
+        let cfg = mount_config(read_only, allow_other);
+        let session = fuser::spawn_mount(fs, &self.mnt, &cfg).expect("mount");
+        Mounted {
+            session: Some(session),
+            mnt: self.mnt.clone(),
+            core,
+        }
+    }
+
+    pub fn short_reauth() -> FsOptions {
+        FsOptions {
+            read_only: false,
+            cache: CacheConfig {
+                reauth_interval: Duration::from_secs(5),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A live mount; unmounted on drop, also when a test panics.
+pub struct Mounted {
+    session: Option<fuser::BackgroundSession>,
+    pub mnt: PathBuf,
+    pub core: Arc<Core>,
+}
+
+impl Mounted {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn unmount(mut self) {
+        self.do_unmount();
+    }
+
+    fn do_unmount(&mut self) {
+        if let Some(s) = self.session.take()
+            && s.umount_and_join().is_err()
+        {
+            force_unmount(&self.mnt);
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.do_unmount();
+    }
+}
+
+/// Lazy-unmounts whatever is mounted at `mnt` (best effort).
+pub fn force_unmount(mnt: &Path) {
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(mnt)
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = std::process::Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(mnt)
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Every regular file below `dir` in the backing directory (not kmsfs's own).
+pub fn backing_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            out.extend(backing_files(&e.path()));
+        } else if ft.is_file() && !n.starts_with("kmsfs.") {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// True when `cmd` is on PATH.
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
