@@ -67,7 +67,7 @@ impl ContentCipher {
         plain: &[u8],
         out: &mut [u8],
     ) -> Result<usize, ContentError> {
-        let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+        let nonce: [u8; NONCE_LEN] = crypto::random_nonce()?;
         self.seal_block_with_nonce(index, &nonce, plain, out)
     }
 

@@ -10,7 +10,7 @@ mod random;
 
 pub use aead::{NONCE_LEN, SivKey, TAG_LEN};
 pub use kdf::{KEY_LEN, derive_key, hmac_sha256, sha256};
-pub use random::{fill_random, random_array};
+pub use random::{fill_random, random_array, random_nonce};
 
 /// A failure inside the crypto backend. Authentication failures of sealed
 /// data are reported by [`SivKey`] as [`CryptoError::OpenFailed`]; the layers

@@ -37,6 +37,8 @@ pub const FEATURE_FLAGS: &[&str] = &[
 
 /// Encryption-context key naming the volume.
 pub const CONTEXT_VOLUME: &str = "kmsfs:volume";
+/// Encryption-context key holding a file's path from the mount root.
+pub const CONTEXT_PATH: &str = "kmsfs:path";
 /// Encryption-context key naming the purpose of a volume-wide key.
 pub const CONTEXT_PURPOSE: &str = "kmsfs:purpose";
 /// Purpose value for the names key.
@@ -446,6 +448,23 @@ mod tests {
         assert!(matches!(err, ConfigError::InvalidWrappedNamesKey));
         let err = modified("AQIDBA==", "").unwrap_err();
         assert!(matches!(err, ConfigError::InvalidWrappedNamesKey));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = VolumeConfig::decode(&bytes);
+        }
+
+        #[test]
+        fn decode_of_mutated_sample_is_valid_or_refused(pos in 0usize..SAMPLE.len(), byte in 0x20u8..0x7f) {
+            let mut bytes = SAMPLE.as_bytes().to_vec();
+            bytes[pos] = byte;
+            if let Ok(cfg) = VolumeConfig::decode(&bytes) {
+                cfg.validate().unwrap();
+                proptest::prop_assert_eq!(VolumeConfig::decode(&cfg.encode().unwrap()).unwrap(), cfg);
+            }
+        }
     }
 
     #[test]

@@ -8,9 +8,9 @@ pub mod config;
 pub mod header;
 
 pub use config::{
-    CONFIG_FILE_NAME, CONFIG_FORMAT_VERSION, ConfigError, DEFAULT_BLOCK_SIZE, FEATURE_FLAGS,
-    MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NamesMode, VolumeConfig, names_key_context,
-    validate_block_size,
+    CONFIG_FILE_NAME, CONFIG_FORMAT_VERSION, CONTEXT_PATH, CONTEXT_PURPOSE, CONTEXT_VOLUME,
+    ConfigError, DEFAULT_BLOCK_SIZE, FEATURE_FLAGS, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NamesMode,
+    PURPOSE_NAMES, VolumeConfig, names_key_context, validate_block_size,
 };
 pub use header::{
     FILE_ID_LEN, FileHeader, FileId, HEADER_FORMAT_VERSION, HEADER_LEN, HEADER_MAGIC, HeaderError,
