@@ -51,9 +51,19 @@ fn main() {
     )
     .unwrap();
     let p = Principal::from_ids(1000, 1000, vec![]);
-    let key = engine.create_key(&p, CreateKeyRequest::default()).unwrap().key_metadata.key_id;
-    let ctx = context_from([("kmsfs:volume", "0f6c1d2e-volume"), ("kmsfs:path", "/home/alice/docs/report.odt")]);
-    let ctx2 = context_from([("kmsfs:volume", "0f6c1d2e-volume"), ("kmsfs:path", "/home/alice/docs/renamed.odt")]);
+    let key = engine
+        .create_key(&p, CreateKeyRequest::default())
+        .unwrap()
+        .key_metadata
+        .key_id;
+    let ctx = context_from([
+        ("kmsfs:volume", "0f6c1d2e-volume"),
+        ("kmsfs:path", "/home/alice/docs/report.odt"),
+    ]);
+    let ctx2 = context_from([
+        ("kmsfs:volume", "0f6c1d2e-volume"),
+        ("kmsfs:path", "/home/alice/docs/renamed.odt"),
+    ]);
     let gdk = || GenerateDataKeyRequest {
         key_id: key.clone(),
         encryption_context: ctx.clone(),
@@ -62,7 +72,10 @@ fn main() {
         grant_tokens: None,
     };
     let blob = engine.generate_data_key(&p, gdk()).unwrap().ciphertext_blob;
-    println!("engine_ops: in-process, 1 thread, NullSink, blob {} bytes", blob.len());
+    println!(
+        "engine_ops: in-process, 1 thread, NullSink, blob {} bytes",
+        blob.len()
+    );
 
     bench("GenerateDataKey", || {
         let r = engine.generate_data_key(&p, gdk()).unwrap();
