@@ -68,10 +68,8 @@ pub fn aead_key(material: &[u8; 32]) -> Result<LessSafeKey, KmsError> {
 }
 
 fn aad(header: &[u8], ctx: &EncryptionContext) -> Vec<u8> {
-    let enc = canonical_encoding(ctx);
-    let mut a = Vec::with_capacity(BOUND_HEADER_LEN + enc.len());
-    a.extend_from_slice(&header[..BOUND_HEADER_LEN]);
-    a.extend_from_slice(&enc);
+    let mut a = canonical_encoding(ctx);
+    a.splice(0..0, header[..BOUND_HEADER_LEN].iter().copied());
     a
 }
 

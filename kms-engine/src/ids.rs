@@ -60,13 +60,19 @@ fn hex_val(c: u8) -> Option<u8> {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 36];
+        let mut o = 0;
         for (i, byte) in self.0.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
+                o += 1;
             }
-            write!(f, "{byte:02x}")?;
+            out[o] = HEX[usize::from(byte >> 4)];
+            out[o + 1] = HEX[usize::from(byte & 0x0f)];
+            o += 2;
         }
-        Ok(())
+        // Only ASCII hex digits and '-' were written.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -129,9 +135,31 @@ pub fn random_uuid_bytes() -> Result<[u8; 16], KmsError> {
     Ok(b)
 }
 
-/// A fresh request id (UUID v4 string) for audit records.
+/// A fresh request id (UUID v4 string) for audit records. Random bytes are
+/// drawn from aws-lc-rs in batches per thread (request ids are unique, not
+/// secret), keeping the per-call cost off the hot path.
 pub fn new_request_id() -> Result<String, KmsError> {
-    Ok(KeyId(random_uuid_bytes()?).to_string())
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<([u8; 1024], usize)> = const { RefCell::new(([0u8; 1024], 1024)) };
+    }
+    let mut b = POOL.with(|p| -> Result<[u8; 16], KmsError> {
+        let mut p = p.borrow_mut();
+        if p.1 + 16 > p.0.len() {
+            aws_lc_rs::rand::fill(&mut p.0)
+                .map_err(|_| KmsError::Internal("random source failed".into()))?;
+            p.1 = 0;
+        }
+        let mut out = [0u8; 16];
+        let at = p.1;
+        out.copy_from_slice(&p.0[at..at + 16]);
+        p.0[at..at + 16].fill(0);
+        p.1 += 16;
+        Ok(out)
+    })?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(KeyId(b).to_string())
 }
 
 #[cfg(test)]
