@@ -1,6 +1,9 @@
 //! Basic POSIX behaviour on a real kmsfs mount: files, directories, names,
 //! symlinks, fifos, xattrs, rename forms, hard links refused.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Fixture, backing_files};

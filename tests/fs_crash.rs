@@ -2,6 +2,9 @@
 //! the CLI, and `kill -9` of the mount process during heavy writes, after
 //! which every fsynced file reads back intact.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{ChildMount, Fixture, force_unmount, is_mounted, kmsfs_bin};

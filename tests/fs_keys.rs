@@ -2,6 +2,9 @@
 //! within the re-authorization interval (5 s) while open handles keep
 //! working; re-enabling restores access.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Fixture, root};

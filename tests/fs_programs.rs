@@ -1,6 +1,9 @@
 //! Real programs on a kmsfs mount: git, tar, sqlite3, rsync. A test whose
 //! program is not installed prints a notice and skips.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Fixture, have};

@@ -3,6 +3,9 @@
 //! moved from another file, header swapped, file truncated mid-block,
 //! ciphertext copied to another path.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Fixture, backing_files};
