@@ -1,6 +1,9 @@
 //! Basic POSIX behaviour on a real kmsfs mount: files, directories, names,
 //! symlinks, fifos, xattrs, rename forms, hard links refused.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Fixture, backing_files};
@@ -253,3 +256,27 @@ fn permissions_and_ownership() {
 }
 
 use std::os::unix::process::CommandExt;
+
+#[test]
+fn unlinked_open_file_stays_usable() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let m = fx.mount();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.path("tmp"))
+        .unwrap();
+    f.write_all(b"0123456789").unwrap();
+    fs::remove_file(m.path("tmp")).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 10);
+    f.set_len(4).unwrap();
+    f.set_permissions(fs::Permissions::from_mode(0o640))
+        .unwrap();
+    let mut s = String::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "0123");
+    assert!(!m.path("tmp").exists());
+}

@@ -2,6 +2,9 @@
 //! in-memory model of the file, for several block sizes; plus concurrent
 //! writers on disjoint regions.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::Fixture;

@@ -2,6 +2,9 @@
 //! path (checked after a remount, i.e. with a cold key cache), rename over,
 //! RENAME_NOREPLACE, RENAME_EXCHANGE, directory trees, and journal recovery.
 
+// Helpers in test files panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Fixture, backing_files};

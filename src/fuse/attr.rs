@@ -79,8 +79,22 @@ impl Core {
 
     pub(crate) fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
         let node = self.node(ino)?;
-        let meta = std::fs::symlink_metadata(&node.backing)?;
+        let meta = match std::fs::symlink_metadata(&node.backing) {
+            Ok(m) => m,
+            // Unlinked while open: the open handle still has the file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match self.any_handle_of(ino) {
+                Some(h) => h.file.metadata()?,
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         Ok(self.attr_from(ino, &node.backing, &meta))
+    }
+
+    /// Some open handle of `ino`, if any.
+    fn any_handle_of(&self, ino: u64) -> Option<std::sync::Arc<OpenFile>> {
+        let files = self.files.read().ok()?;
+        files.values().find(|h| h.ino == ino).cloned()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -98,7 +112,15 @@ impl Core {
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let node = self.node(ino)?;
-        let meta = std::fs::symlink_metadata(&node.backing)?;
+        // An unlinked but open file is changed through its handle.
+        let (meta, fd) = match std::fs::symlink_metadata(&node.backing) {
+            Ok(m) => (m, None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match self.any_handle_of(ino) {
+                Some(h) => (h.file.metadata()?, Some(h)),
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         if let Some(size) = size {
             if meta.is_dir() {
                 return Err(FsError::IsDir);
@@ -106,18 +128,22 @@ impl Core {
             if !meta.is_file() {
                 return Err(FsError::InvalidArgument);
             }
-            self.truncate(req, &node, size, fh)?;
+            self.truncate(req, &node, size, fh.or(fd.as_ref().map(|_| u64::MAX)))?;
         }
         if uid.is_some() || gid.is_some() {
-            std::os::unix::fs::lchown(&node.backing, uid, gid)?;
+            match &fd {
+                Some(h) => std::os::unix::fs::fchown(&h.file, uid, gid)?,
+                None => std::os::unix::fs::lchown(&node.backing, uid, gid)?,
+            }
         }
         if let Some(mode) = mode
             && !meta.file_type().is_symlink()
         {
-            rustix::fs::chmod(
-                &node.backing,
-                rustix::fs::Mode::from_raw_mode(mode & 0o7777),
-            )?;
+            let m = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
+            match &fd {
+                Some(h) => rustix::fs::fchmod(&h.file, m)?,
+                None => rustix::fs::chmod(&node.backing, m)?,
+            }
         }
         if atime.is_some() || mtime.is_some() {
             let conv = |t: Option<TimeOrNow>| match t {
@@ -144,12 +170,15 @@ impl Core {
                 last_access: conv(atime),
                 last_modification: conv(mtime),
             };
-            rustix::fs::utimensat(
-                rustix::fs::CWD,
-                &node.backing,
-                &times,
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )?;
+            match &fd {
+                Some(h) => rustix::fs::futimens(&h.file, &times)?,
+                None => rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    &node.backing,
+                    &times,
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )?,
+            }
         }
         self.getattr(ino)
     }
@@ -165,7 +194,11 @@ impl Core {
     ) -> FsResult<()> {
         let handle: std::sync::Arc<OpenFile> = match fh.and_then(|f| self.file_handle(f).ok()) {
             Some(h) if h.ino == node.ino => h,
-            _ => std::sync::Arc::new(self.open_backing(req, node, true)?),
+            _ => match self.any_handle_of(node.ino) {
+                // Another open handle of the file already has its key.
+                Some(h) if fh.is_some() => h,
+                _ => std::sync::Arc::new(self.open_backing(req, node, true)?),
+            },
         };
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;
         let path = node.plain.display();

@@ -178,3 +178,82 @@ pub fn have(cmd: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// The `kmsfs` binary next to the test executable (built on demand).
+pub fn kmsfs_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = dir.join("kmsfs");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "-p", "mount-tool"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the kmsfs binary failed");
+    }
+    bin
+}
+
+/// True when `mnt` shows as a kmsfs mount.
+pub fn is_mounted(mnt: &Path) -> bool {
+    kmsfs::fuse::status::is_mounted(mnt)
+}
+
+impl Fixture {
+    /// Writes the engine passphrase to a file and returns the global
+    /// engine arguments for the `kmsfs` binary.
+    pub fn engine_args(&self) -> Vec<std::ffi::OsString> {
+        let pf = self.tmp.path().join("passphrase");
+        std::fs::write(&pf, "test passphrase\n").unwrap();
+        vec![
+            "--engine".into(),
+            self.engine_dir.clone().into(),
+            "--passphrase-file".into(),
+            pf.into(),
+        ]
+    }
+}
+
+/// A `kmsfs mount --foreground` child; killed and unmounted on drop.
+pub struct ChildMount {
+    pub child: std::process::Child,
+    pub mnt: PathBuf,
+}
+
+impl ChildMount {
+    pub fn start(fx: &Fixture) -> ChildMount {
+        let child = std::process::Command::new(kmsfs_bin())
+            .args(fx.engine_args())
+            .arg("mount")
+            .arg("--foreground")
+            .arg(&fx.cipher)
+            .arg(&fx.mnt)
+            .spawn()
+            .unwrap();
+        let mut cm = ChildMount {
+            child,
+            mnt: std::fs::canonicalize(&fx.mnt).unwrap(),
+        };
+        let start = std::time::Instant::now();
+        while !is_mounted(&cm.mnt) {
+            if let Ok(Some(st)) = cm.child.try_wait() {
+                panic!("kmsfs mount exited early: {st}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "mount did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cm
+    }
+}
+
+impl Drop for ChildMount {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        force_unmount(&self.mnt);
+    }
+}
