@@ -3,16 +3,41 @@
 //! The engine owns master keys (and every rotated version of them), wraps and
 //! unwraps data keys under an encryption context, and reports every call to an
 //! audit sink. Every operation takes the caller's [`Principal`].
+//!
+//! Start with [`Engine::create`] / [`Engine::open`]; call the typed op methods
+//! (`create_key`, `encrypt`, `decrypt` ...) or [`Engine::dispatch`] with AWS
+//! operation names and AWS-shaped JSON.
 
 pub mod audit;
+pub mod blob;
 pub mod clock;
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod grant;
+pub mod ids;
+pub mod key;
+pub mod ops;
 pub mod policy;
 pub mod principal;
+pub mod state;
+pub mod store;
+pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::EncryptionContext;
+pub use engine::Engine;
 pub use error::KmsError;
+pub use ids::KeyId;
+pub use key::{KeyRecord, KeyState};
+pub use ops::aliases::*;
+pub use ops::crypto::*;
+pub use ops::datakeys::*;
+pub use ops::keys::*;
+pub use ops::lifecycle::*;
+pub use ops::random::*;
+pub use ops::rotation::*;
+pub use ops::tags::*;
 pub use principal::Principal;
+pub use store::root::{KdfParams, RootKeySource};
+pub use wire::{SecretBytes, Tag};

@@ -1,0 +1,161 @@
+//! Key identifiers: UUID v4 key ids, ARNs, alias names, and request ids.
+
+use crate::KmsError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The account and region every ARN of the local engine carries.
+pub const ARN_PREFIX: &str = "arn:aws:kms:local:000000000000:";
+
+/// A key id: 16 raw UUID (v4) bytes; shown as the hyphenated lowercase form.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyId(pub [u8; 16]);
+
+impl KeyId {
+    /// A fresh random UUID v4.
+    pub fn generate() -> Result<KeyId, KmsError> {
+        Ok(KeyId(random_uuid_bytes()?))
+    }
+
+    /// Parses the hyphenated UUID form (case-insensitive).
+    pub fn parse(s: &str) -> Option<KeyId> {
+        let b = s.as_bytes();
+        if b.len() != 36 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        let mut n = 0;
+        let mut i = 0;
+        while i < 36 {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if b[i] != b'-' {
+                    return None;
+                }
+                i += 1;
+                continue;
+            }
+            let hi = hex_val(b[i])?;
+            let lo = hex_val(*b.get(i + 1)?)?;
+            out[n] = (hi << 4) | lo;
+            n += 1;
+            i += 2;
+        }
+        Some(KeyId(out))
+    }
+
+    /// `arn:aws:kms:local:000000000000:key/<id>`.
+    pub fn arn(&self) -> String {
+        format!("{ARN_PREFIX}key/{self}")
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+/// `arn:aws:kms:local:000000000000:alias/<name>` for `alias/<name>`.
+pub fn alias_arn(alias_name: &str) -> String {
+    format!("{ARN_PREFIX}{alias_name}")
+}
+
+/// What a `KeyId` request parameter names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    Id(KeyId),
+    /// A full alias name, `alias/NAME`.
+    Alias(String),
+}
+
+/// Parses a key id, key ARN, `alias/NAME` or alias ARN.
+pub fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
+    if s.is_empty() || s.len() > 2048 {
+        return Err(KmsError::Validation(
+            "KeyId must be 1 to 2048 characters".into(),
+        ));
+    }
+    if let Some(rest) = s.strip_prefix(ARN_PREFIX) {
+        if let Some(id) = rest.strip_prefix("key/") {
+            return KeyId::parse(id)
+                .map(KeyRef::Id)
+                .ok_or_else(|| KmsError::NotFound(format!("Invalid keyId {s}")));
+        }
+        if rest.starts_with("alias/") {
+            return Ok(KeyRef::Alias(rest.to_string()));
+        }
+        return Err(KmsError::InvalidArn(format!("invalid ARN {s}")));
+    }
+    if s.starts_with("arn:") {
+        return Err(KmsError::NotFound(format!(
+            "ARN {s} does not belong to this engine"
+        )));
+    }
+    if s.starts_with("alias/") {
+        return Ok(KeyRef::Alias(s.to_string()));
+    }
+    KeyId::parse(s)
+        .map(KeyRef::Id)
+        .ok_or_else(|| KmsError::NotFound(format!("Invalid keyId {s}")))
+}
+
+/// 16 random bytes with the UUID v4 version and variant bits set.
+pub fn random_uuid_bytes() -> Result<[u8; 16], KmsError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| KmsError::Internal("random source failed".into()))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b)
+}
+
+/// A fresh request id (UUID v4 string) for audit records.
+pub fn new_request_id() -> Result<String, KmsError> {
+    Ok(KeyId(random_uuid_bytes()?).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_round_trip_and_refs() {
+        let id = KeyId::generate().unwrap();
+        let s = id.to_string();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert_eq!(KeyId::parse(&s), Some(id));
+        assert_eq!(KeyId::parse(&s.to_uppercase()), Some(id));
+        assert_eq!(parse_key_ref(&id.arn()).unwrap(), KeyRef::Id(id));
+        assert_eq!(
+            parse_key_ref("alias/x").unwrap(),
+            KeyRef::Alias("alias/x".into())
+        );
+        assert_eq!(
+            parse_key_ref(&alias_arn("alias/x")).unwrap(),
+            KeyRef::Alias("alias/x".into())
+        );
+        assert!(matches!(parse_key_ref("nope"), Err(KmsError::NotFound(_))));
+        assert!(matches!(parse_key_ref(""), Err(KmsError::Validation(_))));
+    }
+}

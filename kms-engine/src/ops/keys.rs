@@ -1,0 +1,313 @@
+//! CreateKey, DescribeKey, ListKeys, UpdateKeyDescription.
+
+use crate::engine::Engine;
+use crate::ids::KeyId;
+use crate::key::{KeyMaterial, KeyRecord, KeyState, KeyVersion, default_policy};
+use crate::ops::{require_not_pending, tags::validate_tags};
+use crate::wire::{SYMMETRIC_DEFAULT, Tag, page, page_limit};
+use crate::{KmsError, Principal};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Maximum description length (AWS: 8192 characters).
+pub const MAX_DESCRIPTION: usize = 8192;
+
+/// AWS `KeyMetadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    pub key_id: String,
+    pub arn: String,
+    /// Unix seconds.
+    pub creation_date: i64,
+    pub enabled: bool,
+    pub description: String,
+    pub key_usage: String,
+    pub key_state: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deletion_date: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pending_deletion_window_in_days: Option<u32>,
+    pub origin: String,
+    pub key_manager: String,
+    pub customer_master_key_spec: String,
+    pub key_spec: String,
+    pub encryption_algorithms: Vec<String>,
+    pub multi_region: bool,
+}
+
+impl KeyMetadata {
+    pub fn of(k: &KeyRecord) -> KeyMetadata {
+        KeyMetadata {
+            aws_account_id: "000000000000".into(),
+            key_id: k.id.to_string(),
+            arn: k.arn(),
+            creation_date: k.created,
+            enabled: k.state == KeyState::Enabled,
+            description: k.description.clone(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_state: k.state.as_str().into(),
+            deletion_date: k.deletion_date,
+            pending_deletion_window_in_days: k.pending_window_days,
+            origin: "AWS_KMS".into(),
+            key_manager: "CUSTOMER".into(),
+            customer_master_key_spec: SYMMETRIC_DEFAULT.into(),
+            key_spec: SYMMETRIC_DEFAULT.into(),
+            encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
+            multi_region: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateKeyRequest {
+    pub description: Option<String>,
+    pub key_usage: Option<String>,
+    pub key_spec: Option<String>,
+    pub customer_master_key_spec: Option<String>,
+    pub origin: Option<String>,
+    pub policy: Option<String>,
+    pub bypass_policy_lockout_safety_check: Option<bool>,
+    pub tags: Option<Vec<Tag>>,
+    pub multi_region: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateKeyResponse {
+    pub key_metadata: KeyMetadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeKeyRequest {
+    pub key_id: String,
+    #[serde(default)]
+    pub grant_tokens: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeKeyResponse {
+    pub key_metadata: KeyMetadata,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListKeysRequest {
+    pub limit: Option<u32>,
+    pub marker: Option<String>,
+}
+
+/// One entry of ListKeys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyListEntry {
+    pub key_id: String,
+    pub key_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeysResponse {
+    pub keys: Vec<KeyListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_marker: Option<String>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateKeyDescriptionRequest {
+    pub key_id: String,
+    pub description: String,
+}
+
+/// UpdateKeyDescription returns an empty body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmptyResponse {}
+
+fn check_option(name: &str, value: Option<&str>, allowed: &str) -> Result<(), KmsError> {
+    match value {
+        None => Ok(()),
+        Some(v) if v == allowed => Ok(()),
+        Some(v) => Err(KmsError::UnsupportedOperation(format!(
+            "{name} {v} is not supported; only {allowed}"
+        ))),
+    }
+}
+
+fn check_description(d: &str) -> Result<(), KmsError> {
+    if d.chars().count() > MAX_DESCRIPTION {
+        return Err(KmsError::Validation(format!(
+            "Description must be at most {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// CreateKey: a new symmetric (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) key.
+    pub fn create_key(
+        &self,
+        caller: &Principal,
+        req: CreateKeyRequest,
+    ) -> Result<CreateKeyResponse, KmsError> {
+        self.audited(caller, "CreateKey", |a| {
+            check_option("KeyUsage", req.key_usage.as_deref(), "ENCRYPT_DECRYPT")?;
+            check_option("KeySpec", req.key_spec.as_deref(), SYMMETRIC_DEFAULT)?;
+            check_option(
+                "CustomerMasterKeySpec",
+                req.customer_master_key_spec.as_deref(),
+                SYMMETRIC_DEFAULT,
+            )?;
+            check_option("Origin", req.origin.as_deref(), "AWS_KMS")?;
+            if req.multi_region == Some(true) {
+                return Err(KmsError::UnsupportedOperation(
+                    "multi-Region keys are not supported".into(),
+                ));
+            }
+            let description = req.description.clone().unwrap_or_default();
+            check_description(&description)?;
+            let tags = req.tags.clone().unwrap_or_default();
+            validate_tags(&tags)?;
+            let policy = match &req.policy {
+                Some(p) => {
+                    serde_json::from_str::<serde_json::Value>(p).map_err(|_| {
+                        KmsError::MalformedPolicyDocument("the policy is not valid JSON".into())
+                    })?;
+                    p.clone()
+                }
+                None => default_policy(&format!("uid:{}", caller.uid)),
+            };
+            let id = KeyId::generate()?;
+            a.key_id = Some(id.to_string());
+            let material = KeyMaterial::generate()?;
+            self.mutate(|st, now| {
+                let rec = KeyRecord {
+                    id,
+                    created: now,
+                    description,
+                    state: KeyState::Enabled,
+                    deletion_date: None,
+                    pending_window_days: None,
+                    tags: tags
+                        .into_iter()
+                        .map(|t| (t.tag_key, t.tag_value))
+                        .collect::<BTreeMap<_, _>>(),
+                    policy,
+                    rotation_period_days: None,
+                    next_rotation: None,
+                    versions: vec![KeyVersion {
+                        version: 1,
+                        created: now,
+                        rotation_type: None,
+                        material,
+                    }],
+                };
+                let meta = KeyMetadata::of(&rec);
+                st.keys.insert(id, rec);
+                Ok(CreateKeyResponse { key_metadata: meta })
+            })
+        })
+    }
+
+    /// DescribeKey (any key state).
+    pub fn describe_key(
+        &self,
+        caller: &Principal,
+        req: DescribeKeyRequest,
+    ) -> Result<DescribeKeyResponse, KmsError> {
+        self.audited(caller, "DescribeKey", |a| {
+            let snap = self.read_snapshot()?;
+            let k = snap.resolve(&req.key_id)?;
+            a.key(k);
+            self.authorize(caller, "kms:DescribeKey", k, None)?;
+            Ok(DescribeKeyResponse {
+                key_metadata: KeyMetadata::of(k),
+            })
+        })
+    }
+
+    /// ListKeys, paged by key id.
+    pub fn list_keys(
+        &self,
+        caller: &Principal,
+        req: ListKeysRequest,
+    ) -> Result<ListKeysResponse, KmsError> {
+        self.audited(caller, "ListKeys", |_| {
+            let limit = page_limit(req.limit)?;
+            let snap = self.read_snapshot()?;
+            let all: Vec<KeyListEntry> = snap
+                .state
+                .keys
+                .values()
+                .map(|k| KeyListEntry {
+                    key_id: k.id.to_string(),
+                    key_arn: k.arn(),
+                })
+                .collect();
+            let (keys, next_marker, truncated) =
+                page(&all, req.marker.as_deref(), limit, |e| e.key_id.clone())?;
+            Ok(ListKeysResponse {
+                keys,
+                next_marker,
+                truncated,
+            })
+        })
+    }
+
+    /// UpdateKeyDescription (Enabled or Disabled keys).
+    pub fn update_key_description(
+        &self,
+        caller: &Principal,
+        req: UpdateKeyDescriptionRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        self.audited(caller, "UpdateKeyDescription", |a| {
+            check_description(&req.description)?;
+            self.mutate(|st, _| {
+                let k = st.resolve_mut(&req.key_id)?;
+                a.key(k);
+                self.authorize(caller, "kms:UpdateKeyDescription", k, None)?;
+                require_not_pending(k)?;
+                k.description = req.description.clone();
+                Ok(EmptyResponse {})
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::NullSink;
+    use crate::{KdfParams, ManualClock, RootKeySource};
+    use std::sync::Arc;
+
+    #[test]
+    fn default_policy_names_creator() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::create(
+            &dir.path().join("e"),
+            RootKeySource::Key(zeroize::Zeroizing::new([9u8; 32])),
+            KdfParams::insecure_for_tests(),
+            Arc::new(ManualClock::new(0)),
+            Arc::new(NullSink),
+        )
+        .unwrap();
+        let caller = Principal::from_ids(1234, 1234, vec![]);
+        let id = e
+            .create_key(&caller, CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        let snap = e.current().unwrap();
+        let policy: serde_json::Value =
+            serde_json::from_str(&snap.resolve(&id).unwrap().policy).unwrap();
+        assert_eq!(policy["Statement"][0]["Principal"]["AWS"][0], "uid:1234");
+        assert_eq!(policy["Statement"][0]["Action"], "kms:*");
+    }
+}

@@ -1,0 +1,156 @@
+//! The engine's whole persistent state (keys, aliases, tombstones, the audit
+//! signing seed) and the time-driven changes applied to it: automatic
+//! rotations that fell due and deletion windows that passed.
+
+use crate::KmsError;
+use crate::ids::{KeyId, KeyRef, alias_arn, parse_key_ref};
+use crate::key::{AliasRecord, KeyMaterial, KeyRecord, KeyState, KeyVersion, RotationType};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use zeroize::Zeroizing;
+
+/// Everything the store seals. Encoded with postcard (not self-describing:
+/// any field change needs a new store format version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Incremented on every write; tells a reader which copy is newer.
+    pub generation: u64,
+    /// Seed for the audit trail's signing key, generated at create.
+    pub audit_seed: KeyMaterial,
+    pub keys: BTreeMap<KeyId, KeyRecord>,
+    /// By full alias name (`alias/NAME`).
+    pub aliases: BTreeMap<String, AliasRecord>,
+    /// Keys destroyed after their deletion window: ids only, no material.
+    pub destroyed: BTreeSet<KeyId>,
+}
+
+impl State {
+    pub fn new() -> Result<State, KmsError> {
+        Ok(State {
+            generation: 0,
+            audit_seed: KeyMaterial::generate()?,
+            keys: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            destroyed: BTreeSet::new(),
+        })
+    }
+
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        postcard::to_allocvec(self)
+            .map(Zeroizing::new)
+            .map_err(|e| KmsError::Internal(format!("cannot encode engine state: {e}")))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<State, KmsError> {
+        postcard::from_bytes(bytes)
+            .map_err(|e| KmsError::StoreCorrupted(format!("cannot decode engine state: {e}")))
+    }
+
+    /// The id named by a key id, key ARN, alias name or alias ARN.
+    pub fn resolve_id(&self, key_id: &str) -> Result<KeyId, KmsError> {
+        match parse_key_ref(key_id)? {
+            KeyRef::Id(id) => {
+                if self.keys.contains_key(&id) {
+                    Ok(id)
+                } else {
+                    Err(KmsError::NotFound(format!(
+                        "Key '{}' does not exist",
+                        id.arn()
+                    )))
+                }
+            }
+            KeyRef::Alias(name) => {
+                let a = self.aliases.get(&name).ok_or_else(|| {
+                    KmsError::NotFound(format!("Alias '{}' is not found.", alias_arn(&name)))
+                })?;
+                if self.keys.contains_key(&a.target) {
+                    Ok(a.target)
+                } else {
+                    Err(KmsError::NotFound(format!(
+                        "Key '{}' does not exist",
+                        a.target.arn()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The key named by `key_id` (any accepted form).
+    pub fn resolve(&self, key_id: &str) -> Result<&KeyRecord, KmsError> {
+        let id = self.resolve_id(key_id)?;
+        self.keys
+            .get(&id)
+            .ok_or_else(|| KmsError::NotFound(format!("Key '{}' does not exist", id.arn())))
+    }
+
+    /// Mutable form of [`State::resolve`].
+    pub fn resolve_mut(&mut self, key_id: &str) -> Result<&mut KeyRecord, KmsError> {
+        let id = self.resolve_id(key_id)?;
+        self.keys
+            .get_mut(&id)
+            .ok_or_else(|| KmsError::NotFound(format!("Key '{}' does not exist", id.arn())))
+    }
+
+    /// The earliest time at which [`State::apply_due`] has something to do.
+    pub fn next_due(&self) -> Option<i64> {
+        self.keys
+            .values()
+            .filter_map(|k| match k.state {
+                KeyState::PendingDeletion => k.deletion_date,
+                KeyState::Enabled => k.next_rotation,
+                KeyState::Disabled => None,
+            })
+            .min()
+    }
+
+    /// Carries out what is due at `now`: destroys keys whose deletion window
+    /// passed (with their aliases) and rotates enabled keys whose automatic
+    /// rotation fell due. Returns whether anything changed.
+    pub fn apply_due(&mut self, now: i64) -> Result<bool, KmsError> {
+        let mut changed = false;
+        let expired: Vec<KeyId> = self
+            .keys
+            .values()
+            .filter(|k| {
+                k.state == KeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= now)
+            })
+            .map(|k| k.id)
+            .collect();
+        for id in expired {
+            self.keys.remove(&id);
+            self.aliases.retain(|_, a| a.target != id);
+            self.destroyed.insert(id);
+            changed = true;
+        }
+        for k in self.keys.values_mut() {
+            if k.state != KeyState::Enabled {
+                continue;
+            }
+            let (Some(due), Some(period)) = (k.next_rotation, k.rotation_period_days) else {
+                continue;
+            };
+            if due <= now {
+                add_version(k, now, RotationType::Automatic)?;
+                k.next_rotation = Some(now + i64::from(period) * 86_400);
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Appends a fresh key version.
+pub fn add_version(k: &mut KeyRecord, now: i64, how: RotationType) -> Result<(), KmsError> {
+    let next = k
+        .versions
+        .last()
+        .map(|v| v.version.saturating_add(1))
+        .unwrap_or(1);
+    k.versions.push(KeyVersion {
+        version: next,
+        created: now,
+        rotation_type: Some(how),
+        material: KeyMaterial::generate()?,
+    });
+    Ok(())
+}

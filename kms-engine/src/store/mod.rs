@@ -1,0 +1,186 @@
+//! The engine store on disk: one sealed state file written atomically
+//! (temp file, fsync, rename, directory fsync) and a lock file that
+//! serializes writers across processes.
+
+pub mod format;
+pub mod root;
+
+use crate::KmsError;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Name of the sealed state file inside the engine directory.
+pub const STATE_FILE: &str = "engine.store";
+/// Name of the lock file inside the engine directory.
+pub const LOCK_FILE: &str = "engine.lock";
+const TMP_PREFIX: &str = "engine.store.tmp-";
+
+/// Identity of the state file on disk, to notice another process's write
+/// with one `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+/// The files of one store and the process-local side of the writer lock.
+#[derive(Debug)]
+pub struct StoreFiles {
+    dir: PathBuf,
+    state_path: PathBuf,
+    lock: Mutex<File>,
+}
+
+/// Holds the exclusive writer lock (in-process mutex + `flock` on the lock
+/// file) until dropped.
+#[derive(Debug)]
+pub struct WriteLock<'a> {
+    file: MutexGuard<'a, File>,
+}
+
+impl Drop for WriteLock<'_> {
+    fn drop(&mut self) {
+        // Closing the descriptor would also release it; unlocking now keeps the
+        // lock short. An unlock failure leaves it held until the process exits.
+        let _ = self.file.unlock();
+    }
+}
+
+impl StoreFiles {
+    /// Opens (creating if needed) the engine directory and its lock file.
+    pub fn open_dir(dir: &Path, create_dir: bool) -> Result<StoreFiles, KmsError> {
+        if create_dir && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        if !dir.is_dir() {
+            return Err(KmsError::StoreNotFound(format!(
+                "no engine store directory at {}",
+                dir.display()
+            )));
+        }
+        if create_dir {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        } else if !dir.join(STATE_FILE).exists() {
+            return Err(KmsError::StoreNotFound(format!(
+                "no engine store in {}",
+                dir.display()
+            )));
+        }
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join(LOCK_FILE))?;
+        Ok(StoreFiles {
+            dir: dir.to_path_buf(),
+            state_path: dir.join(STATE_FILE),
+            lock: Mutex::new(lock),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes the exclusive writer lock (blocks until free).
+    pub fn lock(&self) -> Result<WriteLock<'_>, KmsError> {
+        let file = self
+            .lock
+            .lock()
+            .map_err(|_| KmsError::Internal("store lock poisoned".into()))?;
+        file.lock()?;
+        Ok(WriteLock { file })
+    }
+
+    pub fn exists(&self) -> bool {
+        self.state_path.exists()
+    }
+
+    /// `stat` of the state file.
+    pub fn fingerprint(&self) -> Result<Fingerprint, KmsError> {
+        let m = std::fs::metadata(&self.state_path)?;
+        Ok(Fingerprint {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
+
+    /// Reads the whole state file with its fingerprint (taken from the same
+    /// open descriptor, so the pair is consistent).
+    pub fn read(&self) -> Result<(Vec<u8>, Fingerprint), KmsError> {
+        let mut f = File::open(&self.state_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                KmsError::StoreNotFound(format!("no engine store in {}", self.dir.display()))
+            } else {
+                KmsError::from(e)
+            }
+        })?;
+        let m = f.metadata()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut f, &mut bytes)?;
+        let fp = Fingerprint {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        };
+        Ok((bytes, fp))
+    }
+
+    /// Replaces the state file atomically; the caller holds the write lock.
+    pub fn write_atomic(
+        &self,
+        _lock: &WriteLock<'_>,
+        bytes: &[u8],
+    ) -> Result<Fingerprint, KmsError> {
+        let mut suffix = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut suffix)
+            .map_err(|_| KmsError::Internal("random source failed".into()))?;
+        let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}{}-{hex}", std::process::id()));
+        let result = (|| -> Result<(), KmsError> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &self.state_path)?;
+            File::open(&self.dir)?.sync_all()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.fingerprint()
+    }
+
+    /// Removes temp files left by a writer that was killed mid-write. The
+    /// caller holds the write lock, so no live writer owns one.
+    pub fn remove_stale_temps(&self, _lock: &WriteLock<'_>) -> Result<(), KmsError> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
