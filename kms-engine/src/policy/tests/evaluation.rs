@@ -368,7 +368,7 @@ fn lockout_check() {
 
 #[test]
 fn default_policy_gives_creator_full_control() {
-    let doc = default_policy(&alice());
+    let doc = crate::key::default_policy("uid:1000");
     let p = Policy::parse(&doc).unwrap();
     for action in [
         "Decrypt",
