@@ -4,15 +4,15 @@
 
 use crate::audit::{AuditEvent, AuditSink};
 use crate::context::EncryptionContext;
-use crate::ids::{KeyId, new_request_id};
 use crate::grant::Grant;
+use crate::ids::{KeyId, new_request_id};
 use crate::key::KeyRecord;
 use crate::policy::{Decision, DecisionReason, Policy, RequestContext, evaluate_with_grants};
-use crate::wire::SYMMETRIC_DEFAULT;
 use crate::state::State;
 use crate::store::format::{StoreHeader, open_file, seal_file};
 use crate::store::root::{self, KdfParams, RootKeySource, RootKind};
 use crate::store::{Fingerprint, StoreFiles, WriteLock};
+use crate::wire::SYMMETRIC_DEFAULT;
 use crate::{Clock, KmsError, Principal};
 use aws_lc_rs::aead::LessSafeKey;
 use std::collections::HashMap;
@@ -90,7 +90,13 @@ impl Snapshot {
     /// The parsed policy of `k` (cached when `k` is this snapshot's record).
     pub fn policy_of(&self, k: &KeyRecord) -> Result<Arc<Policy>, KmsError> {
         match self.policies.get(&k.id) {
-            Some(p) if self.state.keys.get(&k.id).is_some_and(|r| r.policy == k.policy) => {
+            Some(p)
+                if self
+                    .state
+                    .keys
+                    .get(&k.id)
+                    .is_some_and(|r| r.policy == k.policy) =>
+            {
                 Ok(p.clone())
             }
             _ => Policy::parse(&k.policy).map(Arc::new),
