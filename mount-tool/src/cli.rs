@@ -2,7 +2,9 @@
 //! in `cmd/`.
 
 use crate::cmd;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -33,17 +35,53 @@ pub struct EngineArgs {
     )]
     pub passphrase_file: Option<PathBuf>,
     /// Use a 32-byte key file as the engine's root key instead of a passphrase
-    #[arg(
-        long,
-        global = true,
-        env = "KMSFS_KEY_FILE",
-        value_name = "FILE",
-        conflicts_with = "passphrase_file"
-    )]
+    #[arg(long, global = true, env = "KMSFS_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Output::Json)]
     pub output: Output,
+}
+
+impl Cli {
+    /// Parses the process arguments; exits with code 2 and clap's message on
+    /// a mistake. An option given on the command line overrides the other
+    /// root-key source set in the environment (`--key-file` beats
+    /// `KMSFS_PASSPHRASE_FILE`, `--passphrase-file` beats `KMSFS_KEY_FILE`).
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Err(e) = cli.engine.pick_root_source(&matches) {
+            e.exit()
+        }
+        cli
+    }
+}
+
+impl EngineArgs {
+    /// Keeps one of `--key-file` and `--passphrase-file` when both are set:
+    /// the one from the command line. Both on the command line (or both only
+    /// in the environment) is a usage error.
+    fn pick_root_source(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        if self.key_file.is_none() || self.passphrase_file.is_none() {
+            return Ok(());
+        }
+        let on_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        match (
+            on_command_line("key_file"),
+            on_command_line("passphrase_file"),
+        ) {
+            (true, false) => self.passphrase_file = None,
+            (false, true) => self.key_file = None,
+            _ => {
+                return Err(Cli::command().error(
+                    ErrorKind::ArgumentConflict,
+                    "give either a key file (--key-file, KMSFS_KEY_FILE) or a passphrase \
+                     file (--passphrase-file, KMSFS_PASSPHRASE_FILE), not both",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! Exit codes, documented in README.md ("Exit codes"), and the CLI's error type.
 
 use kms_engine::KmsError;
+use std::path::PathBuf;
 use thiserror::Error;
 
 pub const SUCCESS: i32 = 0;
@@ -31,8 +32,29 @@ pub enum CliError {
         context: String,
         source: std::io::Error,
     },
+    #[allow(dead_code, reason = "raised by the mount commands (fuse branch)")]
     #[error("{0}")]
     Mount(String),
+    /// No `--engine`, no `KMSFS_ENGINE` and no usable `XDG_DATA_HOME`/`HOME`.
+    #[error("cannot find the engine directory: pass --engine DIR or set KMSFS_ENGINE")]
+    NoEngineDir,
+    #[error("no engine store at {}: create one with `kmsfs kms init-engine`", .0.display())]
+    EngineNotFound(PathBuf),
+    #[error("{} is not empty: an engine store (or something else) is already there", .0.display())]
+    EngineExists(PathBuf),
+    #[error(
+        "no passphrase: standard input is not a terminal to prompt on; \
+         pass --passphrase-file FILE (or set KMSFS_PASSPHRASE_FILE) or --key-file FILE"
+    )]
+    NoPassphrase,
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+    #[error("the two passphrases do not match")]
+    PassphraseMismatch,
+    #[error("cannot use passphrase file {}: {reason}", path.display())]
+    PassphraseFile { path: PathBuf, reason: String },
+    #[error("cannot use key file {}: {reason}", path.display())]
+    KeyFile { path: PathBuf, reason: String },
 }
 
 fn kms_line(e: &KmsError) -> String {
@@ -57,9 +79,79 @@ impl CliError {
                 KmsError::Validation(_) => USAGE,
                 _ => OPERATION_FAILED,
             },
-            CliError::Usage(_) => USAGE,
+            CliError::Usage(_) | CliError::NoEngineDir => USAGE,
             CliError::Io { .. } => IO,
             CliError::Mount(_) => MOUNT,
+            CliError::EngineNotFound(_) => NOT_FOUND,
+            CliError::EngineExists(_) => OPERATION_FAILED,
+            CliError::NoPassphrase
+            | CliError::EmptyPassphrase
+            | CliError::PassphraseMismatch
+            | CliError::PassphraseFile { .. }
+            | CliError::KeyFile { .. } => AUTHENTICATION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_the_documented_codes() {
+        let cases = [
+            (KmsError::WrongPassphrase, AUTHENTICATION),
+            (KmsError::AccessDenied("x".into()), ACCESS_DENIED),
+            (KmsError::NotFound("x".into()), NOT_FOUND),
+            (KmsError::StoreNotFound("x".into()), NOT_FOUND),
+            (KmsError::StoreCorrupted("x".into()), IO),
+            (KmsError::Internal("x".into()), IO),
+            (KmsError::Validation("x".into()), USAGE),
+            (KmsError::InvalidCiphertext("x".into()), OPERATION_FAILED),
+            (KmsError::Disabled("x".into()), OPERATION_FAILED),
+            (KmsError::InvalidState("x".into()), OPERATION_FAILED),
+            (KmsError::AlreadyExists("x".into()), OPERATION_FAILED),
+        ];
+        for (e, code) in cases {
+            assert_eq!(CliError::from(e.clone()).exit_code(), code, "{e}");
+        }
+    }
+
+    #[test]
+    fn engine_errors_print_message_then_exception_name() {
+        let e = CliError::from(KmsError::NotFound("Invalid keyId k".into()));
+        assert_eq!(e.to_string(), "Invalid keyId k (NotFoundException)");
+    }
+
+    #[test]
+    fn cli_errors_map_to_the_documented_codes() {
+        let p = PathBuf::from("/p");
+        let cases = [
+            (CliError::NoEngineDir, USAGE),
+            (CliError::Usage("x".into()), USAGE),
+            (CliError::EngineNotFound(p.clone()), NOT_FOUND),
+            (CliError::EngineExists(p.clone()), OPERATION_FAILED),
+            (CliError::NoPassphrase, AUTHENTICATION),
+            (CliError::EmptyPassphrase, AUTHENTICATION),
+            (CliError::PassphraseMismatch, AUTHENTICATION),
+            (
+                CliError::KeyFile {
+                    path: p.clone(),
+                    reason: "r".into(),
+                },
+                AUTHENTICATION,
+            ),
+            (
+                CliError::PassphraseFile {
+                    path: p,
+                    reason: "r".into(),
+                },
+                AUTHENTICATION,
+            ),
+            (CliError::io("x", std::io::Error::other("boom")), IO),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit_code(), code, "{e}");
         }
     }
 }

@@ -2,13 +2,12 @@
 
 mod cli;
 mod cmd;
+mod engine_access;
 mod exit;
-
-use clap::Parser;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let code = match cmd::run(cli) {
         Ok(()) => exit::SUCCESS,
         Err(e) => {

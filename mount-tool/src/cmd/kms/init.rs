@@ -1,0 +1,45 @@
+//! `kmsfs kms init-engine`: create an engine store sealed under a passphrase
+//! or a key file.
+
+use super::output::pretty_json;
+use super::print;
+use crate::cli::{EngineArgs, Output};
+use crate::engine_access::{self, KdfChoice};
+use crate::exit::CliError;
+use clap::Args;
+use serde_json::json;
+
+#[derive(Debug, Clone, Args)]
+pub struct InitEngineArgs {
+    /// Argon2id memory cost in KiB [default: 65536]; lower only for tests or
+    /// very small machines
+    #[arg(long, value_name = "KIB")]
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id iterations [default: 3]
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+}
+
+pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
+    if engine.key_file.is_some() && (args.kdf_memory_kib.is_some() || args.kdf_iterations.is_some())
+    {
+        return Err(CliError::Usage(
+            "--kdf-memory-kib and --kdf-iterations set the passphrase's Argon2id cost; \
+             a key file is used as it is"
+                .into(),
+        ));
+    }
+    let kdf = KdfChoice {
+        memory_kib: args.kdf_memory_kib,
+        iterations: args.kdf_iterations,
+    };
+    let created = engine_access::create(engine, kdf)?;
+    let text = match engine.output {
+        Output::Json => pretty_json(&json!({
+            "EngineDirectory": created.dir.display().to_string(),
+            "RootKeySource": created.root_kind,
+        })),
+        Output::Text => format!("{}\n", created.dir.display()),
+    };
+    print(&text)
+}

@@ -1,0 +1,167 @@
+//! `kmsfs kms <command>`: the engine's operations with `aws kms` names and
+//! options, each sent to the engine as the AWS JSON request, the response
+//! printed as AWS prints it.
+
+mod commands;
+mod init;
+mod output;
+mod params;
+
+use crate::cli::EngineArgs;
+use crate::engine_access::{self, Kms};
+use crate::exit::CliError;
+use clap::{Args, Subcommand};
+pub use commands::{OpCommand, Request};
+use serde_json::Value;
+use std::io::Write;
+
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    #[command(subcommand)]
+    pub command: KmsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KmsCommand {
+    /// Create an engine store (refuses if one exists)
+    InitEngine(init::InitEngineArgs),
+    #[command(flatten)]
+    Op(OpCommand),
+}
+
+pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
+    match args.command {
+        KmsCommand::InitEngine(a) => init::run(engine, &a),
+        KmsCommand::Op(op) => {
+            // Read fileb:// inputs before asking for a passphrase.
+            let request = op.request()?;
+            let kms = engine_access::open(engine)?;
+            let resp = match op.auto_paged_field() {
+                Some(field) => call_all_pages(kms.as_ref(), request, field)?,
+                None => kms.dispatch(request.op, request.body)?,
+            };
+            print(&output::render(&resp, engine.output, op.text_fields()))
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::io("cannot write to standard output", e)),
+    }
+}
+
+/// Calls a list operation until `Truncated` is false, following `NextMarker`,
+/// and returns the last response with `field` holding every page's items
+/// and without the paging fields (`NextMarker`, `Truncated`), as `aws`
+/// prints a list it paginated itself.
+fn call_all_pages(kms: &dyn Kms, request: Request, field: &str) -> Result<Value, CliError> {
+    let mut body = request.body;
+    let mut items = Vec::new();
+    loop {
+        let mut resp = kms.dispatch(request.op, body.clone())?;
+        if let Some(Value::Array(page)) = resp.get_mut(field).map(Value::take) {
+            items.extend(page);
+        }
+        let truncated = resp.get("Truncated").and_then(Value::as_bool) == Some(true);
+        let next = resp
+            .get("NextMarker")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match (truncated, next) {
+            (true, Some(next)) if body.get("Marker").and_then(Value::as_str) != Some(&next) => {
+                body["Marker"] = Value::String(next);
+            }
+            _ => {
+                if let Some(obj) = resp.as_object_mut() {
+                    obj.remove("NextMarker");
+                    obj.remove("Truncated");
+                    obj.insert(field.to_string(), Value::Array(items));
+                }
+                return Ok(resp);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kms_engine::KmsError;
+    use serde_json::json;
+    use std::cell::RefCell;
+
+    /// Serves 5 keys two at a time and records the requests.
+    #[derive(Default)]
+    struct Pager {
+        requests: RefCell<Vec<Value>>,
+    }
+
+    impl Kms for Pager {
+        fn dispatch(&self, op: &str, req: Value) -> Result<Value, KmsError> {
+            assert_eq!(op, "ListKeys");
+            self.requests.borrow_mut().push(req.clone());
+            let start: usize = match req.get("Marker").and_then(Value::as_str) {
+                Some(m) => m
+                    .parse()
+                    .map_err(|_| KmsError::Validation("marker".into()))?,
+                None => 0,
+            };
+            let end = (start + 2).min(5);
+            let keys: Vec<Value> = (start..end)
+                .map(|i| json!({"KeyId": i.to_string()}))
+                .collect();
+            Ok(if end < 5 {
+                json!({"Keys": keys, "Truncated": true, "NextMarker": end.to_string()})
+            } else {
+                json!({"Keys": keys, "Truncated": false})
+            })
+        }
+    }
+
+    #[test]
+    fn auto_paging_merges_every_page() {
+        let pager = Pager::default();
+        let req = Request {
+            op: "ListKeys",
+            body: json!({}),
+        };
+        let resp = call_all_pages(&pager, req, "Keys").unwrap();
+        let ids: Vec<&str> = resp["Keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["KeyId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["0", "1", "2", "3", "4"]);
+        assert!(resp.get("Truncated").is_none());
+        assert!(resp.get("NextMarker").is_none());
+        assert_eq!(
+            *pager.requests.borrow(),
+            vec![json!({}), json!({"Marker": "2"}), json!({"Marker": "4"})]
+        );
+    }
+
+    /// A server that answers the same marker forever must not loop forever.
+    struct Stuck;
+
+    impl Kms for Stuck {
+        fn dispatch(&self, _op: &str, _req: Value) -> Result<Value, KmsError> {
+            Ok(json!({"Keys": [{"KeyId": "x"}], "Truncated": true, "NextMarker": "m"}))
+        }
+    }
+
+    #[test]
+    fn auto_paging_stops_on_a_repeated_marker() {
+        let req = Request {
+            op: "ListKeys",
+            body: json!({}),
+        };
+        let resp = call_all_pages(&Stuck, req, "Keys").unwrap();
+        assert_eq!(resp["Keys"].as_array().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,326 @@
+//! Opening or creating the embedded engine from the global `EngineArgs`:
+//! where the store lives, where the root key comes from (key file,
+//! passphrase file or terminal prompt) and which audit sink it reports to.
+
+use crate::cli::EngineArgs;
+use crate::exit::CliError;
+use kms_engine::KmsError;
+use kms_engine::audit::{AuditSink, NullSink};
+use serde_json::Value;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Something that answers AWS KMS JSON requests: the embedded engine today,
+/// a daemon or remote endpoint later.
+pub trait Kms {
+    /// Runs operation `op` (e.g. `"Encrypt"`) with its AWS JSON request.
+    fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError>;
+}
+
+/// Argon2id cost chosen on the command line; `None` keeps the engine default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KdfChoice {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+}
+
+/// What `create` made.
+#[derive(Debug)]
+pub struct Created {
+    pub dir: PathBuf,
+    /// `"passphrase"` or `"key-file"`.
+    pub root_kind: &'static str,
+}
+
+/// Opens the existing store the arguments name. Fails with `EngineNotFound`
+/// before asking for any passphrase when there is no store.
+pub fn open(args: &EngineArgs) -> Result<Box<dyn Kms>, CliError> {
+    let dir = engine_dir(args)?;
+    if !dir_has_entries(&dir)? {
+        return Err(CliError::EngineNotFound(dir));
+    }
+    let secret = root_secret(args, Purpose::Open)?;
+    embedded::open(&dir, secret)
+}
+
+/// Creates a store where the arguments say (the engine makes the directory,
+/// mode 0700); refuses a non-empty directory.
+pub fn create(args: &EngineArgs, kdf: KdfChoice) -> Result<Created, CliError> {
+    let dir = engine_dir(args)?;
+    if dir_has_entries(&dir)? {
+        return Err(CliError::EngineExists(dir));
+    }
+    let secret = root_secret(args, Purpose::Create)?;
+    let root_kind = match secret {
+        RootSecret::Passphrase(_) => "passphrase",
+        RootSecret::Key(_) => "key-file",
+    };
+    embedded::create(&dir, secret, kdf)?;
+    Ok(Created { dir, root_kind })
+}
+
+/// The audit sink the embedded engine reports to. The one place that
+/// chooses it; the file trail under the engine directory replaces it.
+pub fn audit_sink(_engine_dir: &Path) -> Arc<dyn AuditSink> {
+    Arc::new(NullSink)
+}
+
+/// The embedded engine behind [`Kms`].
+mod embedded {
+    use super::{KdfChoice, Kms, RootSecret, audit_sink};
+    use crate::exit::CliError;
+    use kms_engine::{Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
+    use serde_json::Value;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// An open engine and the principal every call is made as.
+    struct Embedded {
+        engine: Engine,
+        caller: Principal,
+    }
+
+    impl Kms for Embedded {
+        fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError> {
+            self.engine.dispatch(&self.caller, op, request)
+        }
+    }
+
+    fn source(secret: RootSecret) -> RootKeySource {
+        match secret {
+            RootSecret::Passphrase(p) => RootKeySource::Passphrase(p),
+            RootSecret::Key(k) => RootKeySource::Key(k),
+        }
+    }
+
+    pub fn open(dir: &Path, secret: RootSecret) -> Result<Box<dyn Kms>, CliError> {
+        let engine = Engine::open(dir, source(secret), Arc::new(SystemClock), audit_sink(dir))?;
+        Ok(Box::new(Embedded {
+            engine,
+            caller: Principal::current_process(),
+        }))
+    }
+
+    pub fn create(dir: &Path, secret: RootSecret, kdf: KdfChoice) -> Result<(), CliError> {
+        let mut params = KdfParams::default();
+        if let Some(m) = kdf.memory_kib {
+            params.m_cost_kib = m;
+        }
+        if let Some(t) = kdf.iterations {
+            params.t_cost = t;
+        }
+        Engine::create(
+            dir,
+            source(secret),
+            params,
+            Arc::new(SystemClock),
+            audit_sink(dir),
+        )?;
+        Ok(())
+    }
+}
+
+/// The engine store directory: `--engine`/`KMSFS_ENGINE`, else
+/// `$XDG_DATA_HOME/kmsfs/engine`, else `~/.local/share/kmsfs/engine`.
+pub fn engine_dir(args: &EngineArgs) -> Result<PathBuf, CliError> {
+    if let Some(dir) = &args.engine {
+        return Ok(dir.clone());
+    }
+    default_engine_dir(
+        std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+/// The default store directory from `XDG_DATA_HOME` and `HOME` (a relative
+/// `XDG_DATA_HOME` is ignored, as the XDG spec says).
+fn default_engine_dir(
+    xdg_data_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> Result<PathBuf, CliError> {
+    let data = match (xdg_data_home, home) {
+        (Some(x), _) if x.is_absolute() => x,
+        (_, Some(h)) if h.is_absolute() => h.join(".local/share"),
+        _ => return Err(CliError::NoEngineDir),
+    };
+    Ok(data.join("kmsfs").join("engine"))
+}
+
+/// Whether `dir` holds something (an engine store or anything else).
+fn dir_has_entries(dir: &Path) -> Result<bool, CliError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(CliError::io(format!("cannot read {}", dir.display()), e)),
+    }
+}
+
+/// The secret that opens (or will seal) the store, before the engine sees it.
+pub enum RootSecret {
+    Passphrase(Zeroizing<String>),
+    Key(Zeroizing<[u8; 32]>),
+}
+
+impl std::fmt::Debug for RootSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RootSecret::Passphrase(_) => f.write_str("Passphrase(<redacted>)"),
+            RootSecret::Key(_) => f.write_str("Key(<redacted>)"),
+        }
+    }
+}
+
+/// Opening an existing store asks for the passphrase once; creating one asks
+/// twice when it prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Open,
+    Create,
+}
+
+/// The root secret: `--key-file` (exactly 32 bytes), else the first line of
+/// `--passphrase-file`, else a prompt on the terminal without echo. Without a
+/// terminal and without either option it fails with how to pass one.
+pub fn root_secret(args: &EngineArgs, purpose: Purpose) -> Result<RootSecret, CliError> {
+    if let Some(path) = &args.key_file {
+        return read_key_file(path).map(RootSecret::Key);
+    }
+    if let Some(path) = &args.passphrase_file {
+        return read_passphrase_file(path).map(RootSecret::Passphrase);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NoPassphrase);
+    }
+    let prompt = |text: &str| {
+        rpassword::prompt_password(text)
+            .map(Zeroizing::new)
+            .map_err(|e| CliError::io("cannot read the passphrase from the terminal", e))
+    };
+    match purpose {
+        Purpose::Open => {
+            let p = prompt("Engine passphrase: ")?;
+            Ok(RootSecret::Passphrase(p))
+        }
+        Purpose::Create => {
+            let p = prompt("New engine passphrase: ")?;
+            if p.is_empty() {
+                return Err(CliError::EmptyPassphrase);
+            }
+            let again = prompt("Repeat the passphrase: ")?;
+            if *p != *again {
+                return Err(CliError::PassphraseMismatch);
+            }
+            Ok(RootSecret::Passphrase(p))
+        }
+    }
+}
+
+/// A key file: exactly 32 raw bytes.
+fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| CliError::KeyFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    if bytes.len() != key.len() {
+        return Err(CliError::KeyFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it holds {} bytes, a key file holds exactly 32",
+                bytes.len()
+            ),
+        });
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+/// A passphrase file: its first line, without the line ending.
+fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>, CliError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| CliError::PassphraseFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?);
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line).map_err(|_| CliError::PassphraseFile {
+        path: path.to_path_buf(),
+        reason: "its first line is not UTF-8".into(),
+    })?;
+    if text.is_empty() {
+        return Err(CliError::PassphraseFile {
+            path: path.to_path_buf(),
+            reason: "its first line is empty".into(),
+        });
+    }
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dir_follows_xdg() {
+        assert_eq!(
+            default_engine_dir(Some("/x/data".into()), Some("/home/u".into())).unwrap(),
+            PathBuf::from("/x/data/kmsfs/engine")
+        );
+        assert_eq!(
+            default_engine_dir(Some("relative".into()), Some("/home/u".into())).unwrap(),
+            PathBuf::from("/home/u/.local/share/kmsfs/engine")
+        );
+        assert_eq!(
+            default_engine_dir(None, Some("/home/u".into())).unwrap(),
+            PathBuf::from("/home/u/.local/share/kmsfs/engine")
+        );
+        assert!(matches!(
+            default_engine_dir(None, None),
+            Err(CliError::NoEngineDir)
+        ));
+    }
+
+    #[test]
+    fn passphrase_file_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "correct horse\r\nsecond line\n").unwrap();
+        assert_eq!(read_passphrase_file(&p).unwrap().as_str(), "correct horse");
+        std::fs::write(&p, "no newline").unwrap();
+        assert_eq!(read_passphrase_file(&p).unwrap().as_str(), "no newline");
+        std::fs::write(&p, "\nx").unwrap();
+        let e = read_passphrase_file(&p).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::AUTHENTICATION);
+        let e = read_passphrase_file(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::AUTHENTICATION);
+    }
+
+    #[test]
+    fn key_file_must_hold_32_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, [7u8; 32]).unwrap();
+        assert_eq!(*read_key_file(&p).unwrap(), [7u8; 32]);
+        std::fs::write(&p, [7u8; 33]).unwrap();
+        let e = read_key_file(&p).unwrap_err();
+        assert!(e.to_string().contains("33 bytes"), "{e}");
+        assert_eq!(e.exit_code(), crate::exit::AUTHENTICATION);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = RootSecret::Passphrase(Zeroizing::new("hunter2".into()));
+        assert_eq!(format!("{s:?}"), "Passphrase(<redacted>)");
+    }
+
+    #[test]
+    fn entries() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!dir_has_entries(dir.path()).unwrap());
+        assert!(!dir_has_entries(&dir.path().join("nope")).unwrap());
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        assert!(dir_has_entries(dir.path()).unwrap());
+    }
+}
