@@ -94,4 +94,6 @@ pub enum Output {
 pub enum Command {
     /// Key engine operations, mirroring `aws kms`
     Kms(cmd::kms::KmsArgs),
+    /// Explain key policy decisions
+    Policy(cmd::policy::PolicyArgs),
 }
