@@ -3,6 +3,9 @@
 //! evaluated for the decisions the filesystem's opens produce. Prints the
 //! median nanoseconds per evaluation over several batches.
 
+// A benchmark binary: a failed setup is a failed run, like a test.
+#![allow(clippy::expect_used)]
+
 use kms_engine::Principal;
 use kms_engine::context::context_from;
 use kms_engine::grant::{GrantConstraints, GrantOperation, GrantRequest};
