@@ -4,12 +4,15 @@
 
 use crate::audit::{AuditEvent, AuditSink};
 use crate::context::EncryptionContext;
+use crate::grant::Grant;
 use crate::ids::{KeyId, new_request_id};
 use crate::key::KeyRecord;
+use crate::policy::{Decision, DecisionReason, Policy, RequestContext, evaluate_with_grants};
 use crate::state::State;
 use crate::store::format::{StoreHeader, open_file, seal_file};
 use crate::store::root::{self, KdfParams, RootKeySource, RootKind};
 use crate::store::{Fingerprint, StoreFiles, WriteLock};
+use crate::wire::SYMMETRIC_DEFAULT;
 use crate::{Clock, KmsError, Principal};
 use aws_lc_rs::aead::LessSafeKey;
 use std::collections::HashMap;
@@ -26,6 +29,10 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// An immutable view of the state plus precomputed AEAD keys.
 pub(crate) struct Snapshot {
     pub state: State,
+    /// Each key's policy, parsed once per state change (absent when the
+    /// stored document does not parse; authorization then parses it again
+    /// and reports why).
+    pub policies: HashMap<KeyId, Arc<Policy>>,
     pub ciphers: HashMap<(KeyId, u32), Arc<LessSafeKey>>,
     pub fingerprint: Fingerprint,
     pub next_due: Option<i64>,
@@ -47,7 +54,15 @@ impl Snapshot {
         old: Option<&Snapshot>,
     ) -> Result<Snapshot, KmsError> {
         let mut ciphers = HashMap::new();
+        let mut policies = HashMap::new();
         for k in state.keys.values() {
+            let reuse = old.and_then(|o| {
+                let same = o.state.keys.get(&k.id)?.policy == k.policy;
+                same.then(|| o.policies.get(&k.id).cloned()).flatten()
+            });
+            if let Some(p) = reuse.or_else(|| Policy::parse(&k.policy).ok().map(Arc::new)) {
+                policies.insert(k.id, p);
+            }
             for v in &k.versions {
                 let slot = (k.id, v.version);
                 let c = match old.and_then(|o| o.ciphers.get(&slot)) {
@@ -60,6 +75,7 @@ impl Snapshot {
         let next_due = state.next_due();
         Ok(Snapshot {
             state,
+            policies,
             ciphers,
             fingerprint,
             next_due,
@@ -69,6 +85,27 @@ impl Snapshot {
     /// Resolves a key id, key ARN, alias name or alias ARN.
     pub fn resolve(&self, key_id: &str) -> Result<&KeyRecord, KmsError> {
         self.state.resolve(key_id)
+    }
+
+    /// The parsed policy of `k` (cached when `k` is this snapshot's record).
+    pub fn policy_of(&self, k: &KeyRecord) -> Result<Arc<Policy>, KmsError> {
+        match self.policies.get(&k.id) {
+            Some(p)
+                if self
+                    .state
+                    .keys
+                    .get(&k.id)
+                    .is_some_and(|r| r.policy == k.policy) =>
+            {
+                Ok(p.clone())
+            }
+            _ => Policy::parse(&k.policy).map(Arc::new),
+        }
+    }
+
+    /// The grants on `k`.
+    pub fn grants_of(&self, k: &KeyRecord) -> &[Grant] {
+        self.state.grants.get(&k.id).map_or(&[], Vec::as_slice)
     }
 
     pub fn cipher(&self, id: KeyId, version: u32) -> Option<&Arc<LessSafeKey>> {
@@ -381,16 +418,59 @@ impl Engine {
         }
     }
 
-    /// The one place authorization is decided. Allows everything for now;
-    /// key policies and grants plug in here.
+    /// The one place authorization is decided: the key policy and the key's
+    /// grants for `caller` asking for `action` (`"kms:Decrypt"`), with the
+    /// request's encryption context. Denial is AccessDeniedException naming
+    /// the deciding statement.
     pub(crate) fn authorize(
         &self,
-        _caller: &Principal,
-        _action: &str,
-        _key: &KeyRecord,
-        _ctx: Option<&EncryptionContext>,
+        caller: &Principal,
+        action: &str,
+        key: &KeyRecord,
+        ctx: Option<&EncryptionContext>,
     ) -> Result<(), KmsError> {
-        Ok(())
+        let arn = key.arn();
+        let id = key.id.to_string();
+        let mut rc = RequestContext::new(caller, action, &arn, &id, self.clock.now_unix());
+        rc.encryption_context = ctx;
+        rc.key_spec = Some(SYMMETRIC_DEFAULT);
+        rc.key_usage = Some("ENCRYPT_DECRYPT");
+        if ctx.is_some() {
+            rc.encryption_algorithm = Some(SYMMETRIC_DEFAULT);
+        }
+        self.authorize_request(key, &rc)
+    }
+
+    /// [`Engine::authorize`] with a fully built request context (CreateGrant,
+    /// PutKeyPolicy and others that set more condition keys).
+    pub(crate) fn authorize_request(
+        &self,
+        key: &KeyRecord,
+        rc: &RequestContext<'_>,
+    ) -> Result<(), KmsError> {
+        let d = self.decide(key, rc)?;
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(access_denied(rc, &d))
+        }
+    }
+
+    /// The decision for `rc` on `key`: its policy plus its grants.
+    pub(crate) fn decide(
+        &self,
+        key: &KeyRecord,
+        rc: &RequestContext<'_>,
+    ) -> Result<Decision, KmsError> {
+        let snap = self.current()?;
+        let policy = snap.policy_of(key).map_err(|e| {
+            KmsError::AccessDenied(format!(
+                "the key policy of {} cannot be evaluated: {}",
+                rc.resource_arn,
+                e.message()
+            ))
+        })?;
+        Ok(evaluate_with_grants(&policy, snap.grants_of(key), rc))
     }
 
     /// Runs one operation and records its audit event (success or failure).
@@ -421,6 +501,23 @@ impl Engine {
         self.audit.record(&event)?;
         result
     }
+}
+
+/// AccessDeniedException in AWS's wording plus the deciding statement.
+pub(crate) fn access_denied(rc: &RequestContext<'_>, d: &Decision) -> KmsError {
+    let action = if rc.action.starts_with("kms:") {
+        rc.action.to_string()
+    } else {
+        format!("kms:{}", rc.action)
+    };
+    let why = match d.reason {
+        DecisionReason::ExplicitDeny(_) => "with an explicit deny in a resource-based policy",
+        _ => "because no resource-based policy allows the action",
+    };
+    KmsError::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: {} {why} ({})",
+        rc.principal, rc.resource_arn, d.reason
+    ))
 }
 
 /// RFC 3339 UTC time for audit records.

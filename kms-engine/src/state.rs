@@ -3,6 +3,7 @@
 //! rotations that fell due and deletion windows that passed.
 
 use crate::KmsError;
+use crate::grant::Grant;
 use crate::ids::{KeyId, KeyRef, alias_arn, parse_key_ref};
 use crate::key::{AliasRecord, KeyMaterial, KeyRecord, KeyState, KeyVersion, RotationType};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ pub struct State {
     pub aliases: BTreeMap<String, AliasRecord>,
     /// Keys destroyed after their deletion window: ids only, no material.
     pub destroyed: BTreeSet<KeyId>,
+    /// Grants per key, in creation order.
+    pub grants: BTreeMap<KeyId, Vec<Grant>>,
 }
 
 impl State {
@@ -32,6 +35,7 @@ impl State {
             keys: BTreeMap::new(),
             aliases: BTreeMap::new(),
             destroyed: BTreeSet::new(),
+            grants: BTreeMap::new(),
         })
     }
 
@@ -119,6 +123,7 @@ impl State {
         for id in expired {
             self.keys.remove(&id);
             self.aliases.retain(|_, a| a.target != id);
+            self.grants.remove(&id);
             self.destroyed.insert(id);
             changed = true;
         }

@@ -102,4 +102,6 @@ pub enum Command {
     Unmount(cmd::unmount::UnmountArgs),
     /// Mounted volumes, their keys, open files and key-cache figures
     Status(cmd::status::StatusArgs),
+    /// Explain key policy decisions
+    Policy(cmd::policy::PolicyArgs),
 }

@@ -35,6 +35,14 @@ pub const OPERATIONS: &[&str] = &[
     "GetKeyRotationStatus",
     "RotateKeyOnDemand",
     "ListKeyRotations",
+    "PutKeyPolicy",
+    "GetKeyPolicy",
+    "ListKeyPolicies",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
 ];
 
 type Op<Req, Resp> = fn(&Engine, &Principal, Req) -> Result<Resp, KmsError>;
@@ -172,6 +180,20 @@ impl Engine {
             "ListKeyRotations" => {
                 call(self, caller, operation, request, Engine::list_key_rotations)
             }
+            "PutKeyPolicy" => call(self, caller, operation, request, Engine::put_key_policy),
+            "GetKeyPolicy" => call(self, caller, operation, request, Engine::get_key_policy),
+            "ListKeyPolicies" => call(self, caller, operation, request, Engine::list_key_policies),
+            "CreateGrant" => call(self, caller, operation, request, Engine::create_grant),
+            "ListGrants" => call(self, caller, operation, request, Engine::list_grants),
+            "ListRetirableGrants" => call(
+                self,
+                caller,
+                operation,
+                request,
+                Engine::list_retirable_grants,
+            ),
+            "RetireGrant" => call(self, caller, operation, request, Engine::retire_grant),
+            "RevokeGrant" => call(self, caller, operation, request, Engine::revoke_grant),
             other => Err(KmsError::UnsupportedOperation(format!(
                 "operation {other:?} is not supported"
             ))),

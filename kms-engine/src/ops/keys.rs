@@ -4,6 +4,7 @@ use crate::engine::Engine;
 use crate::ids::KeyId;
 use crate::key::{KeyMaterial, KeyRecord, KeyState, KeyVersion, default_policy};
 use crate::ops::{require_not_pending, tags::validate_tags};
+use crate::policy::{Policy, check_lockout};
 use crate::wire::{SYMMETRIC_DEFAULT, Tag, page, page_limit};
 use crate::{KmsError, Principal};
 use serde::{Deserialize, Serialize};
@@ -174,16 +175,23 @@ impl Engine {
             check_description(&description)?;
             let tags = req.tags.clone().unwrap_or_default();
             validate_tags(&tags)?;
+            let id = KeyId::generate()?;
             let policy = match &req.policy {
                 Some(p) => {
-                    serde_json::from_str::<serde_json::Value>(p).map_err(|_| {
-                        KmsError::MalformedPolicyDocument("the policy is not valid JSON".into())
-                    })?;
+                    let parsed = Policy::parse(p)?;
+                    if req.bypass_policy_lockout_safety_check != Some(true) {
+                        check_lockout(
+                            &parsed,
+                            caller,
+                            &id.arn(),
+                            &id.to_string(),
+                            self.clock.now_unix(),
+                        )?;
+                    }
                     p.clone()
                 }
                 None => default_policy(&format!("uid:{}", caller.uid)),
             };
-            let id = KeyId::generate()?;
             a.key_id = Some(id.to_string());
             let material = KeyMaterial::generate()?;
             self.mutate(|st, now| {

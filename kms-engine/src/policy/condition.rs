@@ -405,31 +405,49 @@ impl Val<'_> {
     }
 }
 
-/// The request's values for `key` (empty = missing).
-fn lookup<'a>(key: &ConditionKey, ctx: &'a RequestContext<'a>) -> Vec<Val<'a>> {
-    let one = |v: Option<&'a str>| v.map(Val::Str).into_iter().collect();
+/// The request's values for a key: none (missing), one, or several.
+enum Vals<'a> {
+    One(Val<'a>),
+    Many(Vec<Val<'a>>),
+}
+
+impl<'a> Vals<'a> {
+    fn as_slice(&self) -> &[Val<'a>] {
+        match self {
+            Vals::One(v) => std::slice::from_ref(v),
+            Vals::Many(v) => v,
+        }
+    }
+}
+
+/// The request's values for `key` (an empty slice = missing).
+fn lookup<'a>(key: &ConditionKey, ctx: &'a RequestContext<'a>) -> Vals<'a> {
+    let none = || Vals::Many(Vec::new());
+    let one = |v: Option<&'a str>| v.map_or_else(none, |s| Vals::One(Val::Str(s)));
     match key {
         ConditionKey::EncryptionContext(k) => {
             let Some(ec) = ctx.encryption_context else {
-                return Vec::new();
+                return none();
             };
             let v = ec.get(k.as_str()).or_else(|| {
                 ec.iter()
                     .find(|(ck, _)| ck.eq_ignore_ascii_case(k))
                     .map(|(_, v)| v)
             });
-            v.map(|v| Val::Str(v.as_str())).into_iter().collect()
+            one(v.map(String::as_str))
         }
-        ConditionKey::EncryptionContextKeys => ctx
-            .encryption_context
-            .map(|ec| ec.keys().map(|k| Val::Str(k.as_str())).collect())
-            .unwrap_or_default(),
-        ConditionKey::CallerUid => vec![Val::Int(i64::from(ctx.principal.uid))],
-        ConditionKey::CallerGid => vec![Val::Int(i64::from(ctx.principal.gid))],
-        ConditionKey::GrantOperations => ctx
-            .grant_operations
-            .map(|ops| ops.iter().map(|o| Val::Str(o.as_str())).collect())
-            .unwrap_or_default(),
+        ConditionKey::EncryptionContextKeys => Vals::Many(
+            ctx.encryption_context
+                .map(|ec| ec.keys().map(|k| Val::Str(k.as_str())).collect())
+                .unwrap_or_default(),
+        ),
+        ConditionKey::CallerUid => Vals::One(Val::Int(i64::from(ctx.principal.uid))),
+        ConditionKey::CallerGid => Vals::One(Val::Int(i64::from(ctx.principal.gid))),
+        ConditionKey::GrantOperations => Vals::Many(
+            ctx.grant_operations
+                .map(|ops| ops.iter().map(|o| Val::Str(o.as_str())).collect())
+                .unwrap_or_default(),
+        ),
         ConditionKey::GranteePrincipal => one(ctx.grantee_principal),
         ConditionKey::RetiringPrincipal => one(ctx.retiring_principal),
         ConditionKey::RequestAlias => one(ctx.request_alias),
@@ -438,11 +456,9 @@ fn lookup<'a>(key: &ConditionKey, ctx: &'a RequestContext<'a>) -> Vec<Val<'a>> {
         ConditionKey::EncryptionAlgorithm => one(ctx.encryption_algorithm),
         ConditionKey::BypassPolicyLockoutSafetyCheck => ctx
             .bypass_policy_lockout_safety_check
-            .map(Val::Bool)
-            .into_iter()
-            .collect(),
-        ConditionKey::CurrentTime => vec![Val::Time(ctx.now_unix)],
-        ConditionKey::EpochTime => vec![Val::Int(ctx.now_unix)],
+            .map_or_else(none, |b| Vals::One(Val::Bool(b))),
+        ConditionKey::CurrentTime => Vals::One(Val::Time(ctx.now_unix)),
+        ConditionKey::EpochTime => Vals::One(Val::Int(ctx.now_unix)),
     }
 }
 
@@ -485,7 +501,8 @@ fn positive_match(op: BaseOperator, rv: &Val<'_>, cv: &ConditionValue) -> bool {
 impl ConditionClause {
     /// True when this condition holds for the request.
     pub fn holds(&self, ctx: &RequestContext<'_>) -> bool {
-        let vals = lookup(&self.key, ctx);
+        let found = lookup(&self.key, ctx);
+        let vals = found.as_slice();
         let op = self.operator;
         if op.base == B::Null {
             // "true" = the key must be absent, "false" = present; values OR.

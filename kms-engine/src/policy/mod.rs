@@ -212,19 +212,3 @@ impl Statement {
         hit != r.negated
     }
 }
-
-/// The policy a new key gets: its creator may do everything with it.
-pub fn default_policy(creator: &Principal) -> String {
-    let doc = serde_json::json!({
-        "Version": POLICY_VERSION,
-        "Id": "key-default-1",
-        "Statement": [{
-            "Sid": "Enable creator full control",
-            "Effect": "Allow",
-            "Principal": {"AWS": format!("uid:{}", creator.uid)},
-            "Action": "kms:*",
-            "Resource": "*"
-        }]
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
-}

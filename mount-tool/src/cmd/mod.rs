@@ -2,7 +2,9 @@
 
 pub mod init;
 pub mod kms;
+pub mod kms_policy;
 pub mod mount;
+pub mod policy;
 pub mod status;
 pub mod unmount;
 
@@ -16,5 +18,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Mount(args) => mount::run(&cli.engine, args),
         Command::Unmount(args) => unmount::run(args),
         Command::Status(args) => status::run(cli.engine.output, args),
+        Command::Policy(args) => policy::run(&cli.engine, args),
     }
 }

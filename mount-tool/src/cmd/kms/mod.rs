@@ -5,7 +5,7 @@
 mod commands;
 mod init;
 mod output;
-mod params;
+pub(crate) mod params;
 
 use crate::cli::EngineArgs;
 use crate::engine_access::{self, Kms};
@@ -27,11 +27,22 @@ pub enum KmsCommand {
     InitEngine(init::InitEngineArgs),
     #[command(flatten)]
     Op(OpCommand),
+    #[command(flatten)]
+    PolicyOp(crate::cmd::kms_policy::PolicyOpCommand),
 }
 
 pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
     match args.command {
         KmsCommand::InitEngine(a) => init::run(engine, &a),
+        KmsCommand::PolicyOp(op) => {
+            let request = op.request()?;
+            let kms = engine_access::open(engine)?;
+            let resp = match op.auto_paged_field() {
+                Some(field) => call_all_pages(kms.as_ref(), request, field)?,
+                None => kms.dispatch(request.op, request.body)?,
+            };
+            print(&output::render(&resp, engine.output, op.text_fields()))
+        }
         KmsCommand::Op(op) => {
             // Read fileb:// inputs before asking for a passphrase.
             let request = op.request()?;
