@@ -75,6 +75,32 @@ impl Fixture {
         }
     }
 
+    /// Replace the master key's policy with one that keeps root as the admin
+    /// and lets any principal use the key for file data.
+    pub fn allow_everyone_file_access(&self) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": ["uid:0"]},
+                 "Action": "kms:*", "Resource": "*"},
+                {"Sid": "Everyone", "Effect": "Allow", "Principal": "*",
+                 "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncrypt*"],
+                 "Resource": "*"}
+            ]
+        });
+        self.engine
+            .put_key_policy(
+                &root(),
+                kms_engine::PutKeyPolicyRequest {
+                    key_id: self.key_id.clone(),
+                    policy_name: None,
+                    policy: policy.to_string(),
+                    bypass_policy_lockout_safety_check: None,
+                },
+            )
+            .expect("put key policy");
+    }
+
     pub fn mount(&self) -> Mounted {
         self.mount_with(FsOptions::default(), true)
     }
