@@ -33,7 +33,9 @@ impl Core {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FsError::NotFound),
             Err(e) => return Err(e.into()),
         };
-        let node = self.table().lookup(dir.plain.child(name), backing);
+        let node = self
+            .table()
+            .lookup(dir.plain.child(name), backing, meta.ino());
         Ok(self.attr_from(node.ino, &node.backing, &meta))
     }
 
@@ -45,7 +47,9 @@ impl Core {
         backing: std::path::PathBuf,
     ) -> FsResult<(NodeRef, FileAttr)> {
         let meta = fs::symlink_metadata(&backing)?;
-        let node = self.table().lookup(dir.plain.child(name), backing);
+        let node = self
+            .table()
+            .lookup(dir.plain.child(name), backing, meta.ino());
         let attr = self.attr_from(node.ino, &node.backing, &meta);
         Ok((node, attr))
     }
@@ -68,10 +72,13 @@ impl Core {
                 .map(super::attr::kind_of)
                 .unwrap_or(FileType::RegularFile);
             let child = dir.plain.child(&name);
-            let child_ino = self.table().ino_of(&child).unwrap_or_else(|| {
+            let child_ino = {
                 use std::os::unix::fs::DirEntryExt;
-                ent.ino() | (1 << 63)
-            });
+                let t = self.table();
+                t.ino_of(&child)
+                    .or_else(|| t.ino_of_backing(ent.ino()))
+                    .unwrap_or(ent.ino() | (1 << 63))
+            };
             entries.push((child_ino, kind, name));
         }
         let fh = self.new_fh();

@@ -117,6 +117,8 @@ pub struct Node {
     pub backing: PathBuf,
     pub state: Arc<InodeState>,
     lookups: u64,
+    /// The backing file's inode number (keeps our number stable).
+    backing_ino: u64,
     /// False once unlinked or replaced; the node lives on while the kernel
     /// holds references (open handles keep their own file descriptors).
     linked: bool,
@@ -136,6 +138,10 @@ pub struct NodeRef {
 pub struct InodeTable {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<PlainPath, u64>,
+    /// Backing inode -> our inode number, kept after a forget so that a
+    /// file keeps its number for the whole mount (tar and others compare
+    /// st_ino); dropped when the file is unlinked through the mount.
+    by_backing: HashMap<u64, u64>,
     next: u64,
 }
 
@@ -144,6 +150,7 @@ impl InodeTable {
         let mut t = InodeTable {
             nodes: HashMap::new(),
             by_path: HashMap::new(),
+            by_backing: HashMap::new(),
             next: ROOT_INO + 1,
         };
         t.nodes.insert(
@@ -153,6 +160,7 @@ impl InodeTable {
                 backing: backing_root.to_path_buf(),
                 state: Arc::default(),
                 lookups: 1,
+                backing_ino: 0,
                 linked: true,
             },
         );
@@ -169,6 +177,11 @@ impl InodeTable {
         })
     }
 
+    /// Our inode number for a backing inode, if one was handed out.
+    pub fn ino_of_backing(&self, backing_ino: u64) -> Option<u64> {
+        self.by_backing.get(&backing_ino).copied()
+    }
+
     /// The inode for a plaintext path, if the kernel knows it.
     pub fn ino_of(&self, plain: &PlainPath) -> Option<u64> {
         self.by_path.get(plain).copied()
@@ -176,7 +189,7 @@ impl InodeTable {
 
     /// Records one kernel lookup of `plain` (creating the node when new) and
     /// returns its inode number.
-    pub fn lookup(&mut self, plain: PlainPath, backing: PathBuf) -> NodeRef {
+    pub fn lookup(&mut self, plain: PlainPath, backing: PathBuf, backing_ino: u64) -> NodeRef {
         if let Some(&ino) = self.by_path.get(&plain)
             && let Some(n) = self.nodes.get_mut(&ino)
         {
@@ -189,8 +202,16 @@ impl InodeTable {
                 state: n.state.clone(),
             };
         }
-        let ino = self.next;
-        self.next += 1;
+        let ino = match self.by_backing.get(&backing_ino) {
+            Some(&i) if backing_ino != 0 && !self.nodes.contains_key(&i) => i,
+            _ => {
+                self.next += 1;
+                self.next - 1
+            }
+        };
+        if backing_ino != 0 {
+            self.by_backing.insert(backing_ino, ino);
+        }
         let state: Arc<InodeState> = Arc::default();
         self.nodes.insert(
             ino,
@@ -199,6 +220,7 @@ impl InodeTable {
                 backing: backing.clone(),
                 state: state.clone(),
                 lookups: 1,
+                backing_ino,
                 linked: true,
             },
         );
@@ -238,6 +260,9 @@ impl InodeTable {
             && let Some(n) = self.nodes.get_mut(&ino)
         {
             n.linked = false;
+            if self.by_backing.get(&n.backing_ino) == Some(&ino) {
+                self.by_backing.remove(&n.backing_ino);
+            }
         }
     }
 
@@ -338,9 +363,9 @@ mod tests {
     #[test]
     fn lookup_forget_and_rename_subtree() {
         let mut t = InodeTable::new(Path::new("/c"));
-        let a = t.lookup(p("/a"), PathBuf::from("/c/A"));
-        let b = t.lookup(p("/a/b"), PathBuf::from("/c/A/B"));
-        assert_eq!(t.lookup(p("/a"), PathBuf::from("/c/A")).ino, a.ino);
+        let a = t.lookup(p("/a"), PathBuf::from("/c/A"), 10);
+        let b = t.lookup(p("/a/b"), PathBuf::from("/c/A/B"), 11);
+        assert_eq!(t.lookup(p("/a"), PathBuf::from("/c/A"), 10).ino, a.ino);
         t.renamed(&p("/a"), &p("/z"), Path::new("/c/Z"));
         let b2 = t.get(b.ino).unwrap();
         assert_eq!(b2.plain, p("/z/b"));
@@ -357,8 +382,8 @@ mod tests {
     #[test]
     fn rename_over_unlinks_destination_and_exchange_swaps() {
         let mut t = InodeTable::new(Path::new("/c"));
-        let x = t.lookup(p("/x"), PathBuf::from("/c/X"));
-        let y = t.lookup(p("/y"), PathBuf::from("/c/Y"));
+        let x = t.lookup(p("/x"), PathBuf::from("/c/X"), 12);
+        let y = t.lookup(p("/y"), PathBuf::from("/c/Y"), 13);
         t.exchanged(&p("/x"), Path::new("/c/X"), &p("/y"), Path::new("/c/Y"));
         assert_eq!(t.get(x.ino).unwrap().plain, p("/y"));
         assert_eq!(t.get(x.ino).unwrap().backing, PathBuf::from("/c/Y"));
@@ -369,5 +394,15 @@ mod tests {
         assert!(t.get(x.ino).is_some());
         t.forget(x.ino, 1);
         assert_eq!(t.ino_of(&p("/y")), Some(y.ino));
+    }
+
+    #[test]
+    fn numbers_are_stable_across_forget_until_unlinked() {
+        let mut t = InodeTable::new(Path::new("/c"));
+        let a = t.lookup(p("/a"), PathBuf::from("/c/A"), 77);
+        t.forget(a.ino, 1);
+        assert_eq!(t.lookup(p("/a"), PathBuf::from("/c/A"), 77).ino, a.ino);
+        t.unlinked(&p("/a"));
+        assert_ne!(t.lookup(p("/a"), PathBuf::from("/c/A"), 77).ino, a.ino);
     }
 }

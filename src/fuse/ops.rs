@@ -1,5 +1,5 @@
 //! The `fuser::Filesystem` implementation: unpacks each request, calls the
-//! matching [`Core`] operation and replies; errors become errno through
+//! matching [`Core`](super::Core) operation and replies; errors become errno through
 //! [`FsError::errno`](super::errno::FsError::errno) only.
 
 use super::errno::FsError;
