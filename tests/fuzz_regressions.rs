@@ -1,6 +1,6 @@
 //! Replays the fuzz seed corpora (`fuzz/corpus/<target>/`) and the saved
 //! crash inputs (`fuzz/regressions/<target>/`) through the same checks the
-//! `cargo fuzz` targets run (`fuzz/src/checks.rs`, included here), so that
+//! `cargo fuzz` targets run (`fuzz/src/checks/`, included here), so that
 //! plain `cargo test` on stable catches a regression without cargo-fuzz.
 //!
 //! A regression input whose bug is not fixed yet lives in
@@ -8,8 +8,8 @@
 //! test `open_fuzz_findings` (`cargo test --test fuzz_regressions -- --ignored`)
 //! until the fix lands and the file moves up one directory.
 
-#[path = "../fuzz/src/checks.rs"]
-#[allow(dead_code)]
+#[path = "../fuzz/src/checks/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod checks;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! made by the project's own code (a real file header around a real engine
 //! blob, real volume configs, real sealed content blocks and names, real
 //! store files and state, a real signed audit trail, real policies), in the
-//! input layout each check in `src/checks.rs` expects.
+//! input layout each check in `src/checks/` expects.
 //!
 //! Run from `fuzz/`: `cargo run --example gen_corpus` (add `-- --force` to
 //! overwrite). Seeds are random where the format is (nonces, ids), so a
@@ -347,7 +347,7 @@ fn dispatch(out: &Out) -> Res<()> {
 fn event(n: u32) -> AuditEvent {
     AuditEvent {
         event_time: "2026-01-01T00:00:00Z".into(),
-        event_name: if n % 2 == 0 {
+        event_name: if n.is_multiple_of(2) {
             "Decrypt"
         } else {
             "GenerateDataKey"
