@@ -59,20 +59,23 @@ pub(crate) fn block_size(b: u8) -> u32 {
     512 << (b % 8)
 }
 
-/// A fresh directory in tmpfs when there is one (the store and audit checks
-/// write files on every input; fsync on a real disk would make them crawl).
+/// A fresh scratch directory for the checks that write files: under
+/// `$KMSFS_FUZZ_SCRATCH` when set (`.ci/fuzz-smoke` points it at a directory
+/// it removes afterwards; libFuzzer exits without running destructors, so a
+/// process's scratch directories outlive it), else in tmpfs (`/dev/shm`)
+/// when there is one (the store and audit checks write on every input, and
+/// fsync on a real disk would make them crawl), else in the system temp dir.
 pub(crate) fn scratch_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    let builder = {
-        let mut b = tempfile::Builder::new();
-        b.prefix("kmsfs-fuzz-");
-        b
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("kmsfs-fuzz-");
+    let base = std::env::var_os("KMSFS_FUZZ_SCRATCH")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
+    let made = match base {
+        Some(b) => builder.tempdir_in(b),
+        None => builder.tempdir(),
     };
-    match if shm.is_dir() {
-        builder.tempdir_in(shm)
-    } else {
-        builder.tempdir()
-    } {
+    match made {
         Ok(d) => d,
         Err(e) => panic!("cannot create a scratch directory: {e}"),
     }
