@@ -170,6 +170,7 @@ impl Engine {
         let kind = root::kind_of(&root);
         let (kdf, salt) = match kind {
             RootKind::Passphrase => {
+                kdf.validate().map_err(KmsError::Validation)?;
                 let mut salt = [0u8; 16];
                 aws_lc_rs::rand::fill(&mut salt)
                     .map_err(|_| KmsError::Internal("random source failed".into()))?;

@@ -61,8 +61,36 @@ fn corrupted_store_is_told_apart_from_wrong_passphrase() {
     assert!(matches!(f.reopen(), Err(KmsError::StoreCorrupted(_))));
     std::fs::write(&path, b"hello world, this is not an engine store at all, no no no no no no no no no no no no no no no").unwrap();
     assert!(matches!(f.reopen(), Err(KmsError::StoreCorrupted(_))));
+    // A header asking Argon2id for absurd costs (read before anything is
+    // authenticated) is refused instead of exhausting memory or hanging.
+    for (at, what) in [(10, "memory"), (14, "passes"), (18, "lanes")] {
+        let mut bad = good.clone();
+        bad[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        std::fs::write(&path, &bad).unwrap();
+        match f.reopen() {
+            Err(KmsError::StoreCorrupted(msg)) => assert!(msg.contains(what), "{msg}"),
+            other => panic!("{what}: expected StoreCorrupted, got {other:?}"),
+        }
+    }
     std::fs::write(&path, &good).unwrap();
     assert!(f.reopen().is_ok());
+}
+
+#[test]
+fn absurd_kdf_params_are_refused_at_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Engine::create(
+        &dir.path().join("e"),
+        RootKeySource::Passphrase(Zeroizing::new("pw".into())),
+        KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1_000,
+            p_cost: 1,
+        },
+        Arc::new(SystemClock),
+        Arc::new(NullSink),
+    );
+    assert!(matches!(r, Err(KmsError::Validation(_))), "{r:?}");
 }
 
 #[test]

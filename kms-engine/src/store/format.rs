@@ -71,13 +71,17 @@ impl StoreHeader {
         salt.copy_from_slice(&file[22..38]);
         let mut check = [0u8; 32];
         check.copy_from_slice(&file[38..70]);
+        let kdf = KdfParams {
+            m_cost_kib: u32_at(10),
+            t_cost: u32_at(14),
+            p_cost: u32_at(18),
+        };
+        if kind == RootKind::Passphrase {
+            kdf.validate().map_err(KmsError::StoreCorrupted)?;
+        }
         Ok(StoreHeader {
             kind,
-            kdf: KdfParams {
-                m_cost_kib: u32_at(10),
-                t_cost: u32_at(14),
-                p_cost: u32_at(18),
-            },
+            kdf,
             salt,
             check,
         })

@@ -50,6 +50,34 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
+    /// The largest costs a store may ask for: 4 GiB of memory, 64 passes,
+    /// 16 lanes. The header is read before anything is authenticated, so a
+    /// tampered header must not be able to make `open` exhaust memory or hang.
+    pub const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
+    pub const MAX_T_COST: u32 = 64;
+    pub const MAX_P_COST: u32 = 16;
+
+    /// Checks the parameters are within what Argon2id accepts and within the
+    /// caps above; the message names the offending parameter.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |name: &str, v: u32, min: u32, max: u32| {
+            if (min..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("Argon2id {name} {v} is outside {min}..={max}"))
+            }
+        };
+        check("lanes", self.p_cost, 1, Self::MAX_P_COST)?;
+        check("passes", self.t_cost, 1, Self::MAX_T_COST)?;
+        // Argon2 needs at least 8 KiB per lane; p_cost is capped above.
+        check(
+            "memory (KiB)",
+            self.m_cost_kib,
+            8 * self.p_cost,
+            Self::MAX_M_COST_KIB,
+        )
+    }
+
     /// Tiny parameters so tests run fast. Never use for a real store.
     pub fn insecure_for_tests() -> Self {
         KdfParams {
