@@ -21,7 +21,9 @@
 #                             [--dir MOUNTED_DIR]
 #   --files N        number of files (default 2000)
 #   --size BYTES     size of each file (default 1024)
-#   --passes P       passes per cache state (default 5; the median is printed)
+#   --passes P       passes per cache state (default 7; the median is printed)
+#   --rounds R       times a warm pass goes over the N files (default 5; a
+#                    cold pass goes over them once, right after drop_caches)
 #   --mount-arg ARG  extra argument for `kmsfs mount` (repeatable)
 #   --gocryptfs      also measure a gocryptfs mount, for reference
 #   --dir DIR        measure an existing directory (any filesystem, e.g. a
@@ -33,7 +35,8 @@ source "$(dirname "$0")/lib.sh"
 
 FILES=2000
 SIZE=1024
-PASSES=5
+PASSES=7
+ROUNDS=5
 MOUNT_ARGS=()
 WITH_GOCRYPTFS=0
 DIR=""
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     --files) FILES=$2; shift ;;
     --size) SIZE=$2; shift ;;
     --passes) PASSES=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
     --no-build) BENCH_NO_BUILD=1 ;;
     --mount-arg) MOUNT_ARGS+=("$2"); shift ;;
     --gocryptfs) WITH_GOCRYPTFS=1 ;;
@@ -58,14 +62,15 @@ command -v python3 >/dev/null || die "python3 not installed"
 # three system calls, not a fork+exec.
 OPEN_LOOP='
 import os, sys, time
-d, n = sys.argv[1], int(sys.argv[2])
+d, n, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 paths = [os.path.join(d, "f%05d" % i) for i in range(n)]
 t0 = time.perf_counter()
-for p in paths:
-    fd = os.open(p, os.O_RDONLY)
-    os.read(fd, 1 << 16)
-    os.close(fd)
-print("%.1f" % (n / (time.perf_counter() - t0)))
+for _ in range(rounds):
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        os.read(fd, 1 << 16)
+        os.close(fd)
+print("%.1f" % (n * rounds / (time.perf_counter() - t0)))
 '
 
 populate() { # DIR
@@ -85,16 +90,26 @@ declare -A RES
 measure() { # LABEL DIR
   local label=$1 d=$2/open-bench state p rates
   # one untimed pass so that "warm" starts warm
-  python3 -c "$OPEN_LOOP" "$d" "$FILES" > /dev/null
+  python3 -c "$OPEN_LOOP" "$d" "$FILES" 1 > /dev/null
   for state in warm cold; do
     rates=()
     for p in $(seq "$PASSES"); do
-      [ "$state" = warm ] || drop_caches
-      rates+=("$(python3 -c "$OPEN_LOOP" "$d" "$FILES")")
+      if [ "$state" = warm ]; then
+        rates+=("$(python3 -c "$OPEN_LOOP" "$d" "$FILES" "$ROUNDS")")
+      else
+        drop_caches
+        rates+=("$(python3 -c "$OPEN_LOOP" "$d" "$FILES" 1)")
+      fi
     done
     RES[$label.$state]="$(median "${rates[@]}") (passes: ${rates[*]})"
     log "$label $state: ${rates[*]} opens/s"
   done
+  # the kmsfs data-key cache figures, to show which path the opens took
+  if [ "$label" != gocryptfs ] && [ -z "$DIR" ]; then
+    sleep 1.5 # the status file is refreshed every second
+    RES[$label.cache]=$("$KMSFS_BIN" status --output json | jq -c --arg m "$(readlink -f "$2")" \
+      '.mounts[] | select(.mountpoint == $m) | .status.cache')
+  fi
 }
 
 if [ -n "$DIR" ]; then
@@ -128,11 +143,12 @@ else
   fi
 fi
 
-printf '\n# open+read+close rate — %s, %d files of %d bytes, %d passes, medians (opens/s)\n' \
-  "$(date -u +%FT%TZ)" "$FILES" "$SIZE" "$PASSES"
+printf '\n# open+read+close rate — %s, %d files of %d bytes, %d passes (warm: %d rounds each), medians (opens/s)\n' \
+  "$(date -u +%FT%TZ)" "$FILES" "$SIZE" "$PASSES" "$ROUNDS"
 printf '# %s CPUs; load average at end: %s; kmsfs mount args: %s\n' \
   "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "${MOUNT_ARGS[*]:-(none)}"
 for l in "${labels[@]}"; do
   printf '%-16s warm %s\n' "$l" "${RES[$l.warm]}"
   printf '%-16s cold %s\n' "$l" "${RES[$l.cold]}"
+  [ -z "${RES[$l.cache]:-}" ] || printf '%-16s data-key cache after the passes: %s\n' "$l" "${RES[$l.cache]}"
 done

@@ -55,11 +55,14 @@ M=$BENCH_WORK/mnt
 kmsfs_setup "$BACK/engine" "$BACK/pass" "$BACK/cipher"
 kmsfs_mount "$BACK/cipher" "$M" --allow-other
 chmod 755 "$M"
+# a directory on another filesystem, for the EXDEV tests
+SECONDARY=$BENCH_WORK/secondary
+mkdir -p "$SECONDARY"
 [ -n "$LOG" ] || LOG=$(mktemp /tmp/kmsfs-pjdfstest-log.XXXXXX)
 
-log "pjdfstest -c $CONFIG -p $M ${PATTERNS[*]:-} (log: $LOG)"
+log "pjdfstest -c $CONFIG -p $M -s $SECONDARY ${PATTERNS[*]:-} (log: $LOG)"
 set +e
-(cd "$M" && "$PJD" -c "$CONFIG" -p "$M" ${PATTERNS[@]+"${PATTERNS[@]}"}) > "$LOG" 2>&1
+(cd "$M" && "$PJD" -c "$CONFIG" -p "$M" -s "$SECONDARY" ${PATTERNS[@]+"${PATTERNS[@]}"}) > "$LOG" 2>&1
 rc=$?
 set -e
 

@@ -77,7 +77,7 @@ done
 tar -cf "$TARBALL" -C "$SRC" .
 rm -rf "$SRC"
 TAR_MIB=$(du -m "$TARBALL" | cut -f1)
-NENTRIES=$(tar -tf "$TARBALL" | wc -l)
+NENTRIES=$(tar -tf "$TARBALL" | grep -cvx "\./")
 log "tarball: $nfiles files, $NENTRIES entries, $TAR_MIB MiB"
 
 declare -A R   # R[fs.metric] = space-separated values, one per run
@@ -101,6 +101,7 @@ one_run() { # FS MOUNTPOINT
   dd if="$m/seq" of=/dev/null bs=1M status=none
   secs=$(elapsed "$t0")
   record "$fs" read_mibs "$(awk -v n="$SEQ_MIB" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')"
+  [ "$(stat -c %s "$m/seq")" = $((SEQ_MIB * 1048576)) ] || die "$fs: $m/seq has the wrong size"
   rm -f "$m/seq"
   # tar extract (ends with sync so the data reached the backing directory)
   mkdir "$m/tree"
@@ -114,6 +115,9 @@ one_run() { # FS MOUNTPOINT
   t0=$(now)
   ls -lR "$m/tree" > /dev/null
   record "$fs" ls_s "$(elapsed "$t0")"
+  # not timed: the tree is complete and its contents match the tarball
+  [ "$(find "$m/tree" -mindepth 1 | wc -l)" = "$NENTRIES" ] || die "$fs: extracted tree is incomplete"
+  tar --compare -f "$TARBALL" -C "$m/tree" > /dev/null || die "$fs: extracted tree differs from the tarball"
   # rm -rf, cold caches
   drop_caches
   t0=$(now)
