@@ -24,7 +24,7 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (drop_caches, tmpfs mount
 build_kmsfs() {
   if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
     [ -x "$KMSFS_BIN" ] || die "$KMSFS_BIN missing (run without --no-build)"
-    return
+    return 0
   fi
   log "cargo build --release -p mount-tool (target dir $CARGO_TARGET_DIR)"
   (cd "$BENCH_REPO" && cargo build --release -q -p mount-tool) || die "build failed"
@@ -86,7 +86,7 @@ fuse_pid() {
   for p in $(pgrep -x "$name"); do
     if tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qxF "$mnt"; then
       echo "$p"
-      return
+      return 0
     fi
   done
 }
@@ -138,6 +138,11 @@ unmount_one() {
 
 bench_cleanup() {
   local rc=$? i
+  # Best effort from here on: a failing step must not stop the others. (In a
+  # trap handler a bare `return` reports the status from before the trap, so
+  # the helpers return explicit statuses too.)
+  set +e
+  trap '' INT TERM
   for ((i = ${#BENCH_MOUNTS[@]} - 1; i >= 0; i--)); do unmount_one "${BENCH_MOUNTS[$i]}"; done
   for ((i = ${#BENCH_TMPFS[@]} - 1; i >= 0; i--)); do
     umount "${BENCH_TMPFS[$i]}" 2>/dev/null || umount -l "${BENCH_TMPFS[$i]}" 2>/dev/null || true
