@@ -1,0 +1,152 @@
+# Shared helpers for the kmsfs benchmark scripts (sourced, not run).
+#
+# Provides: build_kmsfs, median, ratio, drop_caches, tmpfs setup, kmsfs and
+# gocryptfs volume set-up/mount/unmount, and the pid of a kmsfs mount. Every
+# mount made through these helpers is recorded in BENCH_MOUNTS and undone by
+# bench_cleanup, which the scripts install as an EXIT trap.
+
+# Repository root (this file lives in benches/).
+BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${CARGO_TARGET_DIR:=$BENCH_REPO/target}"
+export CARGO_TARGET_DIR
+KMSFS_BIN="${KMSFS_BIN:-$CARGO_TARGET_DIR/release/kmsfs}"
+BENCH_MOUNTS=()   # mountpoints to unmount, most recent last
+BENCH_TMPFS=()    # tmpfs mountpoints to unmount after the FUSE mounts
+BENCH_WORK=""     # scratch directory removed at exit
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (drop_caches, tmpfs mounts)"; }
+
+# build_kmsfs: release build of the `kmsfs` binary unless KMSFS_BIN was given
+# or --no-build asked for it.
+build_kmsfs() {
+  if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
+    [ -x "$KMSFS_BIN" ] || die "$KMSFS_BIN missing (run without --no-build)"
+    return 0
+  fi
+  log "cargo build --release -p mount-tool (target dir $CARGO_TARGET_DIR)"
+  (cd "$BENCH_REPO" && cargo build --release -q -p mount-tool) || die "build failed"
+  [ -x "$KMSFS_BIN" ] || die "$KMSFS_BIN not built"
+}
+
+# now: seconds since the epoch with nanoseconds.
+now() { date +%s.%N; }
+# elapsed START: seconds since START.
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.4f", b - a }'; }
+
+# median V1 V2 ...: the median (mean of the two middle values for an even count).
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "nan"; exit }
+    if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]
+    else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A / B with 2 decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "nan"; else printf "%.2f", a / b }'; }
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# make_tmpfs DIR SIZE: mount a private tmpfs on DIR.
+make_tmpfs() {
+  mkdir -p "$1"
+  mount -t tmpfs -o "size=$2,mode=0755" kmsfs-bench "$1" || die "mounting tmpfs on $1"
+  BENCH_TMPFS+=("$1")
+}
+
+# kmsfs_setup ENGINE_DIR PASSFILE CIPHERDIR: a fresh engine (low KDF cost,
+# fine for benchmarks) and a fresh volume.
+kmsfs_setup() {
+  local engine=$1 pass=$2 cipher=$3
+  echo "bench-passphrase" > "$pass"
+  chmod 600 "$pass"
+  mkdir -p "$cipher"
+  export KMSFS_ENGINE="$engine" KMSFS_PASSPHRASE_FILE="$pass"
+  "$KMSFS_BIN" kms init-engine --kdf-memory-kib 8192 --kdf-iterations 1 >/dev/null \
+    || die "kmsfs kms init-engine"
+  "$KMSFS_BIN" init "$cipher" >/dev/null || die "kmsfs init $cipher"
+}
+
+# kmsfs_mount CIPHERDIR MOUNTPOINT [extra mount args...]
+kmsfs_mount() {
+  local cipher=$1 mnt=$2
+  shift 2
+  mkdir -p "$mnt"
+  "$KMSFS_BIN" mount "$@" "$cipher" "$mnt" >/dev/null || die "kmsfs mount $cipher $mnt"
+  BENCH_MOUNTS+=("$mnt")
+}
+
+# fuse_pid NAME MOUNTPOINT: pid of the process named NAME whose command line
+# holds MOUNTPOINT (the kmsfs foreground child, or gocryptfs).
+fuse_pid() {
+  local name=$1 mnt p
+  mnt=$(readlink -f "$2")
+  for p in $(pgrep -x "$name"); do
+    if tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qxF "$mnt"; then
+      echo "$p"
+      return 0
+    fi
+  done
+}
+
+# kmsfs_pid MOUNTPOINT: pid of the process serving a kmsfs mount (the
+# detached `kmsfs mount ... --foreground` child).
+kmsfs_pid() { fuse_pid kmsfs "$1"; }
+
+# gocryptfs_setup CIPHERDIR: a fresh gocryptfs volume (passphrase "pw",
+# low scrypt cost, like the kmsfs engine above).
+gocryptfs_setup() {
+  mkdir -p "$1"
+  gocryptfs -q -init -scryptn 10 -extpass "echo pw" "$1" >/dev/null || die "gocryptfs -init $1"
+}
+
+gocryptfs_mount() {
+  mkdir -p "$2"
+  gocryptfs -q -nosyslog -extpass "echo pw" "$1" "$2" || die "gocryptfs mount $1 $2"
+  BENCH_MOUNTS+=("$2")
+}
+
+gocryptfs_pid() { fuse_pid gocryptfs "$1"; }
+
+# rss_kib PID: "VmRSS VmHWM" in KiB.
+rss_kib() {
+  awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$1/status"
+}
+
+is_mountpoint() { mountpoint -q "$1" 2>/dev/null; }
+
+# alive PID: true while PID exists and is not a zombie.
+alive() {
+  [ -n "$1" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# unmount_one MOUNTPOINT: polite unmount, then lazy if busy; waits for the
+# serving process to exit (so that the engine store lock is free again).
+unmount_one() {
+  local m=$1 pid i
+  is_mountpoint "$m" || return 0
+  pid=$(fuse_pid kmsfs "$m"); [ -n "$pid" ] || pid=$(fuse_pid gocryptfs "$m")
+  fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null \
+    || fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  for i in $(seq 100); do
+    if ! is_mountpoint "$m" && ! alive "$pid"; then break; fi
+    sleep 0.1
+  done
+}
+
+bench_cleanup() {
+  local rc=$? i
+  # Best effort from here on: a failing step must not stop the others. (In a
+  # trap handler a bare `return` reports the status from before the trap, so
+  # the helpers return explicit statuses too.)
+  set +e
+  trap '' INT TERM
+  for ((i = ${#BENCH_MOUNTS[@]} - 1; i >= 0; i--)); do unmount_one "${BENCH_MOUNTS[$i]}"; done
+  for ((i = ${#BENCH_TMPFS[@]} - 1; i >= 0; i--)); do
+    umount "${BENCH_TMPFS[$i]}" 2>/dev/null || umount -l "${BENCH_TMPFS[$i]}" 2>/dev/null || true
+  done
+  if [ -n "$BENCH_WORK" ] && [ -d "$BENCH_WORK" ]; then rm -rf --one-file-system "$BENCH_WORK"; fi
+  exit "$rc"
+}
