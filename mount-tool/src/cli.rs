@@ -56,4 +56,6 @@ pub enum Output {
 pub enum Command {
     /// Key engine operations, mirroring `aws kms`
     Kms(cmd::kms::KmsArgs),
+    /// Read, follow and verify the audit trail
+    Audit(cmd::audit::AuditArgs),
 }
