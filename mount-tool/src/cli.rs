@@ -104,4 +104,6 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     /// Explain key policy decisions
     Policy(cmd::policy::PolicyArgs),
+    /// Read, follow and verify the audit trail
+    Audit(cmd::audit::AuditArgs),
 }

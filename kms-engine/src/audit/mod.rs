@@ -6,6 +6,7 @@
 //! a trail and names its first bad record; [`query`] reads it back.
 
 pub mod chain;
+pub mod deferred;
 pub mod digest;
 pub mod error;
 pub mod query;
@@ -14,6 +15,7 @@ pub mod segment;
 pub mod trail;
 pub mod verify;
 
+pub use deferred::DeferredTrail;
 pub use digest::PublicKey;
 pub use error::AuditError;
 pub use trail::{FileAuditTrail, SyncMode, TrailOptions};

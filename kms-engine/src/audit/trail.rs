@@ -77,6 +77,9 @@ struct Head {
     last_digest: u64,
     /// The newest segment: first sequence, open file, size when last seen.
     segment: Option<(u64, Arc<File>, u64)>,
+    /// Hash prefixes of records `last_digest + 1 ..= seq`, when this process
+    /// has seen every one of them (saves re-reading them for the digest).
+    unsealed_prefixes: Option<Vec<[u8; digest::HASH_PREFIX_LEN]>>,
 }
 
 #[derive(Debug)]
@@ -401,6 +404,7 @@ impl Inner {
             hash: GENESIS_HASH.into(),
             last_digest: 0,
             segment: None,
+            unsealed_prefixes: Some(Vec::new()),
         });
         let seq = head.seq + 1;
         let need_new = match &head.segment {
@@ -435,6 +439,9 @@ impl Inner {
             return Err(AuditError::io("append", path, e));
         }
         *len += line.len() as u64;
+        if let Some(p) = head.unsealed_prefixes.as_mut() {
+            p.push(digest::hash_prefix(&hash));
+        }
         head.seq = seq;
         head.hash = hash;
         Ok(seq)
@@ -453,6 +460,7 @@ impl Inner {
             if now_len == Some(*len) && !next.exists() {
                 if h.last_digest < h.seq && self.dir.join(segment::digest_name(h.seq)).exists() {
                     h.last_digest = h.seq;
+                    h.unsealed_prefixes = Some(Vec::new());
                 }
                 return Ok(());
             }
@@ -512,6 +520,7 @@ impl Inner {
                 hash,
                 last_digest,
                 segment: Some((*first, Arc::new(file), end)),
+                unsealed_prefixes: (last_digest == seq).then(Vec::new),
             }));
         }
         Ok(None)
@@ -543,24 +552,14 @@ impl Inner {
         };
         let start = prev_seq + 1;
         let count = usize::try_from(head.seq - prev_seq).unwrap_or(0);
-        let mut prefixes = vec![[0u8; digest::HASH_PREFIX_LEN]; count];
-        for (i, (first, path)) in listing.segments.iter().enumerate() {
-            let next_first = listing.segments.get(i + 1).map_or(u64::MAX, |s| s.0);
-            if next_first <= start || *first > head.seq {
-                continue;
-            }
-            for raw in segment::read_lines(path)? {
-                let Ok(rec) = serde_json::from_str::<Map<String, Value>>(&raw.text) else {
-                    continue;
-                };
-                if let (Some(s), Some(h)) = (rec.sequence(), rec.str_at(&["hash"]))
-                    && s >= start
-                    && s <= head.seq
-                {
-                    prefixes[usize::try_from(s - start).unwrap_or(0)] = digest::hash_prefix(h);
-                }
-            }
-        }
+        let cached = head
+            .unsealed_prefixes
+            .take()
+            .filter(|p| head.last_digest == prev_seq && p.len() == count);
+        let prefixes = match cached {
+            Some(p) => p,
+            None => self.read_prefixes(&listing, start, head.seq)?,
+        };
         let mut d = Digest {
             digest_version: DIGEST_VERSION.into(),
             digest_start_sequence: start,
@@ -581,9 +580,40 @@ impl Inner {
             d.to_canonical_json().as_bytes(),
         )?;
         head.last_digest = head.seq;
+        head.unsealed_prefixes = Some(Vec::new());
         st.unsealed = 0;
         st.last_seal = Instant::now();
         Ok(Some(head.seq))
+    }
+
+    /// Hash prefixes of records `start..=end`, read from the segments
+    /// (zeros for a record that cannot be read: `verify` names it).
+    fn read_prefixes(
+        &self,
+        listing: &segment::Listing,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<[u8; digest::HASH_PREFIX_LEN]>, AuditError> {
+        let count = usize::try_from(end + 1 - start).unwrap_or(0);
+        let mut prefixes = vec![[0u8; digest::HASH_PREFIX_LEN]; count];
+        for (i, (first, path)) in listing.segments.iter().enumerate() {
+            let next_first = listing.segments.get(i + 1).map_or(u64::MAX, |s| s.0);
+            if next_first <= start || *first > end {
+                continue;
+            }
+            for raw in segment::read_lines(path)? {
+                let Ok(rec) = serde_json::from_str::<Map<String, Value>>(&raw.text) else {
+                    continue;
+                };
+                if let (Some(s), Some(h)) = (rec.sequence(), rec.str_at(&["hash"]))
+                    && s >= start
+                    && s <= end
+                {
+                    prefixes[usize::try_from(s - start).unwrap_or(0)] = digest::hash_prefix(h);
+                }
+            }
+        }
+        Ok(prefixes)
     }
 
     fn run_ticker(self: Arc<Self>) {

@@ -1,5 +1,6 @@
 //! One module per command family.
 
+pub mod audit;
 pub mod init;
 pub mod kms;
 pub mod kms_policy;
@@ -19,5 +20,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unmount(args) => unmount::run(args),
         Command::Status(args) => status::run(cli.engine.output, args),
         Command::Policy(args) => policy::run(&cli.engine, args),
+        Command::Audit(args) => audit::run(&cli.engine, args),
     }
 }

@@ -1,0 +1,87 @@
+//! Audit records per second: fdatasync per record (the default) and batched,
+//! one writer thread and four, on the file system of the temp directory.
+//! Prints the median of 5 runs. `cargo bench --bench audit_records`.
+
+// A benchmark: a failed unwrap is a failed run.
+#![allow(clippy::unwrap_used)]
+
+use kms_engine::audit::{AuditEvent, FileAuditTrail, SyncMode, TrailOptions};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+fn event(i: u64) -> AuditEvent {
+    AuditEvent {
+        event_time: "2026-03-01T10:00:00Z".into(),
+        event_name: "Decrypt".into(),
+        principal: "uid:1000".into(),
+        key_id: Some("1234abcd-12ab-34cd-56ef-1234567890ab".into()),
+        encryption_context: Some(kms_engine::context::context_from([
+            ("kmsfs:volume", "vol-1"),
+            ("kmsfs:path", "/finance/2026/q1/report.txt"),
+        ])),
+        request_id: format!("req-{i}"),
+        error_code: None,
+        error_message: None,
+        request_parameters: None,
+    }
+}
+
+fn run(sync: SyncMode, threads: u64, per_thread: u64) -> f64 {
+    let dir =
+        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into())).unwrap();
+    let trail = FileAuditTrail::open(
+        dir.path(),
+        Zeroizing::new([1u8; 32]),
+        TrailOptions {
+            sync,
+            ..TrailOptions::default()
+        },
+    )
+    .unwrap();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let trail = &trail;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    trail.append(&event(t * per_thread + i)).unwrap();
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    drop(trail);
+    (threads * per_thread) as f64 / secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let batched = SyncMode::Batched {
+        max_records: 256,
+        max_delay: Duration::from_millis(50),
+    };
+    let cases: [(&str, SyncMode, u64, u64); 4] = [
+        (
+            "fdatasync per record, 1 thread ",
+            SyncMode::EveryRecord,
+            1,
+            2000,
+        ),
+        (
+            "fdatasync per record, 4 threads",
+            SyncMode::EveryRecord,
+            4,
+            500,
+        ),
+        ("batched (256 / 50 ms), 1 thread ", batched, 1, 20000),
+        ("batched (256 / 50 ms), 4 threads", batched, 4, 5000),
+    ];
+    for (name, sync, threads, n) in cases {
+        let rates: Vec<f64> = (0..5).map(|_| run(sync, threads, n)).collect();
+        println!("audit records/s, {name}: median {:>9.0}", median(rates));
+    }
+}

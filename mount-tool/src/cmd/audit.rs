@@ -1,0 +1,257 @@
+//! `kmsfs audit <command>`: read, follow and verify the engine's audit trail
+//! in `<engine dir>/audit`, and export the public key its digests are signed with.
+
+use crate::cli::{EngineArgs, Output};
+use crate::exit::CliError;
+use clap::{Args, Subcommand};
+use kms_engine::KmsError;
+use kms_engine::audit::query::{self, Filter, Follower, StoredRecord};
+use kms_engine::audit::segment::PUBLIC_KEY_FILE;
+use kms_engine::audit::{Anchor, AuditError, PublicKey, VerifyOptions, verify_with};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the records that match every given filter (JSON lines, or one
+    /// line per record with --output text)
+    Show(ShowArgs),
+    /// Print the last records, and with --follow keep printing new ones
+    Tail(TailArgs),
+    /// Check the hash chain and the signed digests; exit 0 if the trail is
+    /// intact, else name the first bad record and exit 6
+    Verify(VerifyArgs),
+    /// Print the Ed25519 public key the trail's digests are signed with (PEM)
+    ExportPublicKey,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Only calls on this key id (or key ARN)
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// Only calls by this principal, e.g. uid:1000
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only this operation, e.g. Decrypt
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only calls at or after this time (RFC 3339)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only calls at or before this time (RFC 3339)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only calls that failed (denied or in error)
+    #[arg(long)]
+    pub errors_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// How many of the last records to print first
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: usize,
+    /// Keep running and print records as they are appended
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How often --follow looks for new records, in milliseconds
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The public key to check digest signatures with (PEM, or base64 of the
+    /// raw key), as exported earlier. Without it the trail's own
+    /// `public-key` file is used, which only proves internal consistency.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// A digest remembered from an earlier verify (`SEQ:HASH`, printed as
+    /// lastDigest): fails if the trail was cut back before it
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub anchor: Option<String>,
+}
+
+pub fn run(engine: &EngineArgs, args: AuditArgs) -> Result<(), CliError> {
+    let dir = audit_dir(engine)?;
+    match args.command {
+        AuditCommand::Show(a) => show(&dir, engine.output, &a),
+        AuditCommand::Tail(a) => tail(&dir, engine.output, &a),
+        AuditCommand::Verify(a) => verify(&dir, engine.output, &a),
+        AuditCommand::ExportPublicKey => export_public_key(&dir, engine.output),
+    }
+}
+
+/// `<engine dir>/audit`; the engine dir as `--engine`/`KMSFS_ENGINE` give it,
+/// else `$XDG_DATA_HOME/kmsfs/engine` or `~/.local/share/kmsfs/engine`.
+fn audit_dir(engine: &EngineArgs) -> Result<PathBuf, CliError> {
+    let base = match &engine.engine {
+        Some(d) => d.clone(),
+        None => match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+            (Some(x), _) if Path::new(&x).is_absolute() => Path::new(&x).join("kmsfs/engine"),
+            (_, Some(h)) => Path::new(&h).join(".local/share/kmsfs/engine"),
+            _ => {
+                return Err(CliError::Usage(
+                    "no engine directory: pass --engine or set KMSFS_ENGINE".into(),
+                ));
+            }
+        },
+    };
+    let dir = base.join("audit");
+    if !dir.is_dir() {
+        return Err(CliError::Kms(KmsError::NotFound(format!(
+            "no audit trail in {}",
+            dir.display()
+        ))));
+    }
+    Ok(dir)
+}
+
+fn audit_err(e: AuditError) -> CliError {
+    CliError::Kms(KmsError::Internal(e.to_string()))
+}
+
+fn print_records(records: &[StoredRecord], output: Output) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for r in records {
+        let line = match output {
+            Output::Json => r.line.clone(),
+            Output::Text => r.to_text(),
+        };
+        if let Err(e) = writeln!(out, "{line}") {
+            // A closed pipe (`| head`) is not an error of ours.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(CliError::io("writing to stdout", e));
+        }
+    }
+    out.flush()
+        .map_err(|e| CliError::io("writing to stdout", e))
+}
+
+fn show(dir: &Path, output: Output, a: &ShowArgs) -> Result<(), CliError> {
+    let time = |s: &Option<String>| -> Result<_, CliError> {
+        s.as_deref()
+            .map(query::parse_time)
+            .transpose()
+            .map_err(|e| CliError::Usage(e.to_string()))
+    };
+    let filter = Filter {
+        key_id: a.key_id.clone(),
+        principal: a.principal.clone(),
+        event_name: a.event.clone(),
+        since: time(&a.since)?,
+        until: time(&a.until)?,
+        errors_only: a.errors_only,
+    };
+    let records = query::show(dir, &filter).map_err(audit_err)?;
+    print_records(&records, output)
+}
+
+fn tail(dir: &Path, output: Output, a: &TailArgs) -> Result<(), CliError> {
+    // Start following before reading the tail so nothing falls in between.
+    let mut follower = Follower::from_end(dir).map_err(audit_err)?;
+    let records = query::tail(dir, a.lines).map_err(audit_err)?;
+    print_records(&records, output)?;
+    if !a.follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(a.interval_ms.max(10)));
+        let new = follower.poll().map_err(audit_err)?;
+        print_records(&new, output)?;
+    }
+}
+
+fn read_key(path: &Path) -> Result<PublicKey, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::io(format!("reading {}", path.display()), e))?;
+    PublicKey::parse(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn verify(dir: &Path, output: Output, a: &VerifyArgs) -> Result<(), CliError> {
+    let key = match &a.public_key {
+        Some(p) => read_key(p)?,
+        None => {
+            eprintln!(
+                "kmsfs: warning: checking signatures against the trail's own {PUBLIC_KEY_FILE} file; \
+                 pass --public-key with a key exported earlier for a proof that holds against \
+                 someone who can write the trail"
+            );
+            read_key(&dir.join(PUBLIC_KEY_FILE))?
+        }
+    };
+    let anchor = a
+        .anchor
+        .as_deref()
+        .map(|s| {
+            Anchor::parse(s)
+                .ok_or_else(|| CliError::Usage(format!("--anchor {s:?}: expected SEQ:HASH")))
+        })
+        .transpose()?;
+    let report = verify_with(dir, &key, &VerifyOptions { anchor }).map_err(audit_err)?;
+    match output {
+        Output::Json => {
+            let v = serde_json::to_string_pretty(&report)
+                .map_err(|e| CliError::Usage(format!("cannot print report: {e}")))?;
+            println!("{v}");
+        }
+        Output::Text => {
+            println!(
+                "{} records in {} segments, {} digests; sealed through {}, {} unsealed; key {}",
+                report.records,
+                report.segments,
+                report.digests,
+                report.sealed_through,
+                report.unsealed_records,
+                report.public_key_fingerprint
+            );
+            if let Some(d) = &report.last_digest {
+                println!("last digest (use as --anchor next time): {d}");
+            }
+            if let Some(t) = &report.torn_tail {
+                println!("note: {t}");
+            }
+            match &report.first_bad {
+                Some(b) => println!("INVALID: first bad record: {b}"),
+                None => println!("valid"),
+            }
+        }
+    }
+    match report.first_bad {
+        Some(b) => Err(CliError::Kms(KmsError::StoreCorrupted(format!(
+            "audit trail is not intact: first bad record: {b}"
+        )))),
+        None => Ok(()),
+    }
+}
+
+fn export_public_key(dir: &Path, output: Output) -> Result<(), CliError> {
+    // TODO(engine wiring): derive the key from the engine's sealed seed
+    // (`Engine::audit_signing_seed`) once the CLI opens the engine; until
+    // then the trail's own copy is exported (written by the engine at first use).
+    let key = read_key(&dir.join(PUBLIC_KEY_FILE))?;
+    match output {
+        Output::Text => print!("{}", key.to_pem()),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "PublicKey": key.to_pem(),
+                "PublicKeyBase64": key.to_base64(),
+                "KeySpec": "ED25519",
+                "Fingerprint": key.fingerprint(),
+            })
+        ),
+    }
+    Ok(())
+}
