@@ -7,6 +7,7 @@ pub mod attr;
 pub mod blockio;
 pub mod dir;
 pub mod errno;
+pub mod fault;
 pub mod file;
 pub mod inode;
 pub mod link;

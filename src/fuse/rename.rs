@@ -20,6 +20,7 @@
 //! EIO (its header still names the old path); it never yields wrong data.
 
 use super::errno::{FsError, FsResult};
+use super::fault::{RenameStage, crash_point};
 use super::inode::PlainPath;
 use super::{Core, principal_for};
 use crate::format::{FileHeader, HEADER_LEN};
@@ -372,6 +373,9 @@ impl Core {
         if !exchange {
             self.write_side_file(&ddir.backing, &dst_bn)?;
         }
+        if !rewraps.is_empty() {
+            crash_point(RenameStage::BeforeBackingRename);
+        }
         let mut rflags = rustix::fs::RenameFlags::empty();
         if exchange {
             rflags |= rustix::fs::RenameFlags::EXCHANGE;
@@ -388,7 +392,8 @@ impl Core {
             return Err(e.into());
         }
         // 4. New headers.
-        for r in &rewraps {
+        for (done, r) in rewraps.iter().enumerate() {
+            crash_point(RenameStage::HeadersRewritten(done));
             let bytes = r
                 .header
                 .encode()
