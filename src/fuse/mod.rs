@@ -76,6 +76,8 @@ pub struct Core {
     pub(crate) rename_lock: Mutex<()>,
     pub(crate) opts: FsOptions,
     pub(crate) xattrs: xattr::XattrCipher,
+    /// Sizes of the write requests served (for `kmsfs status`).
+    pub(crate) write_counters: status::WriteCounters,
 }
 
 impl std::fmt::Debug for Core {
@@ -100,6 +102,7 @@ impl Core {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             rename_lock: Mutex::new(()),
+            write_counters: status::WriteCounters::default(),
             opts,
         })
     }
@@ -150,6 +153,7 @@ impl Core {
             open_files,
             known_inodes: self.table().len() as u64,
             cache: self.keys.stats(),
+            writes: self.write_counters.snapshot(),
         }
     }
 }
