@@ -201,11 +201,10 @@ impl Core {
             },
         };
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;
-        let path = node.plain.display();
         BlockIo {
             file: &handle.file,
             cipher: &handle.cipher,
-            path: &path,
+            path: &|| node.plain.display(),
         }
         .truncate(size)
     }

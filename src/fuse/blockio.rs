@@ -14,17 +14,39 @@ use std::os::unix::fs::FileExt;
 /// Largest amount of plaintext sealed in one piece while extending a file.
 const EXTEND_CHUNK: u64 = 1 << 20;
 
+/// Per-thread buffers of the write path, reused across requests so that a
+/// write allocates nothing once a thread has served one write of its size.
+#[derive(Default)]
+struct Scratch {
+    /// The sealed blocks of one write, written with one pwrite.
+    out: Vec<u8>,
+    /// One plaintext block being assembled (partial blocks only).
+    block: Vec<u8>,
+    /// One stored block read back for read-modify-write.
+    stored: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The plaintext path of the file, computed only when a log line or error
+/// needs it (the hot path never builds it).
+pub type PathFn<'a> = &'a dyn Fn() -> String;
+
 /// Content I/O for one open backing file.
 pub struct BlockIo<'a> {
     pub file: &'a File,
     pub cipher: &'a ContentCipher,
     /// The plaintext path, for error messages and log lines.
-    pub path: &'a str,
+    pub path: PathFn<'a>,
 }
 
 impl std::fmt::Debug for BlockIo<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockIo").field("path", &self.path).finish()
+        f.debug_struct("BlockIo")
+            .field("path", &(self.path)())
+            .finish()
     }
 }
 
@@ -33,8 +55,9 @@ impl BlockIo<'_> {
         match e {
             ContentError::Crypto(c) => FsError::Io(std::io::Error::other(c)),
             other => {
-                log::warn!("{}: {other}", self.path);
-                FsError::tampered(self.path, other.to_string())
+                let path = (self.path)();
+                log::warn!("{path}: {other}");
+                FsError::tampered(path, other.to_string())
             }
         }
     }
@@ -87,7 +110,7 @@ impl BlockIo<'_> {
         let want = usize::try_from(end - offset).map_err(|_| FsError::TooBig)?;
         if plain.len() < skip + want {
             return Err(FsError::tampered(
-                self.path,
+                (self.path)(),
                 "content shorter than its size",
             ));
         }
@@ -98,71 +121,112 @@ impl BlockIo<'_> {
 
     /// Writes `data` at `offset`; a gap past the end reads as zeros.
     pub fn write(&self, offset: u64, data: &[u8]) -> FsResult<()> {
-        let (size, _) = self.sizes()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (mut size, _) = self.sizes()?;
         if offset > size.saturating_add(EXTEND_CHUNK) {
             self.extend(offset)?;
+            size = self.sizes()?.0;
         }
-        self.write_small(offset, data)
+        self.write_at(offset, data, size)
     }
 
     /// Grows the file to `new_size` with zeros, in bounded pieces.
     fn extend(&self, new_size: u64) -> FsResult<()> {
+        let zeros = vec![0u8; EXTEND_CHUNK as usize];
         loop {
             let (size, _) = self.sizes()?;
             if size >= new_size {
                 return Ok(());
             }
-            let step = (new_size - size).min(EXTEND_CHUNK);
-            let zeros = vec![0u8; step as usize];
-            self.write_small(size, &zeros)?;
+            let step = (new_size - size).min(EXTEND_CHUNK) as usize;
+            self.write_at(size, &zeros[..step], size)?;
         }
     }
 
-    /// One read-modify-write covering `[min(offset, size), offset + len)`.
-    fn write_small(&self, offset: u64, data: &[u8]) -> FsResult<()> {
-        let (size, cipher_size) = self.sizes()?;
+    /// Reads and opens existing block `index` into `block` (plaintext
+    /// length `len`), using `stored` as the read buffer.
+    fn read_block_into(
+        &self,
+        index: u64,
+        len: usize,
+        stored: &mut Vec<u8>,
+        block: &mut [u8],
+    ) -> FsResult<()> {
+        let slen = len + crate::content::BLOCK_OVERHEAD;
+        if stored.len() < slen {
+            stored.resize(slen, 0);
+        }
+        self.file.read_exact_at(
+            &mut stored[..slen],
+            self.cipher.layout().block_cipher_offset(index),
+        )?;
+        self.cipher
+            .open_block_into(index, &stored[..slen], block)
+            .map_err(|e| self.damaged(e))?;
+        Ok(())
+    }
+
+    /// Writes non-empty `data` at `offset` into a file of plaintext `size`:
+    /// blocks wholly covered by `data` are sealed
+    /// straight from it; the (at most two) partial blocks, and the old last
+    /// block when the file grows, are read, merged and resealed. Every
+    /// sealed block goes into one per-thread buffer and to the backing file
+    /// in one pwrite.
+    fn write_at(&self, offset: u64, data: &[u8], size: u64) -> FsResult<()> {
+        let layout = self.cipher.layout();
         let b = self.b();
-        let lo = offset.min(size);
         let hi = offset
             .checked_add(data.len() as u64)
             .ok_or(FsError::TooBig)?;
-        if hi <= lo {
-            return Ok(());
-        }
+        let lo = offset.min(size);
+        let new_size = size.max(hi);
         let first = lo / b;
-        let first_start = first * b;
-        let mut plain: Vec<u8> = Vec::with_capacity((hi - first_start + b) as usize);
-        let mut first_block: Option<Vec<u8>> = None;
-        if lo > first_start {
-            // Keep the existing head of the first block.
-            let blk = self.read_blocks(first, first + 1, cipher_size)?;
-            let keep = ((lo - first_start) as usize).min(blk.len());
-            plain.extend_from_slice(&blk[..keep]);
-            first_block = Some(blk);
-        }
-        plain.resize((offset - first_start) as usize, 0);
-        plain.extend_from_slice(data);
-        if hi < size && !hi.is_multiple_of(b) {
-            // Keep the existing tail of the last block.
-            let idx = hi / b;
-            let blk = match first_block {
-                Some(blk) if idx == first => blk,
-                _ => self.read_blocks(idx, idx + 1, cipher_size)?,
-            };
-            let from = (hi - idx * b) as usize;
-            if blk.len() > from {
-                plain.extend_from_slice(&blk[from..]);
+        let end_block = hi.div_ceil(b);
+        let start = layout.block_cipher_offset(first);
+        let stored_end = layout
+            .block_cipher_offset(end_block)
+            .min(layout.cipher_size(new_size));
+        let out_len = usize::try_from(stored_end - start).map_err(|_| FsError::TooBig)?;
+        SCRATCH.with(|s| -> FsResult<()> {
+            let mut s = s.borrow_mut();
+            let Scratch { out, block, stored } = &mut *s;
+            if out.len() < out_len {
+                out.resize(out_len, 0);
             }
-        }
-        let mut sealed = Vec::with_capacity(
-            plain.len() + plain.len().div_ceil(b as usize) * crate::content::BLOCK_OVERHEAD,
-        );
-        self.cipher
-            .seal_blocks_append(first, &plain, &mut sealed)
-            .map_err(|e| self.damaged(e))?;
-        self.file
-            .write_all_at(&sealed, self.cipher.layout().block_cipher_offset(first))?;
-        Ok(())
+            if block.len() < b as usize {
+                block.resize(b as usize, 0);
+            }
+            let mut pos = 0usize;
+            for idx in first..end_block {
+                let bstart = idx * b;
+                let blen = (new_size - bstart).min(b) as usize;
+                let bend = bstart + blen as u64;
+                let sealed = if bstart >= offset && bend <= hi {
+                    let from = (bstart - offset) as usize;
+                    self.cipher
+                        .seal_block_into(idx, &data[from..from + blen], &mut out[pos..])
+                } else {
+                    let blk = &mut block[..blen];
+                    let old_len = size.saturating_sub(bstart).min(b) as usize;
+                    if old_len > 0 {
+                        self.read_block_into(idx, old_len, stored, &mut blk[..old_len])?;
+                    }
+                    blk[old_len..].fill(0);
+                    let cs = bstart.max(offset);
+                    let ce = bend.min(hi);
+                    if ce > cs {
+                        blk[(cs - bstart) as usize..(ce - bstart) as usize]
+                            .copy_from_slice(&data[(cs - offset) as usize..(ce - offset) as usize]);
+                    }
+                    self.cipher.seal_block_into(idx, blk, &mut out[pos..])
+                };
+                pos += sealed.map_err(|e| self.damaged(e))?;
+            }
+            self.file.write_all_at(&out[..pos], start)?;
+            Ok(())
+        })
     }
 
     /// Sets the plaintext size to `new_size`.

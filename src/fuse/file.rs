@@ -171,11 +171,10 @@ impl Core {
         let of = self.open_backing(req, &node, true)?;
         if flags & libc::O_TRUNC != 0 && wants_write {
             let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
-            let path = node.plain.display();
             BlockIo {
                 file: &of.file,
                 cipher: &of.cipher,
-                path: &path,
+                path: &|| node.plain.display(),
             }
             .truncate(0)?;
         }
@@ -194,24 +193,23 @@ impl Core {
     pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.file_handle(fh)?;
         let _g = h.state.io.read().map_err(|_| FsError::Stale)?;
-        let path = self.path_of(h.ino);
         BlockIo {
             file: &h.file,
             cipher: &h.cipher,
-            path: &path,
+            path: &|| self.path_of(h.ino),
         }
         .read(offset, u64::from(size))
     }
 
     pub(crate) fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         self.check_writable()?;
+        self.write_counters.record(data.len());
         let h = self.file_handle(fh)?;
         let _g = h.state.io.write().map_err(|_| FsError::Stale)?;
-        let path = self.path_of(h.ino);
         let io = BlockIo {
             file: &h.file,
             cipher: &h.cipher,
-            path: &path,
+            path: &|| self.path_of(h.ino),
         };
         let offset = if h.append { io.sizes()?.0 } else { offset };
         io.write(offset, data)?;
@@ -245,11 +243,10 @@ impl Core {
         }
         let end = offset.checked_add(length).ok_or(FsError::TooBig)?;
         let _g = h.state.io.write().map_err(|_| FsError::Stale)?;
-        let path = self.path_of(h.ino);
         let io = BlockIo {
             file: &h.file,
             cipher: &h.cipher,
-            path: &path,
+            path: &|| self.path_of(h.ino),
         };
         let layout = h.cipher.layout();
         if mode & FALLOC_FL_KEEP_SIZE != 0 {

@@ -7,6 +7,7 @@ pub mod attr;
 pub mod blockio;
 pub mod dir;
 pub mod errno;
+pub mod fault;
 pub mod file;
 pub mod inode;
 pub mod link;
@@ -75,6 +76,8 @@ pub struct Core {
     pub(crate) rename_lock: Mutex<()>,
     pub(crate) opts: FsOptions,
     pub(crate) xattrs: xattr::XattrCipher,
+    /// Sizes of the write requests served (for `kmsfs status`).
+    pub(crate) write_counters: status::WriteCounters,
 }
 
 impl std::fmt::Debug for Core {
@@ -99,6 +102,7 @@ impl Core {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             rename_lock: Mutex::new(()),
+            write_counters: status::WriteCounters::default(),
             opts,
         })
     }
@@ -149,6 +153,7 @@ impl Core {
             open_files,
             known_inodes: self.table().len() as u64,
             cache: self.keys.stats(),
+            writes: self.write_counters.snapshot(),
         }
     }
 }

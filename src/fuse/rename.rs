@@ -1,25 +1,12 @@
 //! Rename: re-wraps the data key of every regular file that changes path
 //! (ReEncrypt, as the caller) under a journal, `kmsfs.journal` in the
-//! cipher root.
-//!
-//! Crash-safe order:
-//! 1. ReEncrypt every affected data key (nothing on disk changes yet; a
-//!    refusal aborts the rename with EACCES);
-//! 2. write the journal — for each file its backing path *after* the
-//!    rename, its file id and its new 128-byte header — with fsync of the
-//!    file and of the cipher root;
-//! 3. rename the backing entry (renameat2: atomic, NOREPLACE/EXCHANGE kept);
-//! 4. write each new header in place (one 128-byte pwrite) and fsync;
-//! 5. remove the journal and fsync the cipher root.
-//!
-//! At mount an existing journal is rolled forward: every listed path whose
-//! file still carries the listed file id gets the listed header (idempotent).
-//! If the crash came before step 3, the paths hold other files or nothing,
-//! nothing is written, and the journal is dropped: the rename did not happen.
-//! Between steps 3 and 4 a concurrent open of the moved file can fail with
-//! EIO (its header still names the old path); it never yields wrong data.
+//! cipher root, so that a crash half-way is rolled forward (backing rename
+//! done) or back (not done) at the next mount. The order of the steps, the
+//! journal's byte format and the recovery table are in `docs/file-format.md`,
+//! section "Rename journal".
 
 use super::errno::{FsError, FsResult};
+use super::fault::{RenameStage, crash_point};
 use super::inode::PlainPath;
 use super::{Core, principal_for};
 use crate::format::{FileHeader, HEADER_LEN};
@@ -372,6 +359,9 @@ impl Core {
         if !exchange {
             self.write_side_file(&ddir.backing, &dst_bn)?;
         }
+        if !rewraps.is_empty() {
+            crash_point(RenameStage::BeforeBackingRename);
+        }
         let mut rflags = rustix::fs::RenameFlags::empty();
         if exchange {
             rflags |= rustix::fs::RenameFlags::EXCHANGE;
@@ -388,7 +378,8 @@ impl Core {
             return Err(e.into());
         }
         // 4. New headers.
-        for r in &rewraps {
+        for (done, r) in rewraps.iter().enumerate() {
+            crash_point(RenameStage::HeadersRewritten(done));
             let bytes = r
                 .header
                 .encode()

@@ -20,6 +20,55 @@ pub struct StatusReport {
     pub open_files: u64,
     pub known_inodes: u64,
     pub cache: CacheStats,
+    /// Write requests served so far (shows whether the kernel sends large writes).
+    #[serde(default)]
+    pub writes: WriteStats,
+}
+
+/// Counters of the FUSE write requests a mount served.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Number of write requests.
+    pub requests: u64,
+    /// Bytes written through them.
+    pub bytes: u64,
+    /// The largest single request, in bytes.
+    pub largest: u64,
+    /// Requests of at least 1 MiB (the configured maximum).
+    pub full_size: u64,
+}
+
+/// Lock-free [`WriteStats`] updated on every write.
+#[derive(Debug, Default)]
+pub struct WriteCounters {
+    requests: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    largest: std::sync::atomic::AtomicU64,
+    full_size: std::sync::atomic::AtomicU64,
+}
+
+impl WriteCounters {
+    /// Counts one write request of `len` bytes.
+    pub fn record(&self, len: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = len as u64;
+        self.requests.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(len, Relaxed);
+        self.largest.fetch_max(len, Relaxed);
+        if len >= u64::from(super::MAX_WRITE) {
+            self.full_size.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> WriteStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WriteStats {
+            requests: self.requests.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            largest: self.largest.load(Relaxed),
+            full_size: self.full_size.load(Relaxed),
+        }
+    }
 }
 
 /// Where status files live: `$KMSFS_RUNTIME_DIR`, else

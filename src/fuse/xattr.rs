@@ -1,13 +1,7 @@
-//! Extended attributes. Only the `user.` namespace is offered. Each
-//! attribute is stored as a backing xattr of the backing file:
-//!
-//! - name: `user.kmsfs.` + base64url(AES-256-GCM-SIV(name after `user.`,
-//!   fixed zero nonce)) — deterministic, so lookups need no index;
-//! - value: random nonce (12) || ciphertext || tag (16), associated data =
-//!   the backing xattr name (a value cannot be moved to another name).
-//!
-//! Both keys are derived from the volume's names key with HKDF
-//! ("kmsfs xattr name" / "kmsfs xattr value").
+//! Extended attributes: only the `user.` namespace, each attribute stored
+//! as a backing xattr with an encrypted name (deterministic) and an
+//! encrypted value bound to that name. Byte formats and key derivation:
+//! `docs/file-format.md`, section "Extended attributes".
 
 use super::Core;
 use super::errno::{FsError, FsResult};
