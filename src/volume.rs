@@ -98,9 +98,40 @@ pub fn create_dir_iv(dir: &Path) -> std::io::Result<[u8; DIRIV_LEN]> {
     Ok(iv)
 }
 
+/// Reads a small kmsfs metadata file from the backing directory (an IV
+/// file, a long-name side file) that an attacker may have replaced: the
+/// file must be a regular file (a symlink is not followed, a FIFO or device
+/// is refused without blocking) and hold at most `max` bytes; anything
+/// else is EIO, the errno of tampering.
+pub fn read_small_file(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tampered = || std::io::Error::from_raw_os_error(libc::EIO);
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                tampered()
+            } else {
+                e
+            }
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(tampered());
+    }
+    let mut bytes = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(tampered());
+    }
+    Ok(bytes)
+}
+
 /// Reads `dir`'s IV file.
 pub fn read_dir_iv(dir: &Path) -> std::io::Result<[u8; DIRIV_LEN]> {
-    let bytes = fs::read(dir.join(DIRIV_FILE_NAME))?;
+    let bytes = read_small_file(&dir.join(DIRIV_FILE_NAME), DIRIV_LEN)?;
     <[u8; DIRIV_LEN]>::try_from(bytes.as_slice())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EIO))
 }
@@ -209,5 +240,51 @@ impl Volume {
     /// The names key, for the xattr transform.
     pub fn names_key(&self) -> &DataKeyBytes {
         &self.names_key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_eio(r: std::io::Result<impl Sized>) -> bool {
+        matches!(r, Err(e) if e.raw_os_error() == Some(libc::EIO))
+    }
+
+    #[test]
+    fn dir_iv_round_trip_and_wrong_length() {
+        let d = tempfile::tempdir().unwrap();
+        let iv = create_dir_iv(d.path()).unwrap();
+        assert_eq!(read_dir_iv(d.path()).unwrap(), iv);
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join(DIRIV_FILE_NAME), [1u8; DIRIV_LEN + 1]).unwrap();
+        assert!(is_eio(read_dir_iv(other.path())));
+    }
+
+    /// A tampered backing directory must not make kmsfs read an endless
+    /// device, block on a FIFO, or follow a symlink out of the volume.
+    #[test]
+    fn fail_dir_iv_replaced_by_symlink_fifo_or_huge_file() {
+        let d = tempfile::tempdir().unwrap();
+        let iv = d.path().join(DIRIV_FILE_NAME);
+        std::os::unix::fs::symlink("/dev/zero", &iv).unwrap();
+        assert!(is_eio(read_dir_iv(d.path())));
+        fs::remove_file(&iv).unwrap();
+
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &iv,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(is_eio(read_dir_iv(d.path())));
+        fs::remove_file(&iv).unwrap();
+
+        fs::write(&iv, vec![0u8; 1 << 20]).unwrap();
+        assert!(is_eio(read_dir_iv(d.path())));
+        assert!(is_eio(read_small_file(&iv, 1000)));
+        assert_eq!(read_small_file(&iv, 1 << 20).unwrap().len(), 1 << 20);
     }
 }

@@ -7,7 +7,7 @@ use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
 use crate::format::NamesMode;
 use crate::names::{BackingKind, BackingName, DirIv, classify_backing_name};
-use crate::volume::{read_dir_iv, write_atomic};
+use crate::volume::{read_dir_iv, read_small_file, write_atomic};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -100,8 +100,9 @@ impl Core {
         let raw = entry.as_bytes();
         let res = match classify_backing_name(raw) {
             BackingKind::Regular => self.vol.names.decode_name(iv, raw),
-            BackingKind::LongName => match std::fs::read(
-                dir_backing.join(crate::names::side_file_name(&String::from_utf8_lossy(raw))),
+            BackingKind::LongName => match read_small_file(
+                &dir_backing.join(crate::names::side_file_name(&String::from_utf8_lossy(raw))),
+                crate::names::MAX_SIDE_FILE_LEN,
             ) {
                 Ok(side) => self.vol.names.decode_long_name(iv, raw, &side),
                 Err(e) => {

@@ -32,6 +32,11 @@ pub const MAX_SHORT_PLAIN_NAME_LEN: usize = {
     n
 };
 
+/// The longest valid side-file content: the encoded form of a
+/// [`NAME_MAX`](super::NAME_MAX)-byte name (378 bytes). A longer side file
+/// is tampering and is not read further.
+pub const MAX_SIDE_FILE_LEN: usize = b64_len(super::NAME_MAX + NONCE_LEN + TAG_LEN);
+
 /// What a backing directory entry is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BackingKind {
@@ -96,6 +101,7 @@ mod tests {
         assert_eq!(MAX_SHORT_PLAIN_NAME_LEN, 103);
         assert_eq!(b64_len(103 + 28), 175);
         assert_eq!(b64_len(104 + 28), 176);
+        assert_eq!(MAX_SIDE_FILE_LEN, 378);
     }
 
     #[test]

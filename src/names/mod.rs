@@ -11,7 +11,7 @@ mod transform;
 pub use cipher::{MAX_SYMLINK_TARGET_LEN, NamesCipher};
 pub use longname::{
     BackingKind, LONG_NAME_MAX, LONG_NAME_PREFIX, LONG_NAME_SUFFIX, MAX_SHORT_PLAIN_NAME_LEN,
-    classify_backing_name, is_long, long_backing_name, side_file_name,
+    MAX_SIDE_FILE_LEN, classify_backing_name, is_long, long_backing_name, side_file_name,
 };
 pub use transform::{BackingName, NameTransform};
 
