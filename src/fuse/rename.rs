@@ -106,6 +106,18 @@ fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
     Ok(true)
 }
 
+/// The backing path of a journal entry's `rel` bytes, only when it is a
+/// plain relative path below `root` (no `..`, no root, not empty): a
+/// tampered journal must not make recovery write headers outside the volume.
+fn journal_target(root: &Path, rel: &[u8]) -> Option<PathBuf> {
+    let rel = Path::new(OsStr::from_bytes(rel));
+    let mut comps = rel.components().peekable();
+    comps.peek()?;
+    comps
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        .then(|| root.join(rel))
+}
+
 /// Rolls a pending rename journal forward (see the module docs).
 pub fn recover_journal(vol: &Volume) -> FsResult<()> {
     let jpath = vol.root.join(JOURNAL_FILE_NAME);
@@ -142,7 +154,10 @@ pub fn recover_journal(vol: &Volume) -> FsResult<()> {
         if h.len() != HEADER_LEN {
             continue;
         }
-        let path = vol.root.join(OsStr::from_bytes(&p));
+        let Some(path) = journal_target(&vol.root, &p) else {
+            log::warn!("skipping journal entry with a path outside the volume");
+            continue;
+        };
         if apply_header(&path, &id, &h)? {
             applied += 1;
         }
@@ -411,5 +426,33 @@ impl Core {
             t.renamed(&src_p, &dst_p, &dst_b);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_paths_stay_below_the_root() {
+        let root = Path::new("/cipher");
+        assert_eq!(
+            journal_target(root, b"a/b"),
+            Some(PathBuf::from("/cipher/a/b"))
+        );
+        // What write_journal records decodes back to the same path.
+        let p = root.join(OsStr::from_bytes(b"d/\xffname"));
+        let enc = URL_SAFE_NO_PAD.decode(rel(root, &p)).unwrap();
+        assert_eq!(journal_target(root, &enc), Some(p));
+        for bad in [
+            &b""[..],
+            b"/etc/passwd",
+            b"../other-volume/file",
+            b"a/../../b",
+            b"./",
+            b".",
+        ] {
+            assert_eq!(journal_target(root, bad), None, "{bad:?}");
+        }
     }
 }
