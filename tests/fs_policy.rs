@@ -679,6 +679,18 @@ fn rename_across_the_policy_boundary_is_refused() {
     assert_ok(&out, "A reads /shared/d/f after the refused rename");
     assert_eq!(out.stdout, b"inner\n");
 
+    // Onto an existing empty directory: the refused rename must leave the
+    // target directory usable (its IV file was once dropped before the
+    // ReEncrypt, so it could no longer be listed or written).
+    let target = hr.join("target");
+    fs::create_dir(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = as_uid(UID_A, r#"mv -T "$1" "$2""#, &[&d, &target]);
+    assert_eacces(&out, "A moves /shared/d onto the empty /hr/target");
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+    fs::write(target.join("z"), b"still usable\n").unwrap();
+    assert_eq!(fs::read(target.join("z")).unwrap(), b"still usable\n");
+
     // Within /shared the rename works and the file reads at its new path.
     let x2 = shared.join("x2");
     assert_ok(

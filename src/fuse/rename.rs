@@ -337,13 +337,15 @@ impl Core {
         if flags.contains(RenameFlags::RENAME_NOREPLACE) && dmeta.is_some() {
             return Err(FsError::Exists);
         }
+        // Replacing an empty directory: its kmsfs files are dropped just
+        // before the backing rename, once every ReEncrypt has succeeded, so
+        // that a refused rename leaves the target directory intact.
+        let mut clear_dst = false;
         if !exchange && let Some(dm) = &dmeta {
             match (smeta.is_dir(), dm.is_dir()) {
                 (true, false) => return Err(FsError::NotDir),
                 (false, true) => return Err(FsError::IsDir),
                 (true, true) => {
-                    // The target must be empty; drop its kmsfs files so
-                    // the backing rename can replace it.
                     for ent in fs::read_dir(&dst_b)? {
                         let ent = ent?;
                         if crate::names::classify_backing_name(ent.file_name().as_bytes())
@@ -352,9 +354,7 @@ impl Core {
                             return Err(FsError::NotEmpty);
                         }
                     }
-                    for ent in fs::read_dir(&dst_b)? {
-                        fs::remove_file(ent?.path())?;
-                    }
+                    clear_dst = true;
                 }
                 (false, false) => {}
             }
@@ -376,6 +376,11 @@ impl Core {
         }
         if !rewraps.is_empty() {
             crash_point(RenameStage::BeforeBackingRename);
+        }
+        if clear_dst {
+            for ent in fs::read_dir(&dst_b)? {
+                fs::remove_file(ent?.path())?;
+            }
         }
         let mut rflags = rustix::fs::RenameFlags::empty();
         if exchange {
