@@ -283,3 +283,68 @@ fn unlinked_open_file_stays_usable() {
     assert_eq!(s, "0123");
     assert!(!m.path("tmp").exists());
 }
+
+/// A read-only bind mount over a directory, removed on drop.
+struct RoBind(std::path::PathBuf);
+
+impl RoBind {
+    fn new(dir: &std::path::Path) -> Option<RoBind> {
+        let run = |args: &[&OsStr]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !run(&[OsStr::new("--bind"), dir.as_os_str(), dir.as_os_str()]) {
+            return None;
+        }
+        let guard = RoBind(dir.to_path_buf());
+        run(&[
+            OsStr::new("-o"),
+            OsStr::new("remount,bind,ro"),
+            dir.as_os_str(),
+        ])
+        .then_some(guard)
+    }
+}
+
+impl Drop for RoBind {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Reading must not need a writable backing file: a read-only open of a
+/// file on a read-only backing filesystem (or of a mode 0444 backing file
+/// when not running as root) once failed with EROFS/EACCES because the
+/// backing file was always opened read-write.
+#[test]
+fn read_only_open_of_a_read_only_backing_file() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    {
+        let m = fx.mount();
+        fs::write(m.path("f"), b"on read-only media").unwrap();
+        m.unmount();
+    }
+    let Some(_ro) = RoBind::new(&fx.cipher) else {
+        eprintln!("skipping: cannot make a read-only bind mount here");
+        return;
+    };
+    assert!(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(backing_files(&fx.cipher)[0].clone())
+            .is_err()
+    );
+    let m = fx.mount();
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"on read-only media");
+    let err = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("f"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    m.unmount();
+}

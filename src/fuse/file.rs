@@ -166,9 +166,22 @@ impl Core {
         if wants_write {
             self.check_writable()?;
         }
-        // Always open the backing file writable when allowed: a write-only
-        // handle still reads for read-modify-write.
-        let of = self.open_backing(req, &node, true)?;
+        // Open the backing file writable when allowed: a write-only handle
+        // still reads for read-modify-write. A read-only open must still
+        // work when the backing file is not writable (mode 0444 such as git
+        // objects, or a read-only backing filesystem).
+        let of = match self.open_backing(req, &node, true) {
+            Err(FsError::Io(e))
+                if !wants_write
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+                    ) =>
+            {
+                self.open_backing(req, &node, false)?
+            }
+            r => r?,
+        };
         if flags & libc::O_TRUNC != 0 && wants_write {
             let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
             BlockIo {
