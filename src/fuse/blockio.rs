@@ -53,7 +53,7 @@ impl std::fmt::Debug for BlockIo<'_> {
 impl BlockIo<'_> {
     fn damaged(&self, e: ContentError) -> FsError {
         match e {
-            ContentError::Crypto(c) => FsError::Io(std::io::Error::other(c)),
+            ContentError::Crypto(c) => FsError::internal(c),
             other => {
                 let path = (self.path)();
                 log::warn!("{path}: {other}");

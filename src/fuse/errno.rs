@@ -70,6 +70,12 @@ impl FsError {
         }
     }
 
+    /// A failure inside kmsfs itself (random source, cipher setup, an
+    /// encoding that cannot fail on valid input): EIO.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        FsError::Io(io::Error::other(e))
+    }
+
     /// The errno for this error.
     pub fn errno(&self) -> Errno {
         match self {
@@ -140,6 +146,10 @@ mod tests {
     fn mapping() {
         assert_eq!(FsError::tampered("/a", "tag").errno(), Errno::EIO);
         assert_eq!(FsError::HardLinkRefused.errno(), Errno::EPERM);
+        assert_eq!(
+            FsError::internal(crate::crypto::CryptoError::SealFailed).errno(),
+            Errno::EIO
+        );
         assert_eq!(
             FsError::Io(io::Error::from_raw_os_error(libc::ENOSPC)).errno(),
             Errno::ENOSPC

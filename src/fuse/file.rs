@@ -65,7 +65,7 @@ impl Core {
             .decrypt_data_key(&self.principal(req), &header.wrapped_dek, &ctx)
             .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
         let cipher = ContentCipher::new(&dek, header.file_id, self.vol.block_size())
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            .map_err(FsError::internal)?;
         Ok(OpenFile {
             ino: node.ino,
             file,
@@ -108,12 +108,12 @@ impl Core {
             .keys
             .generate_data_key(&self.principal(req), &self.vol.config.master_key_id, &ctx)
             .map_err(|e| self.kms_failure(&path, "GenerateDataKey", e))?;
-        let file_id = FileId::random().map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let file_id = FileId::random().map_err(FsError::internal)?;
         let header = FileHeader::new(file_id, generated.wrapped)
             .and_then(|h| h.encode())
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            .map_err(FsError::internal)?;
         let cipher = ContentCipher::new(&generated.plaintext, file_id, self.vol.block_size())
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            .map_err(FsError::internal)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -56,10 +56,7 @@ fn rel(root: &Path, p: &Path) -> String {
 fn write_journal(root: &Path, rewraps: &[Rewrap]) -> FsResult<()> {
     let mut entries = Vec::with_capacity(rewraps.len());
     for r in rewraps {
-        let bytes = r
-            .header
-            .encode()
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let bytes = r.header.encode().map_err(FsError::internal)?;
         entries.push(JournalEntry {
             path: rel(root, &r.new_backing),
             file_id: URL_SAFE_NO_PAD.encode(r.header.file_id.as_bytes()),
@@ -70,7 +67,7 @@ fn write_journal(root: &Path, rewraps: &[Rewrap]) -> FsResult<()> {
         version: JOURNAL_VERSION,
         entries,
     };
-    let bytes = serde_json::to_vec(&j).map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+    let bytes = serde_json::to_vec(&j).map_err(FsError::internal)?;
     write_atomic(&root.join(JOURNAL_FILE_NAME), &bytes)?;
     Ok(())
 }
@@ -233,8 +230,7 @@ impl Core {
                 log::info!("{}: ReEncrypt refused: {e}", old.display());
                 FsError::Kms(e)
             })?;
-        let header = FileHeader::new(header.file_id, wrapped)
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let header = FileHeader::new(header.file_id, wrapped).map_err(FsError::internal)?;
         out.push(Rewrap {
             new_backing,
             header,
@@ -400,10 +396,7 @@ impl Core {
         // 4. New headers.
         for (done, r) in rewraps.iter().enumerate() {
             crash_point(RenameStage::HeadersRewritten(done));
-            let bytes = r
-                .header
-                .encode()
-                .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            let bytes = r.header.encode().map_err(FsError::internal)?;
             apply_header(&r.new_backing, r.header.file_id.as_bytes(), &bytes)?;
         }
         // 5. Done.

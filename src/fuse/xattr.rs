@@ -30,12 +30,11 @@ impl std::fmt::Debug for XattrCipher {
 
 impl XattrCipher {
     pub fn new(names_key: &[u8; 32]) -> FsResult<Self> {
-        let err = |e: crate::crypto::CryptoError| FsError::Io(std::io::Error::other(e));
-        let nk = derive_key(names_key, b"kmsfs xattr name").map_err(err)?;
-        let vk = derive_key(names_key, b"kmsfs xattr value").map_err(err)?;
+        let nk = derive_key(names_key, b"kmsfs xattr name").map_err(FsError::internal)?;
+        let vk = derive_key(names_key, b"kmsfs xattr value").map_err(FsError::internal)?;
         Ok(XattrCipher {
-            name_key: SivKey::new(&nk).map_err(err)?,
-            value_key: SivKey::new(&vk).map_err(err)?,
+            name_key: SivKey::new(&nk).map_err(FsError::internal)?,
+            value_key: SivKey::new(&vk).map_err(FsError::internal)?,
         })
     }
 
@@ -51,7 +50,7 @@ impl XattrCipher {
         let tag = self
             .name_key
             .seal_in_place(&[0; NONCE_LEN], b"xattr-name", &mut ct)
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            .map_err(FsError::internal)?;
         ct.extend_from_slice(&tag);
         let out = format!("{BACKING_PREFIX}{}", URL_SAFE_NO_PAD.encode(&ct));
         if out.len() > XATTR_NAME_MAX {
@@ -77,14 +76,13 @@ impl XattrCipher {
     }
 
     fn seal_value(&self, backing_name: &str, value: &[u8]) -> FsResult<Vec<u8>> {
-        let nonce: [u8; NONCE_LEN] =
-            random_array().map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+        let nonce: [u8; NONCE_LEN] = random_array().map_err(FsError::internal)?;
         let mut out = nonce.to_vec();
         let mut ct = value.to_vec();
         let tag = self
             .value_key
             .seal_in_place(&nonce, backing_name.as_bytes(), &mut ct)
-            .map_err(|e| FsError::Io(std::io::Error::other(e)))?;
+            .map_err(FsError::internal)?;
         out.extend_from_slice(&ct);
         out.extend_from_slice(&tag);
         Ok(out)
