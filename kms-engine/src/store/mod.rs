@@ -28,6 +28,17 @@ pub struct Fingerprint {
     mtime_ns: i128,
 }
 
+impl Fingerprint {
+    fn of(m: &std::fs::Metadata) -> Fingerprint {
+        Fingerprint {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+}
+
 /// The files of one store and the process-local side of the writer lock.
 #[derive(Debug)]
 pub struct StoreFiles {
@@ -108,13 +119,7 @@ impl StoreFiles {
 
     /// `stat` of the state file.
     pub fn fingerprint(&self) -> Result<Fingerprint, KmsError> {
-        let m = std::fs::metadata(&self.state_path)?;
-        Ok(Fingerprint {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        })
+        Ok(Fingerprint::of(&std::fs::metadata(&self.state_path)?))
     }
 
     /// Reads the whole state file with its fingerprint (taken from the same
@@ -130,13 +135,7 @@ impl StoreFiles {
         let m = f.metadata()?;
         let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
         std::io::Read::read_to_end(&mut f, &mut bytes)?;
-        let fp = Fingerprint {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        };
-        Ok((bytes, fp))
+        Ok((bytes, Fingerprint::of(&m)))
     }
 
     /// Replaces the state file atomically; the caller holds the write lock.
@@ -182,5 +181,27 @@ impl StoreFiles {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read` and `fingerprint` describe the same file the same way, and a
+    /// replacement by `write_atomic` is noticed.
+    #[test]
+    fn fingerprints_agree_and_notice_a_replacement() {
+        let d = tempfile::tempdir().unwrap();
+        let files = StoreFiles::open_dir(&d.path().join("engine"), true).unwrap();
+        let lock = files.lock().unwrap();
+        let written = files.write_atomic(&lock, b"first").unwrap();
+        let (bytes, read_fp) = files.read().unwrap();
+        assert_eq!(bytes, b"first");
+        assert_eq!(read_fp, written);
+        assert_eq!(files.fingerprint().unwrap(), written);
+        let again = files.write_atomic(&lock, b"second").unwrap();
+        assert_ne!(again, written);
+        assert_eq!(files.read().unwrap().1, again);
     }
 }
