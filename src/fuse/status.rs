@@ -100,14 +100,53 @@ pub fn status_file_for(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("{name}.json"))
 }
 
-/// Writes `report` atomically (temp file + rename).
+/// Creates `dir` (mode 0700) if needed and checks that it is a real
+/// directory owned by this user that nobody else can write: the fallback
+/// runtime directory `/tmp/kmsfs-<uid>` has a predictable name, and a
+/// directory planted there by another user would let them redirect our
+/// writes through symlinks.
+fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let m = std::fs::symlink_metadata(dir)?;
+    if !m.is_dir() || m.uid() != rustix::process::getuid().as_raw() || m.mode() & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private directory of this user (owner, mode or type)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `report` atomically (temp file + rename) into a private runtime
+/// directory; the temp file is created exclusively, so a planted symlink is
+/// never followed.
 pub fn write_status(path: &Path, report: &StatusReport) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        ensure_private_dir(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&json)?;
+    drop(f);
     std::fs::rename(&tmp, path)
 }
 
@@ -175,6 +214,67 @@ pub fn is_mounted(mountpoint: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn report() -> StatusReport {
+        StatusReport {
+            pid: 1,
+            mountpoint: PathBuf::from("/mnt/m"),
+            cipherdir: PathBuf::from("/c"),
+            volume_id: "v".into(),
+            key_id: "k".into(),
+            read_only: false,
+            open_files: 2,
+            known_inodes: 3,
+            cache: CacheStats::default(),
+            writes: WriteStats::default(),
+        }
+    }
+
+    #[test]
+    fn status_round_trip_in_a_private_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run/kmsfs/abc.json");
+        write_status(&p, &report()).unwrap();
+        assert_eq!(read_status(&p).unwrap(), report());
+        let mode = std::fs::metadata(p.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A stale temp file left by a killed writer does not stop the next write.
+        std::fs::write(p.with_extension("json.tmp"), b"stale").unwrap();
+        write_status(&p, &report()).unwrap();
+    }
+
+    /// Another user may pre-create the predictable `/tmp/kmsfs-<uid>`:
+    /// a shared or foreign directory is refused, and a symlink planted at
+    /// the temp name is never followed.
+    #[test]
+    fn fail_status_dir_not_private_or_symlink_planted() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+
+        let shared = d.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(&victim, shared.join("abc.json.tmp")).unwrap();
+        let err = write_status(&shared.join("abc.json"), &report()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&shared, &link).unwrap();
+        assert!(write_status(&link.join("abc.json"), &report()).is_err());
+
+        let private = d.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink(&victim, private.join("abc.json.tmp")).unwrap();
+        write_status(&private.join("abc.json"), &report()).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
 
     #[test]
     fn parses_proc_mounts() {
