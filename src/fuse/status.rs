@@ -188,11 +188,12 @@ fn unescape_mount_field(s: &str) -> std::ffi::OsString {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(v) = octal {
             out.push(v);
             i += 4;
         } else {
@@ -284,5 +285,16 @@ mod tests {
         let m = kmsfs_mounts(text);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].mountpoint, PathBuf::from("/mnt/my dir"));
+    }
+
+    #[test]
+    fn unescape_never_overflows() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(unescape_mount_field("a\\134b").as_bytes(), b"a\\b");
+        assert_eq!(unescape_mount_field("\\377").as_bytes(), [0xff]);
+        // Out of byte range or cut short: kept as they are.
+        assert_eq!(unescape_mount_field("\\777").as_bytes(), b"\\777");
+        assert_eq!(unescape_mount_field("x\\04").as_bytes(), b"x\\04");
+        assert_eq!(unescape_mount_field("\\040").as_bytes(), b" ");
     }
 }
