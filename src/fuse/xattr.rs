@@ -145,19 +145,9 @@ impl Core {
 
     pub(crate) fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
-        let mut buf = vec![0u8; 4096];
-        let n = loop {
-            match rustix::fs::llistxattr(&node.backing, &mut buf[..]) {
-                Ok(n) => break n,
-                Err(rustix::io::Errno::RANGE) => {
-                    let need: usize = rustix::fs::llistxattr(&node.backing, &mut [0u8; 0][..])?;
-                    buf.resize(need.max(buf.len() * 2), 0);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let buf = read_growing(4096, |b| rustix::fs::llistxattr(&node.backing, b))?;
         let mut out = Vec::new();
-        for raw in buf[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        for raw in buf.split(|b| *b == 0).filter(|s| !s.is_empty()) {
             if let Some(name) = self.xattrs.plain_name(raw) {
                 out.extend_from_slice(&name);
                 out.push(0);
@@ -180,19 +170,60 @@ impl Core {
 }
 
 fn read_xattr(path: &std::path::Path, name: &str) -> FsResult<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
+    read_growing(256, |b| rustix::fs::lgetxattr(path, name, b)).map_err(|e| match e {
+        FsError::Io(io) if io.raw_os_error() == Some(libc::ENODATA) => FsError::NoAttribute,
+        e => e,
+    })
+}
+
+/// Calls a size-returning xattr syscall with a buffer that starts at
+/// `initial` bytes and grows while the call reports ERANGE (the attribute
+/// may grow between the size query and the read).
+fn read_growing(
+    initial: usize,
+    mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> FsResult<Vec<u8>> {
+    let mut buf = vec![0u8; initial];
     loop {
-        match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+        match call(&mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
             }
             Err(rustix::io::Errno::RANGE) => {
-                let need: usize = rustix::fs::lgetxattr(path, name, &mut [0u8; 0][..])?;
+                let need = call(&mut [])?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
-            Err(rustix::io::Errno::NODATA) => return Err(FsError::NoAttribute),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_growing_retries_on_erange() {
+        let value: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut calls = 0;
+        let got = read_growing(16, |b| {
+            calls += 1;
+            if b.is_empty() {
+                return Ok(value.len());
+            }
+            if b.len() < value.len() {
+                return Err(rustix::io::Errno::RANGE);
+            }
+            b[..value.len()].copy_from_slice(&value);
+            Ok(value.len())
+        })
+        .unwrap();
+        assert_eq!(got, value);
+        assert_eq!(calls, 3);
+        let err = read_growing(16, |_| Err(rustix::io::Errno::NODATA)).unwrap_err();
+        assert_eq!(err.errno(), fuser::Errno::NO_XATTR);
+        let err = read_xattr(std::path::Path::new("/nonexistent-kmsfs"), "user.x").unwrap_err();
+        assert_eq!(err.errno(), fuser::Errno::ENOENT);
     }
 }
