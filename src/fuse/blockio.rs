@@ -20,10 +20,20 @@ const EXTEND_CHUNK: u64 = 1 << 20;
 struct Scratch {
     /// The sealed blocks of one write, written with one pwrite.
     out: Vec<u8>,
-    /// One plaintext block being assembled (partial blocks only).
+    /// One plaintext block being assembled (partial blocks only); wiped
+    /// after every write so no plaintext outlives the request.
     block: Vec<u8>,
     /// One stored block read back for read-modify-write.
     stored: Vec<u8>,
+}
+
+/// Zeroes a plaintext buffer when dropped (also on an early `?` return).
+struct WipeOnDrop<'a>(&'a mut [u8]);
+
+impl Drop for WipeOnDrop<'_> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0);
+    }
 }
 
 thread_local! {
@@ -198,6 +208,9 @@ impl BlockIo<'_> {
             if block.len() < b as usize {
                 block.resize(b as usize, 0);
             }
+            // Whatever happens below, the plaintext block is wiped on return.
+            let wipe = WipeOnDrop(&mut block[..b as usize]);
+            let block = &mut *wipe.0;
             let mut pos = 0usize;
             for idx in first..end_block {
                 let bstart = idx * b;
@@ -253,5 +266,43 @@ impl BlockIo<'_> {
         }
         self.file.set_len(layout.cipher_size(new_size))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{FileId, HEADER_LEN};
+
+    /// A partial-block write assembles plaintext in the per-thread scratch
+    /// block; nothing of it may stay there after the request.
+    #[test]
+    fn partial_block_write_leaves_no_plaintext_in_scratch() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        file.write_all_at(&[0u8; HEADER_LEN], 0).unwrap();
+        let cipher = ContentCipher::new(&[7; 32], FileId([1; 16]), 4096).unwrap();
+        let io = BlockIo {
+            file: &file,
+            cipher: &cipher,
+            path: &|| "/f".to_string(),
+        };
+        io.write(0, &[0xAA; 5000]).unwrap();
+        // Read-modify-write of both blocks: old plaintext and new bytes merged.
+        io.write(10, &[0xBB; 4200]).unwrap();
+        let mut want = vec![0xAA; 5000];
+        want[10..4210].fill(0xBB);
+        assert_eq!(io.read(0, 10_000).unwrap(), want);
+        SCRATCH.with(|s| {
+            let s = s.borrow();
+            assert!(s.block.len() >= 4096);
+            assert!(s.block.iter().all(|b| *b == 0), "plaintext left in scratch");
+        });
     }
 }
