@@ -188,18 +188,30 @@ impl Core {
         // Remove kmsfs's own files, then the directory; on failure put the
         // IV back so the directory stays readable.
         let iv = if self.vol.encrypted_names() {
-            fs::read(backing.join(crate::names::DIRIV_FILE_NAME)).ok()
+            // A missing or damaged IV does not stop removing the directory.
+            crate::volume::read_dir_iv(&backing)
+                .ok()
+                .map(crate::names::DirIv)
         } else {
             None
         };
-        for ent in fs::read_dir(&backing)? {
-            fs::remove_file(ent?.path())?;
-        }
-        if let Err(e) = fs::remove_dir(&backing) {
-            if let Some(iv) = iv {
-                let _ = fs::write(backing.join(crate::names::DIRIV_FILE_NAME), iv);
+        let cleared = || -> FsResult<()> {
+            for ent in fs::read_dir(&backing)? {
+                fs::remove_file(ent?.path())?;
             }
-            return Err(e.into());
+            fs::remove_dir(&backing)?;
+            Ok(())
+        };
+        if let Err(e) = cleared() {
+            if let Some(iv) = iv
+                && let Err(re) = restore_dir_iv(&backing, &iv)
+            {
+                log::warn!(
+                    "{}: rmdir failed and the directory IV could not be put back: {re}",
+                    plain.display()
+                );
+            }
+            return Err(e);
         }
         self.remove_side_file(&dir.backing, &bn);
         self.table().unlinked(&plain);
@@ -232,11 +244,53 @@ impl Core {
     }
 }
 
+/// Puts directory IV `iv` back into `dir` after a failed rmdir, as
+/// [`create_dir_iv`] writes it (read-only, synced); a no-op when it is
+/// still there.
+fn restore_dir_iv(dir: &Path, iv: &crate::names::DirIv) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(dir.join(crate::names::DIRIV_FILE_NAME))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    f.write_all(iv.as_bytes())?;
+    f.sync_all()
+}
+
 /// Maps a missing backing entry to ENOENT.
 pub(crate) fn not_found(e: std::io::Error) -> FsError {
     if e.kind() == std::io::ErrorKind::NotFound {
         FsError::NotFound
     } else {
         e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn restored_dir_iv_reads_back_read_only() {
+        let d = tempfile::tempdir().unwrap();
+        let iv = create_dir_iv(d.path()).unwrap();
+        let path = d.path().join(crate::names::DIRIV_FILE_NAME);
+        // Still there: left alone.
+        restore_dir_iv(d.path(), &crate::names::DirIv(iv)).unwrap();
+        fs::remove_file(&path).unwrap();
+        restore_dir_iv(d.path(), &crate::names::DirIv(iv)).unwrap();
+        assert_eq!(crate::volume::read_dir_iv(d.path()).unwrap(), iv);
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444);
+        // A failure is reported, not swallowed.
+        assert!(restore_dir_iv(&d.path().join("gone"), &crate::names::DirIv(iv)).is_err());
     }
 }
