@@ -91,8 +91,13 @@ fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
         Err(e) => return Err(e.into()),
     };
     let mut cur = [0u8; HEADER_LEN];
-    if f.read_exact_at(&mut cur, 0).is_err() {
-        return Ok(false);
+    match f.read_exact_at(&mut cur, 0) {
+        Ok(()) => {}
+        // Shorter than a header: not the file the journal names.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        // A read error must stop recovery (the journal is kept for the next
+        // mount), not count as "nothing to do" and lose the new header.
+        Err(e) => return Err(e.into()),
     }
     match FileHeader::decode(&cur) {
         Ok(h) if h.file_id.as_bytes().as_slice() == file_id => {}
@@ -430,6 +435,19 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apply_header_reports_read_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let short = d.path().join("short");
+        fs::write(&short, b"tiny").unwrap();
+        assert!(!apply_header(&short, &[0; 16], &[0; HEADER_LEN]).unwrap());
+        assert!(!apply_header(&d.path().join("missing"), &[0; 16], &[0; HEADER_LEN]).unwrap());
+        // Reading offset 0 of our own address space fails with EIO.
+        let err =
+            apply_header(Path::new("/proc/self/mem"), &[0; 16], &[0; HEADER_LEN]).unwrap_err();
+        assert_eq!(err.errno(), fuser::Errno::EIO);
+    }
 
     #[test]
     fn journal_paths_stay_below_the_root() {
