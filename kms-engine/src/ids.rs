@@ -45,7 +45,7 @@ impl KeyId {
 
     /// `arn:aws:kms:local:000000000000:key/<id>`.
     pub fn arn(&self) -> String {
-        format!("{ARN_PREFIX}key/{self}")
+        key_arn(&self.to_string())
     }
 }
 
@@ -80,6 +80,12 @@ impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyId({self})")
     }
+}
+
+/// `arn:aws:kms:local:000000000000:key/<id>`: the one place a key ARN is
+/// made (key metadata, policy evaluation, audit records).
+pub fn key_arn(key_id: &str) -> String {
+    format!("{ARN_PREFIX}key/{key_id}")
 }
 
 /// `arn:aws:kms:local:000000000000:alias/<name>` for `alias/<name>`.

@@ -1,11 +1,14 @@
 //! Opening or creating the embedded engine from the global `EngineArgs`:
 //! where the store lives, where the root key comes from (key file,
-//! passphrase file or terminal prompt) and which audit sink it reports to.
+//! passphrase file or terminal prompt), and the file audit trail in
+//! `<engine dir>/audit` every engine call is recorded in. The one place the
+//! CLI opens or creates an engine.
 
 use crate::cli::EngineArgs;
 use crate::exit::CliError;
-use kms_engine::KmsError;
-use kms_engine::audit::{AuditSink, NullSink};
+use kms_engine::audit::digest::SigningKey;
+use kms_engine::audit::{DeferredTrail, PublicKey, TrailOptions};
+use kms_engine::{Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -26,23 +29,95 @@ pub struct KdfChoice {
     pub iterations: Option<u32>,
 }
 
+impl KdfChoice {
+    fn params(self) -> KdfParams {
+        let mut params = KdfParams::default();
+        if let Some(m) = self.memory_kib {
+            params.m_cost_kib = m;
+        }
+        if let Some(t) = self.iterations {
+            params.t_cost = t;
+        }
+        params
+    }
+
+    /// Whether any cost was given (meaningless with a key file).
+    pub fn is_set(self) -> bool {
+        self.memory_kib.is_some() || self.iterations.is_some()
+    }
+}
+
 /// What `create` made.
 #[derive(Debug)]
 pub struct Created {
     pub dir: PathBuf,
     /// `"passphrase"` or `"key-file"`.
     pub root_kind: &'static str,
+    /// The new engine, auditing to `<dir>/audit`.
+    pub engine: Arc<Engine>,
+}
+
+/// `<engine dir>/audit`: where the engine's audit trail lives.
+pub fn audit_dir_of(engine_dir: &Path) -> PathBuf {
+    engine_dir.join("audit")
+}
+
+/// Opens the existing store the arguments name (asking for the passphrase
+/// when needed) as a [`Kms`] answering for the current process's user.
+pub fn open(args: &EngineArgs) -> Result<Box<dyn Kms>, CliError> {
+    let engine = open_engine(args)?;
+    Ok(Box::new(Embedded {
+        engine,
+        caller: Principal::current_process(),
+    }))
 }
 
 /// Opens the existing store the arguments name. Fails with `EngineNotFound`
 /// before asking for any passphrase when there is no store.
-pub fn open(args: &EngineArgs) -> Result<Box<dyn Kms>, CliError> {
+pub fn open_engine(args: &EngineArgs) -> Result<Arc<Engine>, CliError> {
     let dir = engine_dir(args)?;
-    if !dir_has_entries(&dir)? {
+    if !store_exists(&dir)? {
         return Err(CliError::EngineNotFound(dir));
     }
     let secret = root_secret(args, Purpose::Open)?;
-    embedded::open(&dir, secret)
+    open_with(&dir, secret)
+}
+
+/// Opens the store the arguments name, or creates it (cost `kdf`) when
+/// there is none — asking for a new passphrase twice on a terminal. Returns
+/// the secret too, for a background mount process.
+pub fn open_or_create(
+    args: &EngineArgs,
+    kdf: KdfChoice,
+) -> Result<(Arc<Engine>, RootSecret), CliError> {
+    let dir = engine_dir(args)?;
+    if store_exists(&dir)? {
+        let secret = root_secret(args, Purpose::Open)?;
+        Ok((open_with(&dir, secret.clone())?, secret))
+    } else {
+        let secret = root_secret(args, Purpose::Create)?;
+        let created = create_with(&dir, secret.clone(), kdf)?;
+        eprintln!("kmsfs: created the engine store in {}", dir.display());
+        Ok((created.engine, secret))
+    }
+}
+
+/// Opens the store in `dir` with `secret`, auditing every call to
+/// `<dir>/audit`. Fails when the trail cannot be opened for writing: no
+/// key is used unaudited.
+pub fn open_with(dir: &Path, secret: RootSecret) -> Result<Arc<Engine>, CliError> {
+    let sink = Arc::new(DeferredTrail::new(
+        audit_dir_of(dir),
+        TrailOptions::default(),
+    ));
+    let engine = Engine::open(
+        dir,
+        secret.into_source(),
+        Arc::new(SystemClock),
+        sink.clone(),
+    )?;
+    attach(&sink, &engine, dir)?;
+    Ok(Arc::new(engine))
 }
 
 /// Creates a store where the arguments say (the engine makes the directory,
@@ -53,72 +128,80 @@ pub fn create(args: &EngineArgs, kdf: KdfChoice) -> Result<Created, CliError> {
         return Err(CliError::EngineExists(dir));
     }
     let secret = root_secret(args, Purpose::Create)?;
+    create_with(&dir, secret, kdf)
+}
+
+/// Creates a store in `dir` sealed under `secret`, auditing to `<dir>/audit`.
+pub fn create_with(dir: &Path, secret: RootSecret, kdf: KdfChoice) -> Result<Created, CliError> {
     let root_kind = match secret {
         RootSecret::Passphrase(_) => "passphrase",
         RootSecret::Key(_) => "key-file",
     };
-    embedded::create(&dir, secret, kdf)?;
-    Ok(Created { dir, root_kind })
+    let sink = Arc::new(DeferredTrail::new(
+        audit_dir_of(dir),
+        TrailOptions::default(),
+    ));
+    let engine = Engine::create(
+        dir,
+        secret.into_source(),
+        kdf.params(),
+        Arc::new(SystemClock),
+        sink.clone(),
+    )?;
+    attach(&sink, &engine, dir)?;
+    Ok(Created {
+        dir: dir.to_path_buf(),
+        root_kind,
+        engine: Arc::new(engine),
+    })
 }
 
-/// The audit sink the embedded engine reports to. The one place that
-/// chooses it; the file trail under the engine directory replaces it.
-pub fn audit_sink(_engine_dir: &Path) -> Arc<dyn AuditSink> {
-    Arc::new(NullSink)
+/// Opens the trail with the engine's sealed signing seed. Engine::open and
+/// Engine::create record nothing, so no call can have been refused before.
+fn attach(sink: &DeferredTrail, engine: &Engine, dir: &Path) -> Result<(), CliError> {
+    sink.attach_seed(engine.audit_signing_seed()?)
+        .map_err(|source| CliError::AuditTrail {
+            dir: audit_dir_of(dir),
+            source,
+        })
 }
 
-/// The embedded engine behind [`Kms`].
-mod embedded {
-    use super::{KdfChoice, Kms, RootSecret, audit_sink};
-    use crate::exit::CliError;
-    use kms_engine::{Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
-    use serde_json::Value;
-    use std::path::Path;
-    use std::sync::Arc;
-
-    /// An open engine and the principal every call is made as.
-    struct Embedded {
-        engine: Engine,
-        caller: Principal,
+/// The public key the engine's audit digests are signed with, derived from
+/// the seed sealed in the store — when the store exists and a key file or
+/// passphrase file is given (this never prompts). `None` otherwise.
+pub fn audit_public_key(args: &EngineArgs) -> Result<Option<PublicKey>, CliError> {
+    if args.key_file.is_none() && args.passphrase_file.is_none() {
+        return Ok(None);
     }
-
-    impl Kms for Embedded {
-        fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError> {
-            self.engine.dispatch(&self.caller, op, request)
-        }
+    let dir = engine_dir(args)?;
+    if !store_exists(&dir)? {
+        return Ok(None);
     }
+    let secret = root_secret(args, Purpose::Open)?;
+    // A sink that is never attached: this engine makes no call, and any
+    // call it made would fail instead of going unaudited.
+    let sink = Arc::new(DeferredTrail::new(
+        audit_dir_of(&dir),
+        TrailOptions::default(),
+    ));
+    let engine = Engine::open(&dir, secret.into_source(), Arc::new(SystemClock), sink)?;
+    let seed = engine.audit_signing_seed()?;
+    let key = SigningKey::from_seed(&seed).map_err(|source| CliError::AuditTrail {
+        dir: audit_dir_of(&dir),
+        source,
+    })?;
+    Ok(Some(key.public_key()))
+}
 
-    fn source(secret: RootSecret) -> RootKeySource {
-        match secret {
-            RootSecret::Passphrase(p) => RootKeySource::Passphrase(p),
-            RootSecret::Key(k) => RootKeySource::Key(k),
-        }
-    }
+/// An open engine and the principal every call is made as.
+struct Embedded {
+    engine: Arc<Engine>,
+    caller: Principal,
+}
 
-    pub fn open(dir: &Path, secret: RootSecret) -> Result<Box<dyn Kms>, CliError> {
-        let engine = Engine::open(dir, source(secret), Arc::new(SystemClock), audit_sink(dir))?;
-        Ok(Box::new(Embedded {
-            engine,
-            caller: Principal::current_process(),
-        }))
-    }
-
-    pub fn create(dir: &Path, secret: RootSecret, kdf: KdfChoice) -> Result<(), CliError> {
-        let mut params = KdfParams::default();
-        if let Some(m) = kdf.memory_kib {
-            params.m_cost_kib = m;
-        }
-        if let Some(t) = kdf.iterations {
-            params.t_cost = t;
-        }
-        Engine::create(
-            dir,
-            source(secret),
-            params,
-            Arc::new(SystemClock),
-            audit_sink(dir),
-        )?;
-        Ok(())
+impl Kms for Embedded {
+    fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError> {
+        self.engine.dispatch(&self.caller, op, request)
     }
 }
 
@@ -148,6 +231,12 @@ fn default_engine_dir(
     Ok(data.join("kmsfs").join("engine"))
 }
 
+/// Whether `dir` holds an engine store (anything in it counts: a non-empty
+/// directory is never mistaken for "no store yet").
+pub fn store_exists(dir: &Path) -> Result<bool, CliError> {
+    dir_has_entries(dir)
+}
+
 /// Whether `dir` holds something (an engine store or anything else).
 fn dir_has_entries(dir: &Path) -> Result<bool, CliError> {
     match std::fs::read_dir(dir) {
@@ -158,9 +247,54 @@ fn dir_has_entries(dir: &Path) -> Result<bool, CliError> {
 }
 
 /// The secret that opens (or will seal) the store, before the engine sees it.
+#[derive(Clone)]
 pub enum RootSecret {
     Passphrase(Zeroizing<String>),
     Key(Zeroizing<[u8; 32]>),
+}
+
+impl RootSecret {
+    fn into_source(self) -> RootKeySource {
+        match self {
+            RootSecret::Passphrase(p) => RootKeySource::Passphrase(p),
+            RootSecret::Key(k) => RootKeySource::Key(k),
+        }
+    }
+
+    /// The secret as bytes for handing to the background mount process
+    /// over a pipe: a tag byte (`P` passphrase, `K` key) and the secret.
+    pub fn to_wire(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(64));
+        match self {
+            RootSecret::Passphrase(p) => {
+                out.push(b'P');
+                out.extend_from_slice(p.as_bytes());
+            }
+            RootSecret::Key(k) => {
+                out.push(b'K');
+                out.extend_from_slice(&k[..]);
+            }
+        }
+        out
+    }
+
+    /// Reads back [`RootSecret::to_wire`].
+    pub fn from_wire(bytes: &[u8]) -> Option<RootSecret> {
+        match bytes.split_first()? {
+            (b'P', rest) if !rest.is_empty() => std::str::from_utf8(rest)
+                .ok()
+                .map(|p| RootSecret::Passphrase(Zeroizing::new(p.to_string()))),
+            (b'K', rest) => {
+                let mut k = Zeroizing::new([0u8; 32]);
+                if rest.len() != k.len() {
+                    return None;
+                }
+                k.copy_from_slice(rest);
+                Some(RootSecret::Key(k))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for RootSecret {

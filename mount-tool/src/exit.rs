@@ -55,6 +55,16 @@ pub enum CliError {
     PassphraseFile { path: PathBuf, reason: String },
     #[error("cannot use key file {}: {reason}", path.display())]
     KeyFile { path: PathBuf, reason: String },
+    /// The audit trail cannot be opened for writing: the engine refuses to
+    /// run rather than use a key unaudited.
+    #[error(
+        "cannot write the audit trail in {}: {source}; the engine is not used unaudited",
+        dir.display()
+    )]
+    AuditTrail {
+        dir: PathBuf,
+        source: kms_engine::audit::AuditError,
+    },
 }
 
 fn kms_line(e: &KmsError) -> String {
@@ -80,7 +90,7 @@ impl CliError {
                 _ => OPERATION_FAILED,
             },
             CliError::Usage(_) | CliError::NoEngineDir => USAGE,
-            CliError::Io { .. } => IO,
+            CliError::Io { .. } | CliError::AuditTrail { .. } => IO,
             CliError::Mount(_) => MOUNT,
             CliError::EngineNotFound(_) => NOT_FOUND,
             CliError::EngineExists(_) => OPERATION_FAILED,

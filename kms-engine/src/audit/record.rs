@@ -44,7 +44,8 @@ pub fn is_read_only(event_name: &str) -> bool {
     !MUTATING_PREFIXES.iter().any(|p| event_name.starts_with(p))
 }
 
-/// The resource ARN for a key id, alias name or ARN.
+/// The resource ARN for a key id, alias name or ARN: the engine's own ARNs
+/// (`arn:aws:kms:local:000000000000:key/<id>`), as key metadata shows them.
 pub fn resource_for(key_id: &str) -> (String, &'static str) {
     if key_id.starts_with("arn:") {
         let ty = if key_id.contains(":alias/") {
@@ -54,12 +55,9 @@ pub fn resource_for(key_id: &str) -> (String, &'static str) {
         };
         (key_id.to_string(), ty)
     } else if key_id.starts_with("alias/") {
-        (format!("arn:kmsfs:kms:local::{key_id}"), "AWS::KMS::Alias")
+        (crate::ids::alias_arn(key_id), "AWS::KMS::Alias")
     } else {
-        (
-            format!("arn:kmsfs:kms:local::key/{key_id}"),
-            "AWS::KMS::Key",
-        )
+        (crate::ids::key_arn(key_id), "AWS::KMS::Key")
     }
 }
 
@@ -195,7 +193,11 @@ mod tests {
         );
         assert_eq!(
             b["resources"][0]["ARN"],
-            "arn:kmsfs:kms:local::key/1234abcd"
+            "arn:aws:kms:local:000000000000:key/1234abcd"
+        );
+        assert_eq!(
+            resource_for("alias/vol").0,
+            "arn:aws:kms:local:000000000000:alias/vol"
         );
         assert_eq!(b["responseElements"], Value::Null);
         assert_eq!(b["readOnly"], Value::Bool(true));

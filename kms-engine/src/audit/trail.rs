@@ -625,6 +625,11 @@ impl Inner {
         let (m, cv) = &self.stop;
         let Ok(mut stopped) = m.lock() else { return };
         loop {
+            // Checked before waiting too: a stop requested before this
+            // thread first took the lock must not wait out a whole period.
+            if *stopped {
+                return;
+            }
             match cv.wait_timeout(stopped, period) {
                 Ok((g, _)) => stopped = g,
                 Err(_) => return,

@@ -2,6 +2,7 @@
 //! in `<engine dir>/audit`, and export the public key its digests are signed with.
 
 use crate::cli::{EngineArgs, Output};
+use crate::engine_access;
 use crate::exit::CliError;
 use clap::{Args, Subcommand};
 use kms_engine::KmsError;
@@ -28,7 +29,9 @@ pub enum AuditCommand {
     /// Check the hash chain and the signed digests; exit 0 if the trail is
     /// intact, else name the first bad record and exit 6
     Verify(VerifyArgs),
-    /// Print the Ed25519 public key the trail's digests are signed with (PEM)
+    /// Print the Ed25519 public key the trail's digests are signed with (PEM):
+    /// derived from the engine store when --passphrase-file or --key-file is
+    /// given, else the trail's own copy (with a warning)
     ExportPublicKey,
 }
 
@@ -70,8 +73,10 @@ pub struct TailArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The public key to check digest signatures with (PEM, or base64 of the
-    /// raw key), as exported earlier. Without it the trail's own
-    /// `public-key` file is used, which only proves internal consistency.
+    /// raw key), as exported earlier. Without it the key is derived from the
+    /// engine store when --passphrase-file or --key-file is given, else the
+    /// trail's own `public-key` file is used, which only proves internal
+    /// consistency.
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     /// A digest remembered from an earlier verify (`SEQ:HASH`, printed as
@@ -85,27 +90,15 @@ pub fn run(engine: &EngineArgs, args: AuditArgs) -> Result<(), CliError> {
     match args.command {
         AuditCommand::Show(a) => show(&dir, engine.output, &a),
         AuditCommand::Tail(a) => tail(&dir, engine.output, &a),
-        AuditCommand::Verify(a) => verify(&dir, engine.output, &a),
-        AuditCommand::ExportPublicKey => export_public_key(&dir, engine.output),
+        AuditCommand::Verify(a) => verify(engine, &dir, &a),
+        AuditCommand::ExportPublicKey => export_public_key(engine, &dir),
     }
 }
 
-/// `<engine dir>/audit`; the engine dir as `--engine`/`KMSFS_ENGINE` give it,
-/// else `$XDG_DATA_HOME/kmsfs/engine` or `~/.local/share/kmsfs/engine`.
+/// `<engine dir>/audit`, the engine dir resolved as every command does
+/// (`--engine`/`KMSFS_ENGINE`, else the XDG default).
 fn audit_dir(engine: &EngineArgs) -> Result<PathBuf, CliError> {
-    let base = match &engine.engine {
-        Some(d) => d.clone(),
-        None => match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
-            (Some(x), _) if Path::new(&x).is_absolute() => Path::new(&x).join("kmsfs/engine"),
-            (_, Some(h)) => Path::new(&h).join(".local/share/kmsfs/engine"),
-            _ => {
-                return Err(CliError::Usage(
-                    "no engine directory: pass --engine or set KMSFS_ENGINE".into(),
-                ));
-            }
-        },
-    };
-    let dir = base.join("audit");
+    let dir = engine_access::audit_dir_of(&engine_access::engine_dir(engine)?);
     if !dir.is_dir() {
         return Err(CliError::Kms(KmsError::NotFound(format!(
             "no audit trail in {}",
@@ -113,6 +106,24 @@ fn audit_dir(engine: &EngineArgs) -> Result<PathBuf, CliError> {
         ))));
     }
     Ok(dir)
+}
+
+/// The key the trail's digests must be signed with: derived from the seed
+/// sealed in the engine store when it can be opened (a key file or
+/// passphrase file is given), else the trail's own `public-key` file, with
+/// a warning that this only proves internal consistency.
+fn trail_key(engine: &EngineArgs, dir: &Path) -> Result<PublicKey, CliError> {
+    if let Some(key) = engine_access::audit_public_key(engine)? {
+        return Ok(key);
+    }
+    eprintln!(
+        "kmsfs: warning: using the trail's own {PUBLIC_KEY_FILE} file, as the engine store \
+         cannot be opened here (no --passphrase-file or --key-file); it only proves the \
+         trail is consistent with itself. Pass --public-key with a key exported earlier, \
+         or the engine's passphrase or key file, for a proof that holds against someone \
+         who can write the trail"
+    );
+    read_key(&dir.join(PUBLIC_KEY_FILE))
 }
 
 fn audit_err(e: AuditError) -> CliError {
@@ -179,17 +190,11 @@ fn read_key(path: &Path) -> Result<PublicKey, CliError> {
     PublicKey::parse(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
-fn verify(dir: &Path, output: Output, a: &VerifyArgs) -> Result<(), CliError> {
+fn verify(engine: &EngineArgs, dir: &Path, a: &VerifyArgs) -> Result<(), CliError> {
+    let output = engine.output;
     let key = match &a.public_key {
         Some(p) => read_key(p)?,
-        None => {
-            eprintln!(
-                "kmsfs: warning: checking signatures against the trail's own {PUBLIC_KEY_FILE} file; \
-                 pass --public-key with a key exported earlier for a proof that holds against \
-                 someone who can write the trail"
-            );
-            read_key(&dir.join(PUBLIC_KEY_FILE))?
-        }
+        None => trail_key(engine, dir)?,
     };
     let anchor = a
         .anchor
@@ -236,11 +241,9 @@ fn verify(dir: &Path, output: Output, a: &VerifyArgs) -> Result<(), CliError> {
     }
 }
 
-fn export_public_key(dir: &Path, output: Output) -> Result<(), CliError> {
-    // TODO(engine wiring): derive the key from the engine's sealed seed
-    // (`Engine::audit_signing_seed`) once the CLI opens the engine; until
-    // then the trail's own copy is exported (written by the engine at first use).
-    let key = read_key(&dir.join(PUBLIC_KEY_FILE))?;
+fn export_public_key(engine: &EngineArgs, dir: &Path) -> Result<(), CliError> {
+    let output = engine.output;
+    let key = trail_key(engine, dir)?;
     match output {
         Output::Text => print!("{}", key.to_pem()),
         Output::Json => println!(

@@ -1,14 +1,17 @@
 //! `kmsfs init CIPHERDIR`: create a volume (config, wrapped names key, root
-//! IV), creating a master key in the embedded engine when none is named.
+//! IV), creating a master key in the embedded engine when none is named
+//! (and the engine store itself when there is none).
 
 use crate::cli::{EngineArgs, Output};
-use crate::cmd::mount::open_engine;
+use crate::engine_access::{self, KdfChoice};
 use crate::exit::CliError;
 use clap::Args;
-use kms_engine::{CreateKeyRequest, Principal};
-use kmsfs::format::{DEFAULT_BLOCK_SIZE, NamesMode, validate_block_size};
+use kms_engine::{CreateKeyRequest, Engine, Principal};
+use kmsfs::format::{
+    CONFIG_FILE_NAME, DEFAULT_BLOCK_SIZE, NamesMode, VolumeConfig, validate_block_size,
+};
 use kmsfs::volume::{self, InitOptions, VolumeError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
@@ -37,41 +40,86 @@ pub(crate) fn volume_error(e: VolumeError) -> CliError {
 pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(), CliError> {
     let block_size =
         validate_block_size(args.block_size).map_err(|e| CliError::Usage(e.to_string()))?;
-    if !args.cipherdir.exists() {
-        std::fs::create_dir_all(&args.cipherdir)
-            .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
+    let names_mode = if args.plaintext_names {
+        NamesMode::Plaintext
+    } else {
+        NamesMode::Encrypted
+    };
+    check_empty_or_missing(&args.cipherdir)?;
+    let (engine, _secret) = engine_access::open_or_create(engine_args, KdfChoice::default())?;
+    let config = create_volume(
+        &engine,
+        &args.cipherdir,
+        args.key_id,
+        block_size,
+        names_mode,
+    )?;
+    report(output, &args.cipherdir, &config);
+    Ok(())
+}
+
+/// Refuses a `CIPHERDIR` that exists and is not an empty directory.
+pub(crate) fn check_empty_or_missing(cipherdir: &Path) -> Result<(), CliError> {
+    match std::fs::read_dir(cipherdir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                let what = if cipherdir.join(CONFIG_FILE_NAME).exists() {
+                    "already holds a kmsfs volume"
+                } else {
+                    "is not empty"
+                };
+                return Err(CliError::Usage(format!(
+                    "{} {what}: a volume is created in an empty or new directory",
+                    cipherdir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::io(cipherdir.display().to_string(), e)),
     }
-    let engine = open_engine(engine_args, true)?;
+}
+
+/// Creates the volume in `cipherdir` (made if missing), with a new master
+/// key in the engine unless `key_id` names one.
+pub(crate) fn create_volume(
+    engine: &Arc<Engine>,
+    cipherdir: &Path,
+    key_id: Option<String>,
+    block_size: u32,
+    names_mode: NamesMode,
+) -> Result<VolumeConfig, CliError> {
+    std::fs::create_dir_all(cipherdir)
+        .map_err(|e| CliError::io(cipherdir.display().to_string(), e))?;
     let caller = Principal::current_process();
-    let key_id = match args.key_id {
+    let key_id = match key_id {
         Some(k) => k,
         None => {
             let resp = engine.create_key(
                 &caller,
                 CreateKeyRequest {
-                    description: Some(format!("kmsfs volume at {}", args.cipherdir.display())),
+                    description: Some(format!("kmsfs volume at {}", cipherdir.display())),
                     ..CreateKeyRequest::default()
                 },
             )?;
             resp.key_metadata.key_id
         }
     };
-    let ks: Arc<kms_engine::Engine> = engine;
-    let config = volume::init(
-        &args.cipherdir,
-        &ks,
+    volume::init(
+        cipherdir,
+        engine,
         &caller,
         &InitOptions {
             master_key_id: key_id,
             block_size,
-            names_mode: if args.plaintext_names {
-                NamesMode::Plaintext
-            } else {
-                NamesMode::Encrypted
-            },
+            names_mode,
         },
     )
-    .map_err(volume_error)?;
+    .map_err(volume_error)
+}
+
+/// Prints what was created.
+pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
     let names = match config.names_mode {
         NamesMode::Encrypted => "encrypted",
         NamesMode::Plaintext => "plaintext",
@@ -80,7 +128,7 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         Output::Json => println!(
             "{}",
             serde_json::json!({
-                "cipherdir": args.cipherdir,
+                "cipherdir": cipherdir,
                 "volume_id": config.volume_id,
                 "key_id": config.master_key_id,
                 "block_size": config.block_size,
@@ -89,11 +137,10 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         ),
         Output::Text => {
             println!("created kmsfs volume {}", config.volume_id);
-            println!("  cipherdir:  {}", args.cipherdir.display());
+            println!("  cipherdir:  {}", cipherdir.display());
             println!("  master key: {}", config.master_key_id);
             println!("  block size: {}", config.block_size);
             println!("  names:      {names}");
         }
     }
-    Ok(())
 }

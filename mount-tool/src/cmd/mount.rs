@@ -3,16 +3,21 @@
 //! returns once the mount shows in /proc/self/mounts (or reports the
 //! child's error). In the foreground it serves until unmounted or signalled
 //! (SIGINT/SIGTERM/SIGHUP unmount cleanly) and keeps a status file for
-//! `kmsfs status`.
+//! `kmsfs status`. Every engine call made for FUSE callers is audited in
+//! `<engine dir>/audit`. `--init` first creates what is missing (engine
+//! store, volume, mount point).
 
 use crate::cli::EngineArgs;
+use crate::engine_access::{self, KdfChoice, Purpose, RootSecret};
 use crate::exit::CliError;
 use clap::Args;
-use kms_engine::audit::NullSink;
-use kms_engine::{Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
+use kms_engine::{Engine, Principal};
+use kmsfs::format::{CONFIG_FILE_NAME, NamesMode};
 use kmsfs::fuse::{Core, FsOptions, KmsFs, mount_config, status};
 use kmsfs::keys::KeyService;
 use kmsfs::volume::Volume;
+use nix::sys::signal::{SigSet, Signal};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,53 +41,54 @@ pub struct MountArgs {
     /// Seconds after which a cached data key is re-authorized with the engine
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub reauth_secs: u64,
+    /// Set everything up first: create the engine store if there is none
+    /// (asking for a new passphrase twice on a terminal, or using
+    /// --passphrase-file/--key-file), create a volume in CIPHERDIR if it has
+    /// no kmsfs.conf (making the directory if missing; a non-empty directory
+    /// without kmsfs.conf is refused), and create MOUNTPOINT if missing
+    #[arg(long)]
+    pub init: bool,
+    /// With --init, when a new store is created: Argon2id memory cost of
+    /// its passphrase in KiB [default: 65536]; lower only for tests
+    #[arg(long, value_name = "KIB", requires = "init")]
+    pub kdf_memory_kib: Option<u32>,
+    /// With --init, when a new store is created: Argon2id iterations [default: 3]
+    #[arg(long, value_name = "N", requires = "init")]
+    pub kdf_iterations: Option<u32>,
+    /// Read the engine's root secret from standard input (how the
+    /// background mount process gets it from the command that started it)
+    #[arg(long, hide = true)]
+    pub secret_stdin: bool,
 }
 
-/// The default engine directory: `$XDG_DATA_HOME/kmsfs/engine`, else
-/// `~/.local/share/kmsfs/engine`.
-fn default_engine_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(d).join("kmsfs/engine");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".local/share/kmsfs/engine")
-}
-
-fn root_source(args: &EngineArgs) -> Result<RootKeySource, CliError> {
-    if let Some(k) = &args.key_file {
-        return Ok(RootKeySource::KeyFile(k.clone()));
-    }
-    if let Some(p) = &args.passphrase_file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(p).map_err(|e| CliError::io(p.display().to_string(), e))?,
-        );
-        let line = text.lines().next().unwrap_or("").to_string();
-        return Ok(RootKeySource::Passphrase(Zeroizing::new(line)));
-    }
-    Err(CliError::Kms(KmsError::WrongPassphrase))
-}
-
-/// Opens the embedded engine named by the global engine arguments (and
-/// creates it when `create` and none exists). Local helper until the
-/// shared engine-access module lands.
-pub(crate) fn open_engine(args: &EngineArgs, create: bool) -> Result<Arc<Engine>, CliError> {
-    let dir = args.engine.clone().unwrap_or_else(default_engine_dir);
-    let clock = Arc::new(SystemClock);
-    let audit = Arc::new(NullSink);
-    match Engine::open(&dir, root_source(args)?, clock.clone(), audit.clone()) {
-        Ok(e) => Ok(Arc::new(e)),
-        Err(KmsError::StoreNotFound(_)) if create => Ok(Arc::new(Engine::create(
-            &dir,
-            root_source(args)?,
-            KdfParams::default(),
-            clock,
-            audit,
-        )?)),
-        Err(e) => Err(e.into()),
+impl MountArgs {
+    fn kdf(&self) -> KdfChoice {
+        KdfChoice {
+            memory_kib: self.kdf_memory_kib,
+            iterations: self.kdf_iterations,
+        }
     }
 }
 
 pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
+    if engine_args.key_file.is_some() && args.kdf().is_set() {
+        return Err(CliError::Usage(
+            "--kdf-memory-kib and --kdf-iterations set the passphrase's Argon2id cost; \
+             a key file is used as it is"
+                .into(),
+        ));
+    }
+    let sigs = if args.foreground {
+        Some(block_termination_signals()?)
+    } else {
+        None
+    };
+    // The engine opened (and the volume created) by --init, or by a
+    // foreground mount; the background parent hands only the secret on.
+    let mut opened: Option<(Arc<Engine>, RootSecret)> = None;
+    if args.init {
+        opened = Some(prepare(engine_args, &args)?);
+    }
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .map_err(|e| CliError::io(args.mountpoint.display().to_string(), e))?;
     if status::is_mounted(&mountpoint) {
@@ -91,15 +97,111 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
             mountpoint.display()
         )));
     }
-    if args.foreground {
-        serve(engine_args, &args, &mountpoint)
+    if let Some(sigs) = sigs {
+        let engine = match opened {
+            Some((engine, _)) => engine,
+            None => {
+                let dir = engine_access::engine_dir(engine_args)?;
+                if !engine_access::store_exists(&dir)? {
+                    return Err(CliError::EngineNotFound(dir));
+                }
+                engine_access::open_with(&dir, secret(engine_args, &args, Purpose::Open)?)?
+            }
+        };
+        serve(engine, sigs, &args, &mountpoint)
     } else {
-        spawn_background(&mountpoint)
+        let secret = match opened {
+            // Close this process's engine (and its audit trail) first.
+            Some((_engine, secret)) => secret,
+            None => {
+                let dir = engine_access::engine_dir(engine_args)?;
+                if !engine_access::store_exists(&dir)? {
+                    return Err(CliError::EngineNotFound(dir));
+                }
+                secret(engine_args, &args, Purpose::Open)?
+            }
+        };
+        spawn_background(&mountpoint, &secret)
     }
 }
 
+/// Blocks the termination signals in this thread, before any other thread
+/// starts (the engine's audit thread included), so that only the thread
+/// that waits for them sees them, and it unmounts.
+fn block_termination_signals() -> Result<SigSet, CliError> {
+    let mut sigs = SigSet::empty();
+    sigs.add(Signal::SIGINT);
+    sigs.add(Signal::SIGTERM);
+    sigs.add(Signal::SIGHUP);
+    sigs.thread_block()
+        .map_err(|e| CliError::Mount(format!("blocking signals: {e}")))?;
+    Ok(sigs)
+}
+
+/// The root secret: from standard input for the background process, else
+/// as the global engine arguments say.
+fn secret(
+    engine_args: &EngineArgs,
+    args: &MountArgs,
+    purpose: Purpose,
+) -> Result<RootSecret, CliError> {
+    if !args.secret_stdin {
+        return engine_access::root_secret(engine_args, purpose);
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::io("reading the root secret from standard input", e))?;
+    RootSecret::from_wire(&bytes).ok_or_else(|| {
+        CliError::Usage("--secret-stdin: standard input holds no root secret".into())
+    })
+}
+
+/// `--init`: opens or creates the engine store, creates the volume when
+/// CIPHERDIR has no kmsfs.conf, and creates MOUNTPOINT when missing.
+fn prepare(
+    engine_args: &EngineArgs,
+    args: &MountArgs,
+) -> Result<(Arc<Engine>, RootSecret), CliError> {
+    let has_volume = args.cipherdir.join(CONFIG_FILE_NAME).exists();
+    if !has_volume {
+        // Refuse a non-empty directory before creating anything.
+        super::init::check_empty_or_missing(&args.cipherdir)?;
+    }
+    let dir = engine_access::engine_dir(engine_args)?;
+    let opened = if engine_access::store_exists(&dir)? {
+        let secret = secret(engine_args, args, Purpose::Open)?;
+        (engine_access::open_with(&dir, secret.clone())?, secret)
+    } else {
+        let secret = secret(engine_args, args, Purpose::Create)?;
+        let created = engine_access::create_with(&dir, secret.clone(), args.kdf())?;
+        eprintln!("kmsfs: created the engine store in {}", dir.display());
+        (created.engine, secret)
+    };
+    if !has_volume {
+        let config = super::init::create_volume(
+            &opened.0,
+            &args.cipherdir,
+            None,
+            kmsfs::format::DEFAULT_BLOCK_SIZE,
+            NamesMode::Encrypted,
+        )?;
+        eprintln!(
+            "kmsfs: created volume {} in {} (master key {})",
+            config.volume_id,
+            args.cipherdir.display(),
+            config.master_key_id
+        );
+    }
+    if !args.mountpoint.exists() {
+        std::fs::create_dir_all(&args.mountpoint)
+            .map_err(|e| CliError::io(args.mountpoint.display().to_string(), e))?;
+    }
+    Ok(opened)
+}
+
 /// Re-executes `kmsfs ... --foreground` detached and waits for the mount.
-fn spawn_background(mountpoint: &Path) -> Result<(), CliError> {
+fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliError> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| CliError::io("finding own executable", e))?;
     let log_path = status::status_file_for(mountpoint).with_extension("log");
@@ -114,12 +216,26 @@ fn spawn_background(mountpoint: &Path) -> Result<(), CliError> {
     let mut child = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .arg("--foreground")
-        .stdin(std::process::Stdio::null())
+        .arg("--secret-stdin")
+        .stdin(std::process::Stdio::piped())
         .stdout(log)
         .stderr(log2)
         .process_group(0)
         .spawn()
         .map_err(|e| CliError::io("starting the mount process", e))?;
+    // Hand the root secret over the pipe, then close it (EOF ends the read).
+    if let Some(mut stdin) = child.stdin.take() {
+        let sent = stdin.write_all(&secret.to_wire());
+        drop(stdin);
+        if let Err(e) = sent {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CliError::io(
+                "handing the root secret to the mount process",
+                e,
+            ));
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if status::is_mounted(mountpoint) {
@@ -145,18 +261,12 @@ fn spawn_background(mountpoint: &Path) -> Result<(), CliError> {
 }
 
 /// Mounts and serves in this process until unmounted or signalled.
-fn serve(engine_args: &EngineArgs, args: &MountArgs, mountpoint: &Path) -> Result<(), CliError> {
-    use nix::sys::signal::{SigSet, Signal};
-    // Block the termination signals before any thread starts: one thread
-    // waits for them and unmounts.
-    let mut sigs = SigSet::empty();
-    sigs.add(Signal::SIGINT);
-    sigs.add(Signal::SIGTERM);
-    sigs.add(Signal::SIGHUP);
-    sigs.thread_block()
-        .map_err(|e| CliError::Mount(format!("blocking signals: {e}")))?;
-
-    let engine = open_engine(engine_args, false)?;
+fn serve(
+    engine: Arc<Engine>,
+    sigs: SigSet,
+    args: &MountArgs,
+    mountpoint: &Path,
+) -> Result<(), CliError> {
     let caller = Principal::current_process();
     let ks: Arc<dyn KeyService> = Arc::new(engine);
     let vol = Volume::open(&args.cipherdir, &ks, &caller).map_err(super::init::volume_error)?;

@@ -4,11 +4,10 @@
 use super::kms::params::parse_context;
 use super::kms::print;
 use crate::cli::{EngineArgs, Output};
-use crate::engine_access::{self, Purpose, RootSecret};
+use crate::engine_access;
 use crate::exit::CliError;
 use clap::{Args, Subcommand};
-use kms_engine::{EncryptionContext, Engine, Principal, RootKeySource, SystemClock};
-use std::sync::Arc;
+use kms_engine::{EncryptionContext, Principal};
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -91,20 +90,7 @@ fn check(engine_args: &EngineArgs, a: &CheckArgs) -> Result<(), CliError> {
             }
         }
     }
-    let dir = engine_access::engine_dir(engine_args)?;
-    if !dir.exists() {
-        return Err(CliError::EngineNotFound(dir));
-    }
-    let source = match engine_access::root_secret(engine_args, Purpose::Open)? {
-        RootSecret::Passphrase(p) => RootKeySource::Passphrase(p),
-        RootSecret::Key(k) => RootKeySource::Key(k),
-    };
-    let engine = Engine::open(
-        &dir,
-        source,
-        Arc::new(SystemClock),
-        engine_access::audit_sink(&dir),
-    )?;
+    let engine = engine_access::open_engine(engine_args)?;
     let ctx = (!a.encryption_context.is_empty()).then_some(&ctx);
     let e = engine.explain_access(&a.key_id, &who, &a.action, ctx)?;
     let text = match engine_args.output {

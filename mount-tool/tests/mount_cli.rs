@@ -1,0 +1,272 @@
+//! `kmsfs init`, `kmsfs mount` (in the background), `kmsfs unmount` and
+//! `kmsfs mount --init` on the real binary and a real FUSE mount, with the
+//! mount process's engine calls checked in `kmsfs audit show` and
+//! `kmsfs audit verify`. Every mount is unmounted by a guard, also when a
+//! test fails.
+
+// Test helpers outside #[test] functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSPHRASE: &str = "mount cli passphrase";
+
+struct Env {
+    tmp: tempfile::TempDir,
+    engine: PathBuf,
+    pass: PathBuf,
+    cipher: PathBuf,
+    mnt: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let pass = tmp.path().join("passphrase");
+        std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
+        Env {
+            engine: tmp.path().join("engine"),
+            cipher: tmp.path().join("cipher"),
+            mnt: tmp.path().join("mnt"),
+            pass,
+            tmp,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
+        for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
+            c.env_remove(var);
+        }
+        c.arg("--engine")
+            .arg(&self.engine)
+            .arg("--passphrase-file")
+            .arg(&self.pass)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn s(p: &Path) -> &str {
+        p.to_str().unwrap()
+    }
+}
+
+/// Unmounts `mnt` on drop (also when the test panics) and waits for the
+/// background mount process to exit, so that its audit trail is closed.
+struct MountGuard {
+    mnt: PathBuf,
+}
+
+impl MountGuard {
+    fn new(mnt: &Path) -> MountGuard {
+        MountGuard {
+            mnt: mnt.to_path_buf(),
+        }
+    }
+
+    /// Waits until no `kmsfs mount` process serves this mount point.
+    fn wait_for_mount_process(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while mount_process_alive(&self.mnt) {
+            assert!(
+                Instant::now() < deadline,
+                "the mount process did not exit after unmount"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if kmsfs::fuse::status::is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status();
+        }
+        if kmsfs::fuse::status::is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// Whether a process whose command line names `mnt` and `--foreground` runs.
+fn mount_process_alive(mnt: &Path) -> bool {
+    let needle = mnt.to_str().unwrap();
+    std::fs::read_dir("/proc").unwrap().any(|e| {
+        // Processes come and go while this runs.
+        let Ok(e) = e else { return false };
+        let p = e.path();
+        let Ok(cmdline) = std::fs::read(p.join("cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.contains(&needle.as_bytes()) && args.contains(&&b"--foreground"[..])
+    })
+}
+
+fn records(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn assert_verifies(env: &Env) {
+    let v = env.ok(&["audit", "verify", "--output", "text"]);
+    assert!(v.trim_end().ends_with("valid"), "{v}");
+}
+
+#[test]
+fn mount_process_audits_the_calls_it_makes_for_the_filesystem() {
+    let env = Env::new();
+    env.ok(&[
+        "kms",
+        "init-engine",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]);
+    let init: Value = serde_json::from_str(&env.ok(&["init", Env::s(&env.cipher)])).unwrap();
+    let volume_id = init["volume_id"].as_str().unwrap().to_string();
+    let key_id = init["key_id"].as_str().unwrap().to_string();
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    assert!(kmsfs::fuse::status::is_mounted(&mnt));
+    std::fs::create_dir(mnt.join("docs")).unwrap();
+    let content = b"written through the mount\n".repeat(300);
+    std::fs::write(mnt.join("docs/report.txt"), &content).unwrap();
+    assert_eq!(std::fs::read(mnt.join("docs/report.txt")).unwrap(), content);
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    assert!(!kmsfs::fuse::status::is_mounted(&mnt));
+
+    let gdk = records(&env.ok(&["audit", "show", "--event", "GenerateDataKey"]));
+    let rec = gdk
+        .iter()
+        .find(|r| r["requestParameters"]["encryptionContext"]["kmsfs:path"] == "/docs/report.txt")
+        .unwrap_or_else(|| panic!("no GenerateDataKey for /docs/report.txt in {gdk:#?}"));
+    assert_eq!(
+        rec["requestParameters"]["encryptionContext"]["kmsfs:volume"],
+        volume_id.as_str()
+    );
+    assert_eq!(
+        rec["resources"][0]["ARN"],
+        format!("arn:aws:kms:local:000000000000:key/{key_id}")
+    );
+    // Made for the FUSE caller: this test process's uid.
+    assert_eq!(
+        rec["userIdentity"]["principal"],
+        format!("uid:{}", nix::unistd::getuid())
+    );
+    assert!(rec.get("errorCode").is_none(), "{rec}");
+    // Opening the volume unwrapped its names key: audited too.
+    let decrypts = records(&env.ok(&["audit", "show", "--event", "Decrypt"]));
+    assert!(!decrypts.is_empty());
+    assert_verifies(&env);
+}
+
+#[test]
+fn mount_init_sets_everything_up_in_one_command() {
+    let env = Env::new();
+    // Neither the engine store, nor the cipher dir, nor the mount point exist.
+    let mnt = env.tmp.path().join("mnt-new");
+    let guard = MountGuard::new(&mnt);
+    let args = [
+        "mount",
+        "--init",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+        Env::s(&env.cipher),
+        Env::s(&mnt),
+    ];
+    let out = env.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("created the engine store"), "{err}");
+    assert!(err.contains("created volume"), "{err}");
+    assert!(env.engine.join("engine.store").is_file());
+    assert!(env.cipher.join("kmsfs.conf").is_file());
+    let mnt = std::fs::canonicalize(&mnt).unwrap();
+    assert!(kmsfs::fuse::status::is_mounted(&mnt));
+    std::fs::write(mnt.join("hello.txt"), b"hello").unwrap();
+    assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), b"hello");
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+
+    // Run again: everything exists, so it only mounts; the file is there.
+    let store = std::fs::read(env.engine.join("engine.store")).unwrap();
+    let conf = std::fs::read(env.cipher.join("kmsfs.conf")).unwrap();
+    let out = env.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("created"), "{err}");
+    assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), b"hello");
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    assert_eq!(std::fs::read(env.cipher.join("kmsfs.conf")).unwrap(), conf);
+    assert_eq!(
+        std::fs::read(env.engine.join("engine.store"))
+            .unwrap()
+            .len(),
+        store.len()
+    );
+    let gdk = records(&env.ok(&["audit", "show", "--event", "GenerateDataKey"]));
+    assert!(
+        gdk.iter()
+            .any(|r| r["requestParameters"]["encryptionContext"]["kmsfs:path"] == "/hello.txt"),
+        "{gdk:#?}"
+    );
+    assert_verifies(&env);
+}
+
+#[test]
+fn mount_init_refuses_a_non_empty_directory_without_a_volume() {
+    let env = Env::new();
+    std::fs::create_dir(&env.cipher).unwrap();
+    std::fs::write(env.cipher.join("precious.txt"), b"keep me").unwrap();
+    let mnt = env.tmp.path().join("mnt-refused");
+    let _guard = MountGuard::new(&mnt);
+    let out = env.run(&[
+        "mount",
+        "--init",
+        "--kdf-memory-kib",
+        "8",
+        Env::s(&env.cipher),
+        Env::s(&mnt),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not empty"), "{err}");
+    // Nothing was created: no engine store, no mount point, the file untouched.
+    assert!(!env.engine.exists());
+    assert!(!mnt.exists());
+    assert_eq!(
+        std::fs::read(env.cipher.join("precious.txt")).unwrap(),
+        b"keep me"
+    );
+}
