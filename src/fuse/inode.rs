@@ -27,6 +27,9 @@ pub struct InodeState {
     pub cache_stamp: Mutex<Option<(SystemTime, u64)>>,
     /// The directory's name IV, once read (directories only).
     pub dir_iv: Mutex<Option<[u8; 16]>>,
+    /// The regular file's id from its header, once read (regular files
+    /// only; the id never changes, rename keeps it).
+    pub file_id: Mutex<Option<[u8; 16]>>,
 }
 
 /// A plaintext path: `/` for the root, `/a/b` below it. Bytes, not UTF-8.
