@@ -69,6 +69,23 @@ kmsfs_setup() {
   "$KMSFS_BIN" init "$cipher" >/dev/null || die "kmsfs init $cipher"
 }
 
+# kmsfs_allow_everyone CIPHERDIR: replace the volume's key policy with one
+# that keeps root as the key administrator and lets every local user use the
+# key for file data, so POSIX permissions alone decide access (pjdfstest acts
+# as several uids; the default policy admits only the key's creator).
+kmsfs_allow_everyone() {
+  local cipher=$1 key
+  key=$(jq -r .master_key_id "$cipher/kmsfs.conf") || die "reading $cipher/kmsfs.conf"
+  "$KMSFS_BIN" kms put-key-policy --key-id "$key" --policy '{
+    "Version": "2012-10-17",
+    "Statement": [
+      {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": "uid:0"},
+       "Action": "kms:*", "Resource": "*"},
+      {"Sid": "EveryoneFileData", "Effect": "Allow", "Principal": "*",
+       "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncrypt*"],
+       "Resource": "*"}]}' >/dev/null || die "kmsfs kms put-key-policy"
+}
+
 # kmsfs_mount CIPHERDIR MOUNTPOINT [extra mount args...]
 kmsfs_mount() {
   local cipher=$1 mnt=$2

@@ -53,6 +53,7 @@ BACK=$BENCH_WORK/backing
 make_tmpfs "$BACK" 4g
 M=$BENCH_WORK/mnt
 kmsfs_setup "$BACK/engine" "$BACK/pass" "$BACK/cipher"
+kmsfs_allow_everyone "$BACK/cipher"
 kmsfs_mount "$BACK/cipher" "$M" --allow-other
 chmod 755 "$M"
 # a directory on another filesystem, for the EXDEV tests
