@@ -54,6 +54,16 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The sorted names in a backing directory.
+fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Deterministic, incompressible-looking content for file `seed`.
 fn content(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -205,13 +215,31 @@ fn writes_on_a_full_disk_fail_with_enospc_and_keep_what_was_written() {
         got[..victim.want.len()] == victim.want[..],
         "append damaged old bytes"
     );
+    let set_len = |len: u64| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&victim.path)
+            .unwrap()
+            .set_len(len)
+    };
+    let len = victim.want.len() as u64;
+    set_len(len).unwrap();
+    check_same(victim);
+    // Growing it with truncate: ENOSPC too; whatever was added reads as
+    // zeros and the old bytes stay.
+    let e = set_len(len + 4_000_000).unwrap_err();
+    assert_enospc(&e, "truncate up on a full disk");
+    let got = fs::read(&victim.path).unwrap();
+    assert!(
+        got[..victim.want.len()] == victim.want[..],
+        "truncate damaged old bytes"
+    );
+    assert!(
+        got[victim.want.len()..].iter().all(|b| *b == 0),
+        "growth is not zeros"
+    );
     // Put it back the way it was for the checks below.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&victim.path)
-        .unwrap()
-        .set_len(victim.want.len() as u64)
-        .unwrap();
+    set_len(len).unwrap();
     check_same(victim);
 
     // Freeing space makes writing work again.
@@ -254,9 +282,14 @@ fn create_without_room_for_a_header_fails_cleanly() {
     let mut made = Vec::new();
     let err = loop {
         let p = m.path(&format!("empty{}", made.len()));
+        let before = names_in(&fx.cipher);
         match fs::File::create(&p) {
             Ok(_) => made.push(p),
-            Err(e) => break (p, e),
+            Err(e) => {
+                // Nothing half-made in the backing directory either.
+                assert_eq!(names_in(&fx.cipher), before, "debris of a failed create");
+                break (p, e);
+            }
         }
         assert!(made.len() < 1000, "creates never failed");
     };
@@ -302,9 +335,12 @@ fn directory_rename_on_a_full_disk_is_refused_and_changes_nothing() {
     }
     let done = fill_completely(&m);
 
+    let backing_before = names_in(&fx.cipher);
     let e = fs::rename(m.path("a"), m.path("b")).unwrap_err();
     assert_enospc(&e, "directory rename on a full disk");
     assert!(!m.path("b").exists(), "half-renamed directory visible");
+    // No journal and no journal temp file left in the backing root.
+    assert_eq!(names_in(&fx.cipher), backing_before);
     for a in &tree {
         check_same(a);
     }
