@@ -365,3 +365,67 @@ fn directory_rename_on_a_full_disk_is_refused_and_changes_nothing() {
         assert!(got == a.want);
     }
 }
+
+/// Writes a filler file in `dir` until its disk is full; returns its path.
+fn fill_dir(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = fs::File::create(&path).unwrap();
+    let chunk = [0x5Au8; 4096];
+    for _ in 0..100_000 {
+        if let Err(e) = f.write_all(&chunk) {
+            assert_enospc(&e, "filling the engine disk");
+            return path;
+        }
+    }
+    panic!("the small disk never filled up");
+}
+
+/// The engine's own store on a full disk: a file create whose data key
+/// call has to write the store (a rotation fell due) reaches the
+/// application as ENOSPC, not EIO, and leaves nothing behind.
+#[test]
+fn engine_store_on_a_full_disk_reaches_the_application_as_enospc() {
+    use kms_engine::{EnableKeyRotationRequest, Engine, ManualClock, RootKeySource};
+    use std::sync::Arc;
+    let mut fx = Fixture::new(4096, NamesMode::Encrypted);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let clock = ManualClock::new(i64::try_from(now).unwrap());
+    let _engine_disk = Tmpfs::over(&fx.engine_dir, "256k");
+    fx.engine = Arc::new(
+        Engine::open(
+            &fx.engine_dir,
+            RootKeySource::Passphrase(zeroize::Zeroizing::new("test passphrase".into())),
+            Arc::new(clock.clone()),
+            Arc::new(kms_engine::audit::NullSink),
+        )
+        .unwrap(),
+    );
+    fx.engine
+        .enable_key_rotation(
+            &common::root(),
+            EnableKeyRotationRequest {
+                key_id: fx.key_id.clone(),
+                rotation_period_in_days: Some(90),
+            },
+        )
+        .unwrap();
+    let m = fx.mount();
+    fs::write(m.path("before"), b"kept").unwrap();
+    let backing_before = names_in(&fx.cipher);
+
+    let filler = fill_dir(&fx.engine_dir);
+    clock.advance_days(91); // the rotation is due: the next call writes the store
+    let e = fs::write(m.path("after"), b"new").unwrap_err();
+    assert_enospc(&e, "create while the engine's disk is full");
+    assert!(!m.path("after").exists());
+    assert_eq!(names_in(&fx.cipher), backing_before);
+    assert_eq!(fs::read(m.path("before")).unwrap(), b"kept");
+
+    fs::remove_file(filler).unwrap();
+    fs::write(m.path("after"), b"new").unwrap();
+    assert_eq!(fs::read(m.path("after")).unwrap(), b"new");
+    assert_eq!(fs::read(m.path("before")).unwrap(), b"kept");
+}
