@@ -55,6 +55,21 @@ pub enum KmsError {
     /// An I/O error while reading or writing the store or the audit trail.
     #[error("KMSInternalException: {0}")]
     Internal(String),
+    /// A system call on the engine's own files (store, lock) failed. The OS
+    /// error is kept so a caller can tell a full disk (`ENOSPC`), an
+    /// exhausted quota or a read-only filesystem from other failures; to a
+    /// client it is still `KMSInternalException`.
+    #[error("KMSInternalException: {context}: {message}")]
+    Io {
+        /// What the engine was doing, e.g. `"writing the engine store"`.
+        context: String,
+        /// The `std::io::ErrorKind` of the failure.
+        kind: std::io::ErrorKind,
+        /// The raw `errno`, when the failure came from the OS.
+        raw_os_error: Option<i32>,
+        /// The OS error's text.
+        message: String,
+    },
 }
 
 impl KmsError {
@@ -81,7 +96,7 @@ impl KmsError {
             KmsError::WrongPassphrase => "IncorrectPassphraseException",
             KmsError::StoreCorrupted(_) => "StoreCorruptedException",
             KmsError::StoreNotFound(_) => "StoreNotFoundException",
-            KmsError::Internal(_) => "KMSInternalException",
+            KmsError::Internal(_) | KmsError::Io { .. } => "KMSInternalException",
         }
     }
 
@@ -95,9 +110,30 @@ impl KmsError {
     }
 }
 
+impl KmsError {
+    /// An I/O failure while `context`, keeping the OS error.
+    pub fn io(context: impl Into<String>, e: &std::io::Error) -> KmsError {
+        KmsError::Io {
+            context: context.into(),
+            kind: e.kind(),
+            raw_os_error: e.raw_os_error(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The OS `errno` behind this error, if it is an I/O failure that came
+    /// from a system call.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            KmsError::Io { raw_os_error, .. } => *raw_os_error,
+            _ => None,
+        }
+    }
+}
+
 impl From<std::io::Error> for KmsError {
     fn from(e: std::io::Error) -> Self {
-        KmsError::Internal(format!("I/O error: {e}"))
+        KmsError::io("I/O error", &e)
     }
 }
 
@@ -112,10 +148,31 @@ mod tests {
             KmsError::InvalidState("k".into()),
             KmsError::WrongPassphrase,
             KmsError::Internal("x".into()),
+            KmsError::io(
+                "writing the engine store",
+                &std::io::Error::from_raw_os_error(28),
+            ),
         ];
         for e in errors {
             assert!(e.to_string().starts_with(e.exception_name()), "{e}");
         }
         assert_eq!(KmsError::NotFound("no key".into()).message(), "no key");
+    }
+
+    #[test]
+    fn io_errors_keep_the_os_error_and_stay_internal_to_clients() {
+        let os = std::io::Error::from_raw_os_error(28); // ENOSPC on Linux
+        let e = KmsError::io("writing the engine store", &os);
+        assert_eq!(e.exception_name(), "KMSInternalException");
+        assert_eq!(e.raw_os_error(), Some(28));
+        assert!(
+            matches!(&e, KmsError::Io { kind, .. } if *kind == std::io::ErrorKind::StorageFull),
+            "{e:?}"
+        );
+        assert!(e.message().starts_with("writing the engine store: "), "{e}");
+        let from = KmsError::from(std::io::Error::from_raw_os_error(30));
+        assert_eq!(from.raw_os_error(), Some(30));
+        assert_eq!(from.exception_name(), "KMSInternalException");
+        assert_eq!(KmsError::Internal("x".into()).raw_os_error(), None);
     }
 }

@@ -237,9 +237,37 @@ impl BlockIo<'_> {
                 };
                 pos += sealed.map_err(|e| self.damaged(e))?;
             }
-            self.file.write_all_at(&out[..pos], start)?;
+            // Growing the file: reserve the new space first, so that a full
+            // disk fails before any byte is written (a torn write would leave
+            // a partial sealed block at the end, unreadable, and could tear the
+            // old last block that the caller was already told is written).
+            let old_cipher = layout.cipher_size(size);
+            let end = start + pos as u64;
+            if end > old_cipher {
+                self.reserve(old_cipher, end - old_cipher)?;
+            }
+            if let Err(e) = self.file.write_all_at(&out[..pos], start) {
+                if end > old_cipher {
+                    // Best effort: drop a torn tail so the size stays valid.
+                    let _ = self.file.set_len(old_cipher);
+                }
+                return Err(e.into());
+            }
             Ok(())
         })
+    }
+
+    /// Allocates `len` backing bytes from `from` without changing the file
+    /// size. ENOSPC/EDQUOT come back as they are; a backing filesystem
+    /// without fallocate is not an error (the write then reports it).
+    fn reserve(&self, from: u64, len: u64) -> FsResult<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        use rustix::io::Errno;
+        match fallocate(self.file, FallocateFlags::KEEP_SIZE, from, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sets the plaintext size to `new_size`.

@@ -116,9 +116,15 @@ impl FsError {
 
 /// Engine exceptions as errno: refusals are EACCES, a wrapped key that does
 /// not open under this path's context is EIO (the file was moved or
-/// tampered with), an unreachable engine is EIO.
+/// tampered with), an unreachable engine is EIO. An engine whose own store
+/// hit a full disk, a quota or a read-only filesystem passes that errno on,
+/// so the application sees the condition it can act on.
 fn kms_errno(e: &KmsError) -> Errno {
     match e {
+        KmsError::Io {
+            raw_os_error: Some(n),
+            ..
+        } if [libc::ENOSPC, libc::EDQUOT, libc::EROFS].contains(n) => Errno::from_i32(*n),
         KmsError::AccessDenied(_)
         | KmsError::Disabled(_)
         | KmsError::InvalidState(_)
@@ -160,6 +166,30 @@ mod tests {
         );
         assert_eq!(
             FsError::Kms(KmsError::InvalidCiphertext("x".into())).errno(),
+            Errno::EIO
+        );
+    }
+
+    /// A full disk, quota or read-only filesystem under the engine's store
+    /// reaches the application as itself; other engine I/O errors are EIO.
+    #[test]
+    fn engine_store_io_errors_keep_their_errno() {
+        let kms_io = |n| {
+            FsError::Kms(KmsError::io(
+                "writing the engine store",
+                &io::Error::from_raw_os_error(n),
+            ))
+            .errno()
+        };
+        assert_eq!(kms_io(libc::ENOSPC), Errno::ENOSPC);
+        assert_eq!(kms_io(libc::EDQUOT), Errno::EDQUOT);
+        assert_eq!(kms_io(libc::EROFS), Errno::EROFS);
+        assert_eq!(kms_io(libc::EACCES), Errno::EIO);
+        assert_eq!(kms_io(libc::EBADF), Errno::EIO);
+        let no_os = KmsError::io("x", &io::Error::other("not from the OS"));
+        assert_eq!(FsError::Kms(no_os).errno(), Errno::EIO);
+        assert_eq!(
+            FsError::Kms(KmsError::Internal("x".into())).errno(),
             Errno::EIO
         );
     }

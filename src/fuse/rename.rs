@@ -68,7 +68,17 @@ fn write_journal(root: &Path, rewraps: &[Rewrap]) -> FsResult<()> {
         entries,
     };
     let bytes = serde_json::to_vec(&j).map_err(FsError::internal)?;
-    write_atomic(&root.join(JOURNAL_FILE_NAME), &bytes)?;
+    let path = root.join(JOURNAL_FILE_NAME);
+    if let Err(e) = write_atomic(&path, &bytes) {
+        // A full disk fails here, before anything moved: leave no temp
+        // file behind (it would hold the disk's last bytes). A journal that
+        // did get renamed into place names only headers that match, so the
+        // next mount's recovery of it is harmless.
+        let mut tmp = path.into_os_string();
+        tmp.push(".tmp");
+        let _ = fs::remove_file(tmp);
+        return Err(e.into());
+    }
     Ok(())
 }
 

@@ -69,7 +69,8 @@ impl StoreFiles {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(dir)?;
+                .create(dir)
+                .map_err(|e| KmsError::io("creating the engine directory", &e))?;
         }
         if !dir.is_dir() {
             return Err(KmsError::StoreNotFound(format!(
@@ -78,7 +79,8 @@ impl StoreFiles {
             )));
         }
         if create_dir {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| KmsError::io("setting the engine directory's mode", &e))?;
         } else if !dir.join(STATE_FILE).exists() {
             return Err(KmsError::StoreNotFound(format!(
                 "no engine store in {}",
@@ -91,7 +93,8 @@ impl StoreFiles {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(dir.join(LOCK_FILE))?;
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| KmsError::io("opening the engine lock file", &e))?;
         Ok(StoreFiles {
             dir: dir.to_path_buf(),
             state_path: dir.join(STATE_FILE),
@@ -109,7 +112,8 @@ impl StoreFiles {
             .lock
             .lock()
             .map_err(|_| KmsError::Internal("store lock poisoned".into()))?;
-        file.lock()?;
+        file.lock()
+            .map_err(|e| KmsError::io("locking the engine store", &e))?;
         Ok(WriteLock { file })
     }
 
@@ -119,7 +123,9 @@ impl StoreFiles {
 
     /// `stat` of the state file.
     pub fn fingerprint(&self) -> Result<Fingerprint, KmsError> {
-        Ok(Fingerprint::of(&std::fs::metadata(&self.state_path)?))
+        let m = std::fs::metadata(&self.state_path)
+            .map_err(|e| KmsError::io("reading the engine store's metadata", &e))?;
+        Ok(Fingerprint::of(&m))
     }
 
     /// Reads the whole state file with its fingerprint (taken from the same
@@ -129,12 +135,13 @@ impl StoreFiles {
             if e.kind() == std::io::ErrorKind::NotFound {
                 KmsError::StoreNotFound(format!("no engine store in {}", self.dir.display()))
             } else {
-                KmsError::from(e)
+                KmsError::io("opening the engine store", &e)
             }
         })?;
-        let m = f.metadata()?;
+        let read_err = |e: std::io::Error| KmsError::io("reading the engine store", &e);
+        let m = f.metadata().map_err(read_err)?;
         let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
-        std::io::Read::read_to_end(&mut f, &mut bytes)?;
+        std::io::Read::read_to_end(&mut f, &mut bytes).map_err(read_err)?;
         Ok((bytes, Fingerprint::of(&m)))
     }
 
@@ -151,7 +158,7 @@ impl StoreFiles {
         let tmp = self
             .dir
             .join(format!("{TMP_PREFIX}{}-{hex}", std::process::id()));
-        let result = (|| -> Result<(), KmsError> {
+        let result = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -165,8 +172,9 @@ impl StoreFiles {
             Ok(())
         })();
         if let Err(e) = result {
+            // The temp file (if any) goes; the old store stays as it was.
             let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+            return Err(KmsError::io("writing the engine store", &e));
         }
         self.fingerprint()
     }
@@ -174,8 +182,9 @@ impl StoreFiles {
     /// Removes temp files left by a writer that was killed mid-write. The
     /// caller holds the write lock, so no live writer owns one.
     pub fn remove_stale_temps(&self, _lock: &WriteLock<'_>) -> Result<(), KmsError> {
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
+        let list_err = |e: std::io::Error| KmsError::io("listing the engine directory", &e);
+        for entry in std::fs::read_dir(&self.dir).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
             if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
                 let _ = std::fs::remove_file(entry.path());
             }
