@@ -4,19 +4,29 @@
 //! Every append runs under an exclusive `flock` on `<dir>/lock`: read the
 //! chain head (cached with the segment size; re-read only when another
 //! process wrote), append one canonical line with `O_APPEND`, maybe write a
-//! digest, unlock, then `fdatasync` (outside the lock, so concurrent writers
-//! share one flush). See `docs/file-format.md`, "Audit trail".
+//! digest, unlock, then wait until the record is durable. The record's bytes
+//! are prepared before the lock is taken; under it only the chain members
+//! are filled in and hashed.
+//!
+//! Durability with [`SyncMode::EveryRecord`] is a group commit: the appenders
+//! waiting for a flush elect one leader, which notes how many records have
+//! been written, runs one `fdatasync` and then acknowledges all of them; the
+//! others wait. A record is acknowledged only after an `fdatasync` that
+//! started after its write had finished, so "durable before `record()`
+//! returns" holds while concurrent appenders share flushes. See
+//! `docs/file-format.md`, "Audit trail".
 
 use super::chain::{self, GENESIS_HASH};
 use super::digest::{self, DIGEST_VERSION, Digest, PublicKey, SigningKey};
 use super::error::AuditError;
-use super::record::{self, RecordView};
+use super::record::{self, PreparedRecord, RecordView};
 use super::segment::{self, LOCK_FILE, LastLine, PUBLIC_KEY_FILE};
 use super::{AuditEvent, AuditSink};
 use crate::clock::{Clock, SystemClock};
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -93,6 +103,30 @@ struct State {
     last_sync: Instant,
     /// The segment holding unsynced records.
     dirty: Option<Arc<File>>,
+    /// Reused buffer for the line being appended.
+    line: Vec<u8>,
+}
+
+/// The group commit of [`SyncMode::EveryRecord`] (see the module docs).
+#[derive(Debug, Default)]
+struct GroupSync {
+    /// Ticket of the newest record this process wrote (tickets number the
+    /// appends in the order their writes finished).
+    written: u64,
+    /// The segment that record went to (older segments were flushed when
+    /// the trail rotated away from them).
+    file: Option<Arc<File>>,
+    /// Every record with a ticket up to this one is durable.
+    synced: u64,
+    /// A leader's `fdatasync` is running.
+    syncing: bool,
+    /// Group-commit flushes run so far.
+    flushes: u64,
+    /// Set by a failed `fdatasync` (to `synced` at that time, and the error's
+    /// kind): no record with a later ticket is acknowledged by this handle
+    /// any more, since after a failed flush the kernel may have dropped the
+    /// dirty pages and a later flush cannot vouch for them. Reopen the trail.
+    failed_after: Option<(u64, std::io::ErrorKind)>,
 }
 
 #[derive(Debug)]
@@ -103,6 +137,7 @@ struct Inner {
     lock: File,
     opts: TrailOptions,
     state: Mutex<State>,
+    group: (Mutex<GroupSync>, Condvar),
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -223,7 +258,9 @@ impl FileAuditTrail {
                 unsynced: 0,
                 last_sync: now,
                 dirty: None,
+                line: Vec::with_capacity(1024),
             }),
+            group: (Mutex::new(GroupSync::default()), Condvar::new()),
             stop: (Mutex::new(false), Condvar::new()),
         });
         let ticker = if inner.opts.background {
@@ -253,6 +290,13 @@ impl FileAuditTrail {
     /// Appends one record; returns its sequence number.
     pub fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         self.inner.append(event)
+    }
+
+    /// How many `fdatasync`s the group commit of [`SyncMode::EveryRecord`]
+    /// has run (one per record single-threaded, fewer under concurrency);
+    /// for benchmarks and diagnostics.
+    pub fn group_flushes(&self) -> u64 {
+        self.inner.lock_group().flushes
     }
 
     /// Writes a digest now if any record is not covered by one; returns the
@@ -318,12 +362,12 @@ impl Inner {
     }
 
     fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
-        let body = record::record_body(event, record::new_event_id());
+        let prepared = PreparedRecord::new(event, &record::new_event_id());
         let mut guard = self.lock_state();
         let st = &mut *guard;
         let (seq, file) = {
             let _g = lock_file(&self.lock, &self.dir)?;
-            let seq = match self.append_locked(&mut st.head, body) {
+            let seq = match self.append_locked(&mut st.head, &prepared, &mut st.line) {
                 Ok(s) => s,
                 Err(e) => {
                     st.head = None;
@@ -340,23 +384,23 @@ impl Inner {
                 h.seq.saturating_sub(h.last_digest) >= self.opts.digest_every_records
             }) || st.last_seal.elapsed() >= self.opts.digest_every;
             if due {
-                if let Some(f) = &file {
-                    f.sync_data()
-                        .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
-                }
                 self.write_digest(st)?;
             }
             (seq, file)
         };
         match self.opts.sync {
             SyncMode::EveryRecord => {
-                // Flushed after the flock is released: concurrent writers of
-                // the same segment share the flush.
+                // Numbered while the state lock still orders the writes;
+                // flushed after both locks are released, shared with the
+                // appenders flushing at the same time.
+                let ticket = {
+                    let mut g = self.lock_group();
+                    g.written += 1;
+                    g.file = file;
+                    g.written
+                };
                 drop(guard);
-                if let Some(f) = file {
-                    f.sync_data()
-                        .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
-                }
+                self.wait_durable(ticket)?;
             }
             SyncMode::Batched {
                 max_records,
@@ -374,11 +418,70 @@ impl Inner {
                 }
                 st.dirty = file;
                 if st.unsynced >= max_records || st.last_sync.elapsed() >= max_delay {
-                    self.flush(st)?;
+                    // Flushed after the state lock is released, so other
+                    // appenders go on writing meanwhile.
+                    let dirty = st.dirty.take();
+                    st.unsynced = 0;
+                    st.last_sync = Instant::now();
+                    drop(guard);
+                    if let Some(f) = dirty {
+                        f.sync_data()
+                            .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+                    }
                 }
             }
         }
         Ok(seq)
+    }
+
+    fn lock_group(&self) -> MutexGuard<'_, GroupSync> {
+        // Every update of GroupSync is a single consistent step, so a
+        // poisoned lock still guards a valid state.
+        self.group.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once the record with `ticket` is durable: leads an
+    /// `fdatasync` for everything written so far when none is running,
+    /// otherwise waits for the running one and re-checks.
+    fn wait_durable(&self, ticket: u64) -> Result<(), AuditError> {
+        let cv = &self.group.1;
+        let mut g = self.lock_group();
+        loop {
+            if let Some((after, kind)) = g.failed_after
+                && ticket > after
+            {
+                return Err(AuditError::io("fdatasync", &self.dir, kind.into()));
+            }
+            if g.synced >= ticket {
+                return Ok(());
+            }
+            if g.syncing {
+                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Leader: every record up to `target` was completely written
+            // before this flush starts.
+            g.syncing = true;
+            let target = g.written;
+            let file = g.file.clone();
+            drop(g);
+            let res = file.map_or(Ok(()), |f| f.sync_data());
+            g = self.lock_group();
+            g.syncing = false;
+            g.flushes += 1;
+            match &res {
+                Ok(()) => g.synced = g.synced.max(target),
+                Err(e) => {
+                    if g.failed_after.is_none() {
+                        g.failed_after = Some((g.synced, e.kind()));
+                    }
+                }
+            }
+            cv.notify_all();
+            if let Err(e) = res {
+                return Err(AuditError::io("fdatasync", &self.dir, e));
+            }
+        }
     }
 
     fn flush(&self, st: &mut State) -> Result<(), AuditError> {
@@ -396,7 +499,8 @@ impl Inner {
     fn append_locked(
         &self,
         head_slot: &mut Option<Head>,
-        mut body: Map<String, Value>,
+        record: &PreparedRecord,
+        line: &mut Vec<u8>,
     ) -> Result<u64, AuditError> {
         self.refresh_head(head_slot)?;
         let head = head_slot.get_or_insert_with(|| Head {
@@ -421,21 +525,17 @@ impl Inner {
             sync_dir(&self.dir)?;
             head.segment = Some((seq, Arc::new(f), 0));
         }
-        body.insert("sequenceNumber".into(), Value::from(seq));
-        body.insert("previousHash".into(), Value::String(head.hash.clone()));
-        body.insert("lastDigestSequence".into(), Value::from(head.last_digest));
-        let (mut line, hash) = chain::seal(body);
-        line.push('\n');
+        let hash = record.seal_into(seq, &head.hash, head.last_digest, line);
         let Some((first, file, len)) = head.segment.as_mut() else {
             return Err(AuditError::BadHead {
                 path: self.dir.clone(),
                 reason: "no segment".into(),
             });
         };
-        let path = self.dir.join(segment::segment_name(*first));
-        if let Err(e) = (&**file).write_all(line.as_bytes()) {
+        if let Err(e) = (&**file).write_all(line) {
             // Take back a partial line so the chain stays readable.
             let _ = file.set_len(*len);
+            let path = self.dir.join(segment::segment_name(*first));
             return Err(AuditError::io("append", path, e));
         }
         *len += line.len() as u64;
@@ -448,16 +548,21 @@ impl Inner {
     }
 
     /// Under the flock: makes `head` match the disk, cheaply when nothing
-    /// else wrote (the cached segment's size is unchanged and no segment
-    /// after it exists).
+    /// else wrote (the open segment still has its name and its cached size,
+    /// and no segment after it exists).
     fn refresh_head(&self, head: &mut Option<Head>) -> Result<(), AuditError> {
         if let Some(h) = head.as_mut()
-            && let Some((first, _, len)) = &h.segment
+            && let Some((_, file, len)) = &h.segment
         {
-            let path = self.dir.join(segment::segment_name(*first));
-            let now_len = std::fs::metadata(&path).map(|m| m.len()).ok();
-            let next = self.dir.join(segment::segment_name(h.seq + 1));
-            if now_len == Some(*len) && !next.exists() {
+            // One fstat of the open segment: a segment removed or replaced
+            // under its name has no link left.
+            let unchanged = file
+                .metadata()
+                .is_ok_and(|m| m.len() == *len && m.nlink() > 0);
+            // Another process rotates (possibly with another size limit) or
+            // seals (`seal()`, its final digest) without touching this
+            // segment, so those two names are still looked up.
+            if unchanged && !self.dir.join(segment::segment_name(h.seq + 1)).exists() {
                 if h.last_digest < h.seq && self.dir.join(segment::digest_name(h.seq)).exists() {
                     h.last_digest = h.seq;
                     h.unsealed_prefixes = Some(Vec::new());
@@ -536,6 +641,12 @@ impl Inner {
             st.unsealed = 0;
             st.last_seal = Instant::now();
             return Ok(None);
+        }
+        // The records a digest covers are durable before it is (older
+        // segments were flushed when the trail rotated away from them).
+        if let Some((_, f, _)) = &head.segment {
+            f.sync_data()
+                .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
         }
         let listing = segment::list(&self.dir)?;
         let (prev_seq, prev_hash) = match listing
