@@ -2,7 +2,8 @@
 //! one writer thread and four, on the file system of the temp directory.
 //! Prints the median of 5 runs, and for fdatasync per record how many
 //! records shared one flush (group commit). `cargo bench --bench audit_records`
-//! (`BENCH_DIR` picks the file system, default the current directory).
+//! (`BENCH_DIR` picks the file system, default the current directory; an
+//! argument runs only the cases whose name contains it, e.g. `-- batched`).
 
 // A benchmark: a failed unwrap is a failed run.
 #![allow(clippy::unwrap_used)]
@@ -85,7 +86,12 @@ fn main() {
         ("batched (256 / 50 ms), 1 thread ", batched, 1, 20000),
         ("batched (256 / 50 ms), 4 threads", batched, 4, 5000),
     ];
+    // An optional argument picks the cases whose name contains it.
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     for (name, sync, threads, n) in cases {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let runs: Vec<(f64, f64)> = (0..5).map(|_| run(sync, threads, n)).collect();
         let rate = median(runs.iter().map(|r| r.0).collect());
         print!("audit records/s, {name}: median {rate:>9.0}");

@@ -26,7 +26,7 @@ use crate::clock::{Clock, SystemClock};
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -90,6 +90,8 @@ struct Head {
     /// Hash prefixes of records `last_digest + 1 ..= seq`, when this process
     /// has seen every one of them (saves re-reading them for the digest).
     unsealed_prefixes: Option<Vec<[u8; digest::HASH_PREFIX_LEN]>>,
+    /// The trail's change counter (in `<dir>/lock`) this head was read at.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -509,6 +511,7 @@ impl Inner {
             last_digest: 0,
             segment: None,
             unsealed_prefixes: Some(Vec::new()),
+            generation: 0,
         });
         let seq = head.seq + 1;
         let need_new = match &head.segment {
@@ -520,6 +523,7 @@ impl Inner {
                 old.sync_data()
                     .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
             }
+            head.generation = self.bump_generation()?;
             let path = self.dir.join(segment::segment_name(seq));
             let f = open_append(&path)?;
             sync_dir(&self.dir)?;
@@ -547,26 +551,44 @@ impl Inner {
         Ok(seq)
     }
 
+    /// The trail's change counter: 8 bytes (little-endian) at the start of
+    /// `<dir>/lock`, 0 while the file is shorter.
+    fn generation(&self) -> Result<u64, AuditError> {
+        let mut b = [0u8; 8];
+        match self.lock.read_exact_at(&mut b, 0) {
+            Ok(()) => Ok(u64::from_le_bytes(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            Err(e) => Err(AuditError::io("read", self.dir.join(LOCK_FILE), e)),
+        }
+    }
+
+    /// Under the flock, before creating a segment or writing a digest (the
+    /// changes that leave the segment other writers cached untouched):
+    /// advances the change counter so their next append re-reads the head.
+    fn bump_generation(&self) -> Result<u64, AuditError> {
+        let g = self.generation()?.wrapping_add(1);
+        self.lock
+            .write_all_at(&g.to_le_bytes(), 0)
+            .map_err(|e| AuditError::io("write", self.dir.join(LOCK_FILE), e))?;
+        Ok(g)
+    }
+
     /// Under the flock: makes `head` match the disk, cheaply when nothing
-    /// else wrote (the open segment still has its name and its cached size,
-    /// and no segment after it exists).
+    /// else changed it: the open segment still has a name and its cached
+    /// size (other writers appended nothing; one fstat), and the change
+    /// counter is unchanged (nobody rotated or wrote a digest; one pread).
+    /// No path is looked up: the names checked before (the next segment,
+    /// the digest of the head) are new for every record, so each lookup
+    /// missed the dentry cache and searched the directory.
     fn refresh_head(&self, head: &mut Option<Head>) -> Result<(), AuditError> {
-        if let Some(h) = head.as_mut()
+        if let Some(h) = head.as_ref()
             && let Some((_, file, len)) = &h.segment
         {
-            // One fstat of the open segment: a segment removed or replaced
-            // under its name has no link left.
+            // A segment removed or replaced under its name has no link left.
             let unchanged = file
                 .metadata()
                 .is_ok_and(|m| m.len() == *len && m.nlink() > 0);
-            // Another process rotates (possibly with another size limit) or
-            // seals (`seal()`, its final digest) without touching this
-            // segment, so those two names are still looked up.
-            if unchanged && !self.dir.join(segment::segment_name(h.seq + 1)).exists() {
-                if h.last_digest < h.seq && self.dir.join(segment::digest_name(h.seq)).exists() {
-                    h.last_digest = h.seq;
-                    h.unsealed_prefixes = Some(Vec::new());
-                }
+            if unchanged && self.generation()? == h.generation {
                 return Ok(());
             }
         }
@@ -578,6 +600,7 @@ impl Inner {
     /// non-empty segment. Removes crash debris (a torn final line, an empty
     /// newest segment).
     fn scan_head(&self) -> Result<Option<Head>, AuditError> {
+        let generation = self.generation()?;
         let listing = segment::list(&self.dir)?;
         for (first, path) in listing.segments.iter().rev() {
             let last = segment::last_line(path)?;
@@ -626,6 +649,7 @@ impl Inner {
                 last_digest,
                 segment: Some((*first, Arc::new(file), end)),
                 unsealed_prefixes: (last_digest == seq).then(Vec::new),
+                generation,
             }));
         }
         Ok(None)
@@ -685,6 +709,7 @@ impl Inner {
             signature: String::new(),
         };
         self.key.sign(&mut d);
+        head.generation = self.bump_generation()?;
         write_atomic(
             &self.dir,
             &segment::digest_name(head.seq),
