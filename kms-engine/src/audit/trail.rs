@@ -8,17 +8,14 @@
 //! are prepared before the lock is taken; under it only the chain members
 //! are filled in and hashed.
 //!
-//! Durability with [`SyncMode::EveryRecord`] is a group commit: the appenders
-//! waiting for a flush elect one leader, which notes how many records have
-//! been written, runs one `fdatasync` and then acknowledges all of them; the
-//! others wait. A record is acknowledged only after an `fdatasync` that
-//! started after its write had finished, so "durable before `record()`
-//! returns" holds while concurrent appenders share flushes. See
-//! `docs/file-format.md`, "Audit trail".
+//! Durability with [`SyncMode::EveryRecord`] is a group commit (see
+//! `group.rs`): "durable before `record()` returns" holds while concurrent
+//! appenders share flushes. See `docs/file-format.md`, "Audit trail".
 
 use super::chain::{self, GENESIS_HASH};
 use super::digest::{self, DIGEST_VERSION, Digest, PublicKey, SigningKey};
 use super::error::AuditError;
+use super::group::GroupCommit;
 use super::record::{self, PreparedRecord, RecordView};
 use super::segment::{self, LOCK_FILE, LastLine, PUBLIC_KEY_FILE};
 use super::{AuditEvent, AuditSink};
@@ -109,28 +106,6 @@ struct State {
     line: Vec<u8>,
 }
 
-/// The group commit of [`SyncMode::EveryRecord`] (see the module docs).
-#[derive(Debug, Default)]
-struct GroupSync {
-    /// Ticket of the newest record this process wrote (tickets number the
-    /// appends in the order their writes finished).
-    written: u64,
-    /// The segment that record went to (older segments were flushed when
-    /// the trail rotated away from them).
-    file: Option<Arc<File>>,
-    /// Every record with a ticket up to this one is durable.
-    synced: u64,
-    /// A leader's `fdatasync` is running.
-    syncing: bool,
-    /// Group-commit flushes run so far.
-    flushes: u64,
-    /// Set by a failed `fdatasync` (to `synced` at that time, and the error's
-    /// kind): no record with a later ticket is acknowledged by this handle
-    /// any more, since after a failed flush the kernel may have dropped the
-    /// dirty pages and a later flush cannot vouch for them. Reopen the trail.
-    failed_after: Option<(u64, std::io::ErrorKind)>,
-}
-
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
@@ -139,7 +114,7 @@ struct Inner {
     lock: File,
     opts: TrailOptions,
     state: Mutex<State>,
-    group: (Mutex<GroupSync>, Condvar),
+    group: GroupCommit,
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -262,7 +237,7 @@ impl FileAuditTrail {
                 dirty: None,
                 line: Vec::with_capacity(1024),
             }),
-            group: (Mutex::new(GroupSync::default()), Condvar::new()),
+            group: GroupCommit::default(),
             stop: (Mutex::new(false), Condvar::new()),
         });
         let ticker = if inner.opts.background {
@@ -298,7 +273,7 @@ impl FileAuditTrail {
     /// has run (one per record single-threaded, fewer under concurrency);
     /// for benchmarks and diagnostics.
     pub fn group_flushes(&self) -> u64 {
-        self.inner.lock_group().flushes
+        self.inner.group.flushes()
     }
 
     /// Writes a digest now if any record is not covered by one; returns the
@@ -395,14 +370,9 @@ impl Inner {
                 // Numbered while the state lock still orders the writes;
                 // flushed after both locks are released, shared with the
                 // appenders flushing at the same time.
-                let ticket = {
-                    let mut g = self.lock_group();
-                    g.written += 1;
-                    g.file = file;
-                    g.written
-                };
+                let ticket = self.group.written(file);
                 drop(guard);
-                self.wait_durable(ticket)?;
+                self.group.wait_durable(ticket, &self.dir)?;
             }
             SyncMode::Batched {
                 max_records,
@@ -434,56 +404,6 @@ impl Inner {
             }
         }
         Ok(seq)
-    }
-
-    fn lock_group(&self) -> MutexGuard<'_, GroupSync> {
-        // Every update of GroupSync is a single consistent step, so a
-        // poisoned lock still guards a valid state.
-        self.group.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Returns once the record with `ticket` is durable: leads an
-    /// `fdatasync` for everything written so far when none is running,
-    /// otherwise waits for the running one and re-checks.
-    fn wait_durable(&self, ticket: u64) -> Result<(), AuditError> {
-        let cv = &self.group.1;
-        let mut g = self.lock_group();
-        loop {
-            if let Some((after, kind)) = g.failed_after
-                && ticket > after
-            {
-                return Err(AuditError::io("fdatasync", &self.dir, kind.into()));
-            }
-            if g.synced >= ticket {
-                return Ok(());
-            }
-            if g.syncing {
-                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            // Leader: every record up to `target` was completely written
-            // before this flush starts.
-            g.syncing = true;
-            let target = g.written;
-            let file = g.file.clone();
-            drop(g);
-            let res = file.map_or(Ok(()), |f| f.sync_data());
-            g = self.lock_group();
-            g.syncing = false;
-            g.flushes += 1;
-            match &res {
-                Ok(()) => g.synced = g.synced.max(target),
-                Err(e) => {
-                    if g.failed_after.is_none() {
-                        g.failed_after = Some((g.synced, e.kind()));
-                    }
-                }
-            }
-            cv.notify_all();
-            if let Err(e) = res {
-                return Err(AuditError::io("fdatasync", &self.dir, e));
-            }
-        }
     }
 
     fn flush(&self, st: &mut State) -> Result<(), AuditError> {
