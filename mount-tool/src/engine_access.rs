@@ -106,10 +106,17 @@ pub fn open_or_create(
 /// `<dir>/audit`. Fails when the trail cannot be opened for writing: no
 /// key is used unaudited.
 pub fn open_with(dir: &Path, secret: RootSecret) -> Result<Arc<Engine>, CliError> {
-    let sink = Arc::new(DeferredTrail::new(
-        audit_dir_of(dir),
-        TrailOptions::default(),
-    ));
+    open_with_trail(dir, secret, TrailOptions::default())
+}
+
+/// [`open_with`] with the audit trail tuned by `trail` (the mount's
+/// `--audit-flush-ms`).
+pub fn open_with_trail(
+    dir: &Path,
+    secret: RootSecret,
+    trail: TrailOptions,
+) -> Result<Arc<Engine>, CliError> {
+    let sink = Arc::new(DeferredTrail::new(audit_dir_of(dir), trail));
     let engine = Engine::open(
         dir,
         secret.into_source(),
@@ -133,14 +140,21 @@ pub fn create(args: &EngineArgs, kdf: KdfChoice) -> Result<Created, CliError> {
 
 /// Creates a store in `dir` sealed under `secret`, auditing to `<dir>/audit`.
 pub fn create_with(dir: &Path, secret: RootSecret, kdf: KdfChoice) -> Result<Created, CliError> {
+    create_with_trail(dir, secret, kdf, TrailOptions::default())
+}
+
+/// [`create_with`] with the audit trail tuned by `trail`.
+pub fn create_with_trail(
+    dir: &Path,
+    secret: RootSecret,
+    kdf: KdfChoice,
+    trail: TrailOptions,
+) -> Result<Created, CliError> {
     let root_kind = match secret {
         RootSecret::Passphrase(_) => "passphrase",
         RootSecret::Key(_) => "key-file",
     };
-    let sink = Arc::new(DeferredTrail::new(
-        audit_dir_of(dir),
-        TrailOptions::default(),
-    ));
+    let sink = Arc::new(DeferredTrail::new(audit_dir_of(dir), trail));
     let engine = Engine::create(
         dir,
         secret.into_source(),

@@ -17,48 +17,54 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The canonical serialization of a JSON value (see module docs).
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::with_capacity(512);
+    let mut out = Vec::with_capacity(512);
     write_canonical(v, &mut out);
-    out
+    // Only UTF-8 was written: serde_json escapes and our ASCII punctuation.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+/// Appends the canonical serialization of `v` to `out`.
+pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, val)) in members.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_string(k, out);
-                out.push(':');
-                if let Some(val) = map.get(k) {
-                    write_canonical(val, out);
-                }
+                write_str(k, out);
+                out.push(b':');
+                write_canonical(val, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => write_string(s, out),
+        Value::String(s) => write_str(s, out),
         // null, bool and numbers have a single serde_json serialization.
-        other => out.push_str(&other.to_string()),
+        other => write_json(other, out),
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
-    // Serializing a &str to JSON cannot fail.
-    out.push_str(&Value::String(s.to_owned()).to_string());
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    write_json(s, out);
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    // Serializing a string, null, bool or number into a Vec cannot fail
+    // (no I/O error, no map with non-string keys).
+    let _ = serde_json::to_writer(out, v);
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod deferred;
 pub mod digest;
 pub mod error;
+mod group;
 pub mod query;
 pub mod record;
 pub mod segment;

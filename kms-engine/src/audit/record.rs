@@ -10,6 +10,7 @@
 //! `lastDigestSequence`, `previousHash`, `hash`.
 
 use super::AuditEvent;
+use super::chain;
 use serde_json::{Map, Value, json};
 
 /// `eventVersion` of the records this build writes.
@@ -133,6 +134,208 @@ pub fn record_body(event: &AuditEvent, event_id: String) -> Map<String, Value> {
     r
 }
 
+/// A record serialized in canonical form ahead of its chain members, so that
+/// only those (`lastDigestSequence`, `previousHash`, `sequenceNumber`, `hash`)
+/// are written while the trail is locked. The bytes are exactly those
+/// [`super::chain::seal`] writes for [`record_body`] plus the chain members
+/// (a test below holds the two to each other).
+#[derive(Clone)]
+pub struct PreparedRecord {
+    /// `{` and the members that sort before `hash` (`errorCode` ..
+    /// `eventVersion`), without a trailing comma.
+    head: Vec<u8>,
+    /// SHA-256 state after `head`.
+    head_hash: aws_lc_rs::digest::Context,
+    /// `,"readOnly":` .. `,"responseElements":null` (between `previousHash`
+    /// and `sequenceNumber`).
+    middle: Vec<u8>,
+    /// `,"userIdentity":{..}}` (after `sequenceNumber`).
+    tail: Vec<u8>,
+}
+
+impl std::fmt::Debug for PreparedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRecord")
+            .field("head", &String::from_utf8_lossy(&self.head))
+            .field("middle", &String::from_utf8_lossy(&self.middle))
+            .field("tail", &String::from_utf8_lossy(&self.tail))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One value of `requestParameters`, borrowed from the event.
+enum Param<'a> {
+    Json(&'a Value),
+    Str(&'a str),
+    Context(&'a crate::context::EncryptionContext),
+}
+
+fn write_member_name(name: &str, out: &mut Vec<u8>) {
+    chain::write_str(name, out);
+    out.push(b':');
+}
+
+fn write_request_parameters(event: &AuditEvent, out: &mut Vec<u8>) {
+    let mut params: Vec<(&str, Param<'_>)> = Vec::with_capacity(4);
+    let wrapped;
+    match &event.request_parameters {
+        Some(Value::Object(m)) => {
+            params.extend(m.iter().map(|(k, v)| (k.as_str(), Param::Json(v))))
+        }
+        Some(other) => {
+            wrapped = other;
+            params.push(("parameters", Param::Json(wrapped)));
+        }
+        None => {}
+    }
+    // Same precedence as `record_body`: the event's own key id and context
+    // replace members of the same name in `request_parameters`.
+    if let Some(k) = &event.key_id {
+        params.retain(|(n, _)| *n != "keyId");
+        params.push(("keyId", Param::Str(k)));
+    }
+    if let Some(ctx) = &event.encryption_context {
+        params.retain(|(n, _)| *n != "encryptionContext");
+        params.push(("encryptionContext", Param::Context(ctx)));
+    }
+    params.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    for (i, (name, v)) in params.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_member_name(name, out);
+        match v {
+            Param::Json(v) => chain::write_canonical(v, out),
+            Param::Str(s) => chain::write_str(s, out),
+            Param::Context(ctx) => {
+                // A BTreeMap<String, String>: already in byte order.
+                out.push(b'{');
+                for (j, (k, v)) in ctx.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_member_name(k, out);
+                    chain::write_str(v, out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+fn push_u64(n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+impl PreparedRecord {
+    /// Serializes everything of the record for `event` but the chain members.
+    pub fn new(event: &AuditEvent, event_id: &str) -> PreparedRecord {
+        // Members in byte order of their names, as canonical JSON has them.
+        let mut head = Vec::with_capacity(256);
+        head.push(b'{');
+        if let Some(code) = &event.error_code {
+            write_member_name("errorCode", &mut head);
+            chain::write_str(code, &mut head);
+            head.push(b',');
+        }
+        if let Some(msg) = &event.error_message {
+            write_member_name("errorMessage", &mut head);
+            chain::write_str(msg, &mut head);
+            head.push(b',');
+        }
+        head.extend_from_slice(b"\"eventID\":");
+        chain::write_str(event_id, &mut head);
+        head.extend_from_slice(b",\"eventName\":");
+        chain::write_str(&event.event_name, &mut head);
+        head.extend_from_slice(b",\"eventSource\":");
+        chain::write_str(EVENT_SOURCE, &mut head);
+        head.extend_from_slice(b",\"eventTime\":");
+        chain::write_str(&event.event_time, &mut head);
+        head.extend_from_slice(b",\"eventType\":\"AwsApiCall\",\"eventVersion\":");
+        chain::write_str(EVENT_VERSION, &mut head);
+
+        let mut middle = Vec::with_capacity(512);
+        middle.extend_from_slice(b",\"readOnly\":");
+        middle.extend_from_slice(if is_read_only(&event.event_name) {
+            b"true"
+        } else {
+            b"false"
+        });
+        middle.extend_from_slice(b",\"requestID\":");
+        chain::write_str(&event.request_id, &mut middle);
+        middle.extend_from_slice(b",\"requestParameters\":");
+        write_request_parameters(event, &mut middle);
+        middle.extend_from_slice(b",\"resources\":[");
+        if let Some(k) = &event.key_id {
+            let (arn, ty) = resource_for(k);
+            middle.extend_from_slice(b"{\"ARN\":");
+            chain::write_str(&arn, &mut middle);
+            middle.extend_from_slice(b",\"type\":");
+            chain::write_str(ty, &mut middle);
+            middle.push(b'}');
+        }
+        middle.extend_from_slice(b"],\"responseElements\":null");
+
+        let mut tail = Vec::with_capacity(64);
+        tail.extend_from_slice(b",\"userIdentity\":{\"principal\":");
+        chain::write_str(&event.principal, &mut tail);
+        tail.extend_from_slice(b",\"type\":\"LocalUser\"}}");
+
+        let mut head_hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        head_hash.update(&head);
+        PreparedRecord {
+            head,
+            head_hash,
+            middle,
+            tail,
+        }
+    }
+
+    /// Writes the sealed record line (with its newline) into `out` (cleared
+    /// first) and returns the record's hash.
+    pub fn seal_into(
+        &self,
+        sequence: u64,
+        previous_hash: &str,
+        last_digest_sequence: u64,
+        out: &mut Vec<u8>,
+    ) -> String {
+        out.clear();
+        out.extend_from_slice(&self.head);
+        let mark = out.len();
+        out.extend_from_slice(b",\"lastDigestSequence\":");
+        push_u64(last_digest_sequence, out);
+        out.extend_from_slice(b",\"previousHash\":");
+        chain::write_str(previous_hash, out);
+        out.extend_from_slice(&self.middle);
+        out.extend_from_slice(b",\"sequenceNumber\":");
+        push_u64(sequence, out);
+        out.extend_from_slice(&self.tail);
+        let mut h = self.head_hash.clone();
+        h.update(&out[mark..]);
+        let hash = chain::hex(h.finish().as_ref());
+        let mut member = Vec::with_capacity(76);
+        member.extend_from_slice(b",\"hash\":");
+        chain::write_str(&hash, &mut member);
+        out.splice(mark..mark, member);
+        out.push(b'\n');
+        hash
+    }
+}
+
 /// Accessors on a parsed record (a JSON object) used by queries and the CLI.
 pub trait RecordView {
     fn str_at(&self, path: &[&str]) -> Option<&str>;
@@ -156,6 +359,93 @@ impl RecordView for Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slow_line(ev: &AuditEvent, id: &str, seq: u64, prev: &str, ld: u64) -> (String, String) {
+        let mut body = record_body(ev, id.to_string());
+        body.insert("sequenceNumber".into(), Value::from(seq));
+        body.insert("previousHash".into(), Value::String(prev.into()));
+        body.insert("lastDigestSequence".into(), Value::from(ld));
+        let (mut line, hash) = chain::seal(body);
+        line.push('\n');
+        (line, hash)
+    }
+
+    #[test]
+    fn prepared_record_matches_the_generic_serialization() {
+        let base = AuditEvent {
+            event_time: "2026-01-02T03:04:05Z".into(),
+            event_name: "Decrypt".into(),
+            principal: "uid:1000".into(),
+            key_id: Some("1234abcd".into()),
+            encryption_context: Some(crate::context::context_from([
+                ("kmsfs:path", "/a \"q\"\\ \u{1}\té"),
+                ("kmsfs:volume", "v"),
+                ("B", "upper"),
+            ])),
+            request_id: "r1".into(),
+            error_code: None,
+            error_message: None,
+            request_parameters: None,
+        };
+        let mut variants = vec![base.clone()];
+        variants.push(AuditEvent {
+            error_code: Some("AccessDeniedException".into()),
+            error_message: Some("denied \"x\"\n".into()),
+            event_name: "CreateGrant".into(),
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            error_code: Some("E".into()),
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            error_message: Some("m".into()),
+            key_id: None,
+            encryption_context: None,
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            request_parameters: Some(json!({
+                "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                "keyId": "overridden",
+                "encryptionContext": {"x": "y"},
+                "Zed": [1, 2.5, -3, null, true, {"b": 1, "a": "é"}],
+                "grantTokens": [],
+            })),
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            request_parameters: Some(json!({"keyId": "kept", "encryptionContext": {"x": "y"}})),
+            key_id: None,
+            encryption_context: None,
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            request_parameters: Some(json!(["not", "an", "object"])),
+            key_id: Some("alias/vol".into()),
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            request_parameters: Some(json!("scalar")),
+            key_id: Some("arn:aws:kms:local:000000000000:key/k".into()),
+            principal: "user:ünï \u{7f}".into(),
+            ..base.clone()
+        });
+        let mut buf = Vec::new();
+        for (i, ev) in variants.iter().enumerate() {
+            let id = new_event_id();
+            for (seq, prev, ld) in [
+                (1, chain::GENESIS_HASH, 0),
+                (u64::MAX, "abc\"", 12_345_678_901),
+                (1000, "f00d", 999),
+            ] {
+                let (line, hash) = slow_line(ev, &id, seq, prev, ld);
+                let fast_hash = PreparedRecord::new(ev, &id).seal_into(seq, prev, ld, &mut buf);
+                assert_eq!(String::from_utf8(buf.clone()).unwrap(), line, "variant {i}");
+                assert_eq!(fast_hash, hash, "variant {i}");
+            }
+        }
+    }
 
     #[test]
     fn read_only_follows_cloudtrail() {

@@ -11,6 +11,7 @@ use crate::cli::EngineArgs;
 use crate::engine_access::{self, KdfChoice, Purpose, RootSecret};
 use crate::exit::CliError;
 use clap::Args;
+use kms_engine::audit::{SyncMode, TrailOptions};
 use kms_engine::{Engine, Principal};
 use kmsfs::format::{CONFIG_FILE_NAME, NamesMode};
 use kmsfs::fuse::{Core, FsOptions, KmsFs, mount_config, status};
@@ -41,6 +42,12 @@ pub struct MountArgs {
     /// Seconds after which a cached data key is re-authorized with the engine
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub reauth_secs: u64,
+    /// Audit records reach the disk (fdatasync) before the call they audit
+    /// returns (0, the default), or at least every MS milliseconds and every
+    /// 256 records: faster, but a power failure can lose the records of the
+    /// last MS milliseconds (a crash of the mount process loses none)
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub audit_flush_ms: u64,
     /// Set everything up first: create the engine store if there is none
     /// (asking for a new passphrase twice on a terminal, or using
     /// --passphrase-file/--key-file), create a volume in CIPHERDIR if it has
@@ -62,6 +69,21 @@ pub struct MountArgs {
 }
 
 impl MountArgs {
+    /// The audit trail's flushing, from `--audit-flush-ms`.
+    fn trail_options(&self) -> TrailOptions {
+        let sync = match self.audit_flush_ms {
+            0 => SyncMode::EveryRecord,
+            ms => SyncMode::Batched {
+                max_records: 256,
+                max_delay: Duration::from_millis(ms),
+            },
+        };
+        TrailOptions {
+            sync,
+            ..TrailOptions::default()
+        }
+    }
+
     fn kdf(&self) -> KdfChoice {
         KdfChoice {
             memory_kib: self.kdf_memory_kib,
@@ -105,7 +127,11 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
                 if !engine_access::store_exists(&dir)? {
                     return Err(CliError::EngineNotFound(dir));
                 }
-                engine_access::open_with(&dir, secret(engine_args, &args, Purpose::Open)?)?
+                engine_access::open_with_trail(
+                    &dir,
+                    secret(engine_args, &args, Purpose::Open)?,
+                    args.trail_options(),
+                )?
             }
         };
         serve(engine, sigs, &args, &mountpoint)
@@ -171,10 +197,18 @@ fn prepare(
     let dir = engine_access::engine_dir(engine_args)?;
     let opened = if engine_access::store_exists(&dir)? {
         let secret = secret(engine_args, args, Purpose::Open)?;
-        (engine_access::open_with(&dir, secret.clone())?, secret)
+        (
+            engine_access::open_with_trail(&dir, secret.clone(), args.trail_options())?,
+            secret,
+        )
     } else {
         let secret = secret(engine_args, args, Purpose::Create)?;
-        let created = engine_access::create_with(&dir, secret.clone(), args.kdf())?;
+        let created = engine_access::create_with_trail(
+            &dir,
+            secret.clone(),
+            args.kdf(),
+            args.trail_options(),
+        )?;
         eprintln!("kmsfs: created the engine store in {}", dir.display());
         (created.engine, secret)
     };
