@@ -7,8 +7,8 @@ use super::{KmsFs, MAX_WRITE, TTL};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::path::Path;
@@ -31,7 +31,12 @@ impl Filesystem for KmsFs {
             | InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_MAX_PAGES
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
+            | InitFlags::FUSE_AUTO_INVAL_DATA
+            // READDIRPLUS returns each entry with its attributes, so `ls -l`
+            // and `find` need no LOOKUP round trip per entry; AUTO lets the
+            // kernel fall back to plain READDIR when attributes go unused.
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
         let _ = config.add_capabilities(want & config.capabilities());
         Ok(())
     }
@@ -291,6 +296,45 @@ impl Filesystem for KmsFs {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, (ino, kind, name)) in h.entries.iter().enumerate().skip(start) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let h = match self.core.dir_handle(fh.0) {
+            Ok(h) => h,
+            Err(e) => return reply.error(log_err("readdirplus", &e)),
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (_, _, name)) in h.entries.iter().enumerate().skip(start) {
+            let next = (i + 1) as u64;
+            // The kernel takes no lookup reference for "." and "..".
+            let dots = name == "." || name == "..";
+            let attr = if dots {
+                self.core.getattr(ino.0)
+            } else {
+                self.core.lookup(ino.0, name)
+            };
+            let attr = match attr {
+                Ok(a) => a,
+                // Gone since opendir (or unreadable): leave it out, as a
+                // fresh readdir would.
+                Err(_) => continue,
+            };
+            if reply.add(attr.ino, next, name, &TTL, &attr, Generation(0)) {
+                // Not sent: give back the lookup reference just taken.
+                if !dots {
+                    self.core.table().forget(attr.ino.0, 1);
+                }
                 break;
             }
         }
