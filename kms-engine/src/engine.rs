@@ -430,9 +430,28 @@ impl Engine {
         key: &KeyRecord,
         ctx: Option<&EncryptionContext>,
     ) -> Result<(), KmsError> {
+        self.authorize_as_requested(caller, action, key, ctx, None)
+    }
+
+    /// [`Engine::authorize`] for an operation whose `KeyId` parameter was
+    /// `requested`: when that names an alias (`alias/NAME` or an alias ARN),
+    /// the condition key `kms:RequestAlias` is that alias name.
+    pub(crate) fn authorize_as_requested(
+        &self,
+        caller: &Principal,
+        action: &str,
+        key: &KeyRecord,
+        ctx: Option<&EncryptionContext>,
+        requested: Option<&str>,
+    ) -> Result<(), KmsError> {
         let arn = key.arn();
         let id = key.id.to_string();
+        let alias = match requested.map(crate::ids::parse_key_ref) {
+            Some(Ok(crate::ids::KeyRef::Alias(name))) => Some(name),
+            _ => None,
+        };
         let mut rc = RequestContext::new(caller, action, &arn, &id, self.clock.now_unix());
+        rc.request_alias = alias.as_deref();
         rc.encryption_context = ctx;
         rc.key_spec = Some(SYMMETRIC_DEFAULT);
         rc.key_usage = Some("ENCRYPT_DECRYPT");

@@ -752,3 +752,42 @@ fn explain_access_names_the_decider() {
         "DENY: explicitly denied by Statement[2] (Sid \"NoHR\")"
     );
 }
+
+#[test]
+fn request_alias_condition_sees_the_alias_the_caller_named() {
+    let f = fixture();
+    let key = f.new_key();
+    f.engine
+        .create_alias(
+            &alice(),
+            CreateAliasRequest {
+                alias_name: "alias/finance".into(),
+                target_key_id: key.clone(),
+            },
+        )
+        .unwrap();
+    // Bob may use the key only when he names it by alias/finance.
+    let doc = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": "uid:1000"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "ByAlias", "Effect": "Allow", "Principal": {"AWS": "uid:1001"},
+         "Action": ["kms:GenerateDataKey", "kms:DescribeKey"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:RequestAlias": "alias/finance"}}}
+    ]});
+    put_policy(&f, &alice(), &key, &doc, false).unwrap();
+    assert!(gdk(&f, &bob(), "alias/finance", "/a").is_ok());
+    let alias_arn = "arn:aws:kms:local:000000000000:alias/finance";
+    assert!(gdk(&f, &bob(), alias_arn, "/a").is_ok());
+    let msg = denied(gdk(&f, &bob(), &key, "/a"));
+    assert!(msg.contains("implicit deny"), "{msg}");
+    let describe = |id: &str| {
+        f.engine.describe_key(
+            &bob(),
+            DescribeKeyRequest {
+                key_id: id.into(),
+                grant_tokens: None,
+            },
+        )
+    };
+    assert!(describe("alias/finance").is_ok());
+    denied(describe(&key));
+}

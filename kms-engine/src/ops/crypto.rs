@@ -203,7 +203,13 @@ impl Engine {
             let snap = self.read_snapshot()?;
             let k = snap.resolve(&req.key_id)?;
             a.key(k);
-            self.authorize(caller, "kms:Encrypt", k, Some(&req.encryption_context))?;
+            self.authorize_as_requested(
+                caller,
+                "kms:Encrypt",
+                k,
+                Some(&req.encryption_context),
+                Some(&req.key_id),
+            )?;
             require_enabled(k)?;
             let blob =
                 Self::seal_under(&snap, k, req.plaintext.as_slice(), &req.encryption_context)?;
@@ -277,11 +283,12 @@ impl Engine {
             )?;
             let dst = snap.resolve(&req.destination_key_id)?;
             a.key(dst);
-            self.authorize(
+            self.authorize_as_requested(
                 caller,
                 "kms:ReEncryptTo",
                 dst,
                 Some(&req.destination_encryption_context),
+                Some(&req.destination_key_id),
             )?;
             require_enabled(dst)?;
             let blob = Self::seal_under(&snap, dst, &plain, &req.destination_encryption_context)?;

@@ -80,7 +80,13 @@ impl Engine {
             let snap = self.read_snapshot()?;
             let k = snap.resolve(&req.key_id)?;
             a.key(k);
-            self.authorize(caller, action, k, Some(&req.encryption_context))?;
+            self.authorize_as_requested(
+                caller,
+                action,
+                k,
+                Some(&req.encryption_context),
+                Some(&req.key_id),
+            )?;
             require_enabled(k)?;
             let plain = random_bytes(len)?;
             let blob = Self::seal_under(&snap, k, &plain, &req.encryption_context)?;

@@ -233,7 +233,7 @@ impl Engine {
             let snap = self.read_snapshot()?;
             let k = snap.resolve(&req.key_id)?;
             a.key(k);
-            self.authorize(caller, "kms:DescribeKey", k, None)?;
+            self.authorize_as_requested(caller, "kms:DescribeKey", k, None, Some(&req.key_id))?;
             Ok(DescribeKeyResponse {
                 key_metadata: KeyMetadata::of(k),
             })
