@@ -9,7 +9,7 @@ use super::{Core, OpenFile};
 use crate::content::BlockLayout;
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -129,6 +129,21 @@ impl Core {
                 return Err(FsError::InvalidArgument);
             }
             self.truncate(req, &node, size, fh.or(fd.as_ref().map(|_| u64::MAX)))?;
+            // FUSE_HANDLE_KILLPRIV_V2: a truncate by an unprivileged caller
+            // drops set-user-id/set-group-id (the backing truncate, done
+            // by the mount process, would not). An explicit mode wins.
+            if mode.is_none() && req.uid() != 0 {
+                match &fd {
+                    Some(h) => drop_suidgid(&h.file, meta.mode())?,
+                    None => {
+                        let f = std::fs::OpenOptions::new()
+                            .read(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(&node.backing)?;
+                        drop_suidgid(&f, meta.mode())?;
+                    }
+                }
+            }
         }
         if uid.is_some() || gid.is_some() {
             match &fd {
@@ -208,6 +223,20 @@ impl Core {
         }
         .truncate(size)
     }
+}
+
+/// Clears set-user-id, and set-group-id when group-executable (without
+/// group execute it marks mandatory locking and stays), on the open
+/// backing file `file` whose mode is `mode`; no syscall when neither is set.
+pub(crate) fn drop_suidgid(file: &std::fs::File, mode: u32) -> FsResult<()> {
+    let mut kill = libc::S_ISUID;
+    if mode & libc::S_IXGRP != 0 {
+        kill |= libc::S_ISGID;
+    }
+    if mode & kill != 0 {
+        rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(mode & !kill & 0o7777))?;
+    }
+    Ok(())
 }
 
 /// The plaintext size of a damaged backing file: whole blocks only.

@@ -223,11 +223,9 @@ impl Core {
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
-        let meta = fs::symlink_metadata(&backing).map_err(not_found)?;
-        if meta.is_dir() {
-            return Err(FsError::IsDir);
-        }
-        fs::remove_file(&backing)?;
+        // No stat first: unlink(2) itself fails with EISDIR on a directory
+        // and ENOENT on a missing entry.
+        fs::remove_file(&backing).map_err(not_found)?;
         self.remove_side_file(&dir.backing, &bn);
         self.table().unlinked(&dir.plain.child(name));
         Ok(())

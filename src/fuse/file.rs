@@ -13,7 +13,7 @@ use fuser::{FileAttr, FopenFlags, Request};
 use kms_engine::KmsError;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -214,11 +214,23 @@ impl Core {
         .read(offset, u64::from(size))
     }
 
-    pub(crate) fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    /// Writes `data` at `offset`. `kill_suidgid`: the kernel asks for the
+    /// set-user-id and set-group-id bits to go (FUSE_HANDLE_KILLPRIV_V2), as
+    /// a write by someone else than a privileged caller does on Linux.
+    pub(crate) fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        kill_suidgid: bool,
+    ) -> FsResult<u32> {
         self.check_writable()?;
         self.write_counters.record(data.len());
         let h = self.file_handle(fh)?;
         let _g = h.state.io.write().map_err(|_| FsError::Stale)?;
+        if kill_suidgid {
+            super::attr::drop_suidgid(&h.file, h.file.metadata()?.mode())?;
+        }
         let io = BlockIo {
             file: &h.file,
             cipher: &h.cipher,

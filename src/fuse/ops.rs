@@ -36,7 +36,14 @@ impl Filesystem for KmsFs {
             // and `find` need no LOOKUP round trip per entry; AUTO lets the
             // kernel fall back to plain READDIR when attributes go unused.
             | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO;
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            // kmsfs clears set-user-id/set-group-id itself (write with
+            // FUSE_WRITE_KILL_SUIDGID, truncate by a non-root caller; chown
+            // of the backing file clears them in the backing kernel). The
+            // kernel then marks inodes S_NOSEC and stops asking for
+            // `security.capability` before every WRITE, and stops sending a
+            // GETATTR before every chown and truncate.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         let _ = config.add_capabilities(want & config.capabilities());
         Ok(())
     }
@@ -223,12 +230,13 @@ impl Filesystem for KmsFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.core.write(fh.0, offset, data) {
+        let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.core.write(fh.0, offset, data, kill_suidgid) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(log_err("write", &e)),
         }

@@ -239,12 +239,13 @@ impl Core {
     }
 
     pub(crate) fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        // The kernel's security.*/system.* probes (ls asks two per file)
+        // are answered before touching the inode table or the backing file.
+        if !name.as_bytes().starts_with(USER_PREFIX) {
+            return Err(FsError::NoAttribute);
+        }
         let node = self.node(ino)?;
-        let bname = match self.xattrs.backing_name(name.as_bytes()) {
-            Ok(n) => n,
-            Err(FsError::Unsupported) => return Err(FsError::NoAttribute),
-            Err(e) => return Err(e),
-        };
+        let bname = self.xattrs.backing_name(name.as_bytes())?;
         let stored = read_xattr(&node.backing, &bname)?;
         let Some(obj) = self.xattr_object(&node)? else {
             return Err(FsError::NoAttribute);
