@@ -59,19 +59,30 @@ impl NamesCipher {
     pub fn encrypt_name(&self, dir_iv: &DirIv, name: &[u8]) -> Result<String, NameError> {
         validate_name(name)?;
         let nonce = self.synthetic_nonce(dir_iv, name);
-        let mut buf = Vec::with_capacity(NONCE_LEN + name.len() + TAG_LEN);
-        buf.extend_from_slice(&nonce);
-        buf.extend_from_slice(name);
-        let tag = self
-            .enc
-            .seal_in_place(&nonce, dir_iv.as_bytes(), &mut buf[NONCE_LEN..])?;
+        self.seal_encode(&nonce, dir_iv.as_bytes(), name)
+    }
+
+    /// base64url(nonce || AES-256-GCM-SIV(plain, aad) || tag).
+    fn seal_encode(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<String, NameError> {
+        let mut buf = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+        buf.extend_from_slice(nonce);
+        buf.extend_from_slice(plain);
+        let tag = self.enc.seal_in_place(nonce, aad, &mut buf[NONCE_LEN..])?;
         buf.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(&buf))
     }
 
-    /// Decrypts an encoded name (a short backing name, or the contents of a
-    /// long name's side file) in the directory with IV `dir_iv`.
-    pub fn decrypt_name(&self, dir_iv: &DirIv, encoded: &[u8]) -> Result<Vec<u8>, NameError> {
+    /// The inverse of [`Self::seal_encode`]: the nonce and the plaintext.
+    fn decode_open(
+        &self,
+        encoded: &[u8],
+        aad: &[u8],
+    ) -> Result<([u8; NONCE_LEN], Vec<u8>), NameError> {
         let raw = URL_SAFE_NO_PAD
             .decode(encoded)
             .map_err(|_| NameError::NotBase64)?;
@@ -80,13 +91,20 @@ impl NamesCipher {
         }
         let (nonce, rest) = raw.split_at(NONCE_LEN);
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| NameError::TooShort)?;
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| NameError::TooShort)?;
         let mut plain = vec![0u8; ct.len()];
         self.enc
-            .open_out_of_place(nonce, dir_iv.as_bytes(), ct, tag, &mut plain)
+            .open_out_of_place(&nonce, aad, ct, tag, &mut plain)
             .map_err(|_| NameError::AuthFailed)?;
+        Ok((nonce, plain))
+    }
+
+    /// Decrypts an encoded name (a short backing name, or the contents of a
+    /// long name's side file) in the directory with IV `dir_iv`.
+    pub fn decrypt_name(&self, dir_iv: &DirIv, encoded: &[u8]) -> Result<Vec<u8>, NameError> {
+        let (nonce, plain) = self.decode_open(encoded, dir_iv.as_bytes())?;
         let expected = self.synthetic_nonce(dir_iv, &plain);
-        aws_lc_rs::constant_time::verify_slices_are_equal(&expected, nonce)
+        aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &nonce)
             .map_err(|_| NameError::AuthFailed)?;
         validate_name(&plain)?;
         Ok(plain)
@@ -117,31 +135,12 @@ impl NamesCipher {
         if target.is_empty() || target.len() > MAX_SYMLINK_TARGET_LEN {
             return Err(NameError::SymlinkTargetLength { len: target.len() });
         }
-        let mut buf = Vec::with_capacity(NONCE_LEN + target.len() + TAG_LEN);
-        buf.extend_from_slice(nonce);
-        buf.extend_from_slice(target);
-        let tag =
-            self.enc
-                .seal_in_place(nonce, &Self::symlink_aad(dir_iv), &mut buf[NONCE_LEN..])?;
-        buf.extend_from_slice(&tag);
-        Ok(URL_SAFE_NO_PAD.encode(&buf))
+        self.seal_encode(nonce, &Self::symlink_aad(dir_iv), target)
     }
 
     /// Decrypts a backing symlink target written by [`Self::encrypt_symlink`].
     pub fn decrypt_symlink(&self, dir_iv: &DirIv, stored: &[u8]) -> Result<Vec<u8>, NameError> {
-        let raw = URL_SAFE_NO_PAD
-            .decode(stored)
-            .map_err(|_| NameError::NotBase64)?;
-        if raw.len() <= NONCE_LEN + TAG_LEN {
-            return Err(NameError::TooShort);
-        }
-        let (nonce, rest) = raw.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| NameError::TooShort)?;
-        let mut plain = vec![0u8; ct.len()];
-        self.enc
-            .open_out_of_place(nonce, &Self::symlink_aad(dir_iv), ct, tag, &mut plain)
-            .map_err(|_| NameError::AuthFailed)?;
+        let (_, plain) = self.decode_open(stored, &Self::symlink_aad(dir_iv))?;
         Ok(plain)
     }
 }
