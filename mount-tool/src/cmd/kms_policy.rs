@@ -4,18 +4,10 @@
 //! AWS JSON requests (run through the same path as the other `kms` ops).
 
 use super::kms::Request;
-use super::kms::params::{parse_context, parse_string_list};
+use super::kms::params::{load_text, parse_context, parse_string_list};
 use crate::exit::CliError;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
-
-/// `file://PATH` read at parse time, else the text itself.
-fn text_arg(s: &str) -> Result<String, String> {
-    match s.strip_prefix("file://") {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}")),
-        None => Ok(s.to_string()),
-    }
-}
 
 /// `--constraints`: a JSON object (or `file://PATH`) with
 /// `EncryptionContextEquals`, `EncryptionContextSubset` and the kmsfs
@@ -24,7 +16,7 @@ fn text_arg(s: &str) -> Result<String, String> {
 /// `EncryptionContextEquals={k=v}` (several separated by spaces as separate
 /// arguments).
 fn constraint_arg(s: &str) -> Result<Map<String, Value>, String> {
-    let text = text_arg(s)?;
+    let text = load_text(s)?;
     let t = text.trim();
     if t.starts_with('{') {
         return match serde_json::from_str::<Value>(t) {
@@ -73,7 +65,7 @@ pub struct PutKeyPolicyArgs {
     #[arg(long, value_name = "KEY")]
     pub key_id: String,
     /// The policy document: JSON text or file://PATH
-    #[arg(long, value_parser = text_arg, value_name = "POLICY")]
+    #[arg(long, value_parser = load_text, value_name = "POLICY")]
     pub policy: String,
     /// Only "default"
     #[arg(long, value_name = "NAME")]

@@ -61,7 +61,7 @@ impl BlobArg {
 }
 
 /// A JSON-or-shorthand parameter, with `file://PATH` read at parse time.
-fn load_text(s: &str) -> Result<String, String> {
+pub fn load_text(s: &str) -> Result<String, String> {
     match s.strip_prefix("file://") {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}")),
         None => Ok(s.to_string()),
