@@ -1,5 +1,5 @@
 //! Shared code of the kmsfs fuzz targets: the checks themselves live in
-//! [`checks`] so that `tests/fuzz_regressions.rs` in the root crate can replay
+//! [`checks`] so that `tests/integration/fuzz_regressions.rs` in the root crate can replay
 //! the corpora and regression inputs with plain `cargo test` (it includes the
 //! same file with `#[path]`).
 

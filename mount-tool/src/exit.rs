@@ -32,9 +32,13 @@ pub enum CliError {
         context: String,
         source: std::io::Error,
     },
-    #[allow(dead_code, reason = "raised by the mount commands (fuse branch)")]
     #[error("{0}")]
     Mount(String),
+    /// The background mount process exited before the mount appeared: its
+    /// exit code and its error line are passed on, so a wrong passphrase
+    /// exits 3 whether the mount runs in the foreground or not.
+    #[error("{message}")]
+    MountProcess { code: i32, message: String },
     /// No `--engine`, no `KMSFS_ENGINE` and no usable `XDG_DATA_HOME`/`HOME`.
     #[error("cannot find the engine directory: pass --engine DIR or set KMSFS_ENGINE")]
     NoEngineDir,
@@ -92,6 +96,13 @@ impl CliError {
             CliError::Usage(_) | CliError::NoEngineDir => USAGE,
             CliError::Io { .. } | CliError::AuditTrail { .. } => IO,
             CliError::Mount(_) => MOUNT,
+            CliError::MountProcess { code, .. } => {
+                if (OPERATION_FAILED..=MOUNT).contains(code) {
+                    *code
+                } else {
+                    MOUNT
+                }
+            }
             CliError::EngineNotFound(_) => NOT_FOUND,
             CliError::EngineExists(_) => OPERATION_FAILED,
             CliError::NoPassphrase
@@ -163,6 +174,20 @@ mod tests {
                 AUTHENTICATION,
             ),
             (CliError::io("x", std::io::Error::other("boom")), IO),
+            (
+                CliError::MountProcess {
+                    code: AUTHENTICATION,
+                    message: "m".into(),
+                },
+                AUTHENTICATION,
+            ),
+            (
+                CliError::MountProcess {
+                    code: 101,
+                    message: "m".into(),
+                },
+                MOUNT,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(e.exit_code(), code, "{e}");

@@ -2,7 +2,7 @@
 //! of untrusted input and panic only when a property is broken (a panic inside
 //! the parser is itself the finding). Used by the `cargo fuzz` targets in
 //! `fuzz/fuzz_targets/` and, through `#[path]`, by the root crate's
-//! `tests/fuzz_regressions.rs`, which replays the corpora with `cargo test`.
+//! `tests/integration/fuzz_regressions.rs`, which replays the corpora with `cargo test`.
 //!
 //! Several targets take a leading *mode* byte so that one target can both
 //! feed raw bytes to a decoder (must be refused, never panic) and build a

@@ -277,11 +277,7 @@ fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliErr
         }
         if let Ok(Some(st)) = child.try_wait() {
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let msg = text.trim();
-            return Err(CliError::Mount(format!(
-                "mount process exited ({st}){}{msg}",
-                if msg.is_empty() { "" } else { ": " }
-            )));
+            return Err(child_failure(st, &text));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -291,6 +287,28 @@ fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliErr
             )));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The error for a background mount process that exited before its mount
+/// appeared: its own error line (it prints `kmsfs: LINE` and exits with the
+/// code for it) and its exit code, or the whole log when there is no such line.
+fn child_failure(status: std::process::ExitStatus, log: &str) -> CliError {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("kmsfs: "))
+        .map(str::to_owned);
+    let message = line.unwrap_or_else(|| {
+        let log = log.trim();
+        format!(
+            "mount process exited ({status}){}{log}",
+            if log.is_empty() { "" } else { ": " }
+        )
+    });
+    match status.code() {
+        Some(code) => CliError::MountProcess { code, message },
+        None => CliError::Mount(message),
     }
 }
 

@@ -3,7 +3,7 @@
 //! idempotent names, persistence and the audit records of denials.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use kms_engine::grant::GrantOperation as G;

@@ -5,7 +5,7 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 use common::*;
 use kms_engine::audit::NullSink;
 use kms_engine::*;

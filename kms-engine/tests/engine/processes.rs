@@ -51,7 +51,7 @@ fn spawn_child(dir: &Path, count: u64) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_writer",
+            "processes::child_writer",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -1,7 +1,7 @@
 //! The sealed store: root keys, wrong passphrase, corruption, permissions,
 //! persistence, and seeing another engine instance's changes.
 
-mod common;
+use crate::common;
 use common::*;
 use kms_engine::audit::NullSink;
 use kms_engine::*;

@@ -5,7 +5,7 @@
 // Helpers in test files panic on failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::Fixture;
 use kmsfs::format::NamesMode;

@@ -4,7 +4,7 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod audit_support;
+use crate::audit_support;
 
 use audit_support::*;
 use kms_engine::audit::{

@@ -4,7 +4,7 @@
 // Test code: panicking on a broken fixture is the right failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Fixture, Mounted, root};
 use kms_engine::audit::query::{self, Filter};

@@ -5,7 +5,7 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod audit_support;
+use crate::audit_support;
 
 use audit_support::*;
 use kms_engine::audit::query::{self, Filter};
@@ -107,7 +107,7 @@ fn killed_writer_loses_no_acknowledged_record() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_group_writer_process",
+            "audit_group_commit::child_group_writer_process",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -1,6 +1,6 @@
 //! Encrypt / Decrypt / ReEncrypt / GenerateDataKey / GenerateRandom.
 
-mod common;
+use crate::common;
 use common::*;
 use kms_engine::*;
 

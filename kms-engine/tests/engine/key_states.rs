@@ -1,7 +1,7 @@
 //! Key state transitions and gating, including the time-driven ones
 //! (deletion windows, automatic rotation) moved along with a ManualClock.
 
-mod common;
+use crate::common;
 use common::*;
 use kms_engine::*;
 

@@ -1,7 +1,7 @@
 //! Every op records exactly one audit event, success or failure, without
 //! secrets; a failing sink fails the op.
 
-mod common;
+use crate::common;
 use common::*;
 use kms_engine::audit::{AuditEvent, AuditSink};
 use kms_engine::*;

@@ -1,6 +1,6 @@
 //! Aliases, tags, ListKeys paging, descriptions.
 
-mod common;
+use crate::common;
 use common::*;
 use kms_engine::*;
 

@@ -4,7 +4,7 @@
 // Helpers in test files panic on failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Fixture, backing_files};
 use kmsfs::format::NamesMode;

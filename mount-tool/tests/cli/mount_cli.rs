@@ -332,3 +332,38 @@ fn fail_audit_flush_ms_must_be_a_number() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--audit-flush-ms"));
 }
+
+/// A background mount whose passphrase is wrong exits with the code for a
+/// wrong passphrase (3), as a foreground mount does, prints the engine's one
+/// line, mounts nothing and leaves the store as it was.
+#[test]
+fn background_mount_with_a_wrong_passphrase_exits_3() {
+    let env = Env::new();
+    env.ok(&[
+        "kms",
+        "init-engine",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]);
+    env.ok(&["init", Env::s(&env.cipher)]);
+    std::fs::create_dir(&env.mnt).unwrap();
+    let _guard = MountGuard::new(&env.mnt);
+    let store = std::fs::read(env.engine.join("engine.store")).unwrap();
+    std::fs::write(&env.pass, "not the passphrase\n").unwrap();
+    for extra in [&[][..], &["--foreground"][..]] {
+        let mut args = vec!["mount", Env::s(&env.cipher), Env::s(&env.mnt)];
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.to_lowercase().contains("passphrase"), "{args:?}: {err}");
+        assert!(!kmsfs::fuse::status::is_mounted(&env.mnt));
+    }
+    assert_eq!(
+        std::fs::read(env.engine.join("engine.store")).unwrap(),
+        store
+    );
+}

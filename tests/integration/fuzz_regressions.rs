@@ -5,10 +5,10 @@
 //!
 //! A regression input whose bug is not fixed yet lives in
 //! `fuzz/regressions/<target>/open/`; those are replayed by the ignored
-//! test `open_fuzz_findings` (`cargo test --test fuzz_regressions -- --ignored`)
+//! test `open_fuzz_findings` (`cargo test --test integration fuzz_regressions:: -- --ignored`)
 //! until the fix lands and the file moves up one directory.
 
-#[path = "../fuzz/src/checks/mod.rs"]
+#[path = "../../fuzz/src/checks/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod checks;
 

@@ -5,7 +5,7 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod audit_support;
+use crate::audit_support;
 
 use audit_support::*;
 use kms_engine::KmsError;
@@ -137,7 +137,7 @@ fn two_processes_append_one_chain() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "child_writer_process",
+                    "audit_trail::child_writer_process",
                     "--nocapture",
                     "--test-threads=1",
                 ])

@@ -1,0 +1,19 @@
+//! kms-engine's integration tests, one module per area, linked into one test
+//! binary (see the root crate's `tests/integration/main.rs` for why). Run one
+//! area with `cargo test -p kms-engine --test engine store::`.
+
+mod audit_support;
+mod common;
+
+mod aliases_tags;
+mod audit_events;
+mod audit_group_commit;
+mod audit_head_cache;
+mod audit_tamper;
+mod audit_trail;
+mod crypto_ops;
+mod key_states;
+mod policy_grants;
+mod processes;
+mod store;
+mod store_fulldisk;

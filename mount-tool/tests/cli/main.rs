@@ -1,0 +1,8 @@
+//! End-to-end tests of the `kmsfs` binary, one module per area, linked into
+//! one test binary (see the root crate's `tests/integration/main.rs` for why).
+//! Run one area with `cargo test -p mount-tool --test cli kms_cli::`.
+
+mod audit_cli;
+mod audit_e2e;
+mod kms_cli;
+mod mount_cli;

@@ -1,0 +1,21 @@
+//! The root crate's integration tests, one module per area, linked into one
+//! test binary: thirty separately linked binaries filled a CI disk, and most
+//! of their link time was the same dependencies again. Run one area with
+//! `cargo test --test integration fs_tamper::`.
+
+mod common;
+
+mod format_vectors;
+mod fs_basic;
+mod fs_crash;
+mod fs_fulldisk;
+mod fs_keys;
+mod fs_killpriv;
+mod fs_model;
+mod fs_policy;
+mod fs_programs;
+mod fs_rename;
+mod fs_rename_crash;
+mod fs_tamper;
+mod fs_xattr_tamper;
+mod fuzz_regressions;
