@@ -5,7 +5,7 @@ use crate::blob::{self, BlobHeader};
 use crate::context::EncryptionContext;
 use crate::engine::{AuditInfo, Engine, Snapshot};
 use crate::key::KeyRecord;
-use crate::ops::{require_enabled, validate_context};
+use crate::ops::{grants::check_tokens, require_enabled, validate_context};
 use crate::wire::{SYMMETRIC_DEFAULT, SecretBytes, b64, check_algorithm};
 use crate::{KmsError, Principal};
 use serde::{Deserialize, Serialize};
@@ -193,6 +193,7 @@ impl Engine {
         self.audited(caller, "Encrypt", |a| {
             a.context(&req.encryption_context);
             check_algorithm(req.encryption_algorithm.as_deref())?;
+            check_tokens(req.grant_tokens.as_ref())?;
             validate_context(&req.encryption_context)?;
             let n = req.plaintext.len();
             if n == 0 || n > MAX_PLAINTEXT {
@@ -231,6 +232,7 @@ impl Engine {
         self.audited(caller, "Decrypt", |a| {
             a.context(&req.encryption_context);
             check_algorithm(req.encryption_algorithm.as_deref())?;
+            check_tokens(req.grant_tokens.as_ref())?;
             let snap = self.read_snapshot()?;
             let (k, plain) = self.open_blob(
                 &snap,
@@ -268,6 +270,7 @@ impl Engine {
             }));
             check_algorithm(req.source_encryption_algorithm.as_deref())?;
             check_algorithm(req.destination_encryption_algorithm.as_deref())?;
+            check_tokens(req.grant_tokens.as_ref())?;
             validate_context(&req.destination_encryption_context)?;
             let snap = self.read_snapshot()?;
             let (src, plain) = self.open_blob(

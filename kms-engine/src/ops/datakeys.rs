@@ -2,7 +2,7 @@
 
 use crate::context::EncryptionContext;
 use crate::engine::Engine;
-use crate::ops::{random::random_bytes, require_enabled, validate_context};
+use crate::ops::{grants::check_tokens, random::random_bytes, require_enabled, validate_context};
 use crate::wire::{SecretBytes, b64};
 use crate::{KmsError, Principal};
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,7 @@ impl Engine {
         self.audited(caller, op, |a| {
             a.context(&req.encryption_context);
             let len = data_key_len(req)?;
+            check_tokens(req.grant_tokens.as_ref())?;
             validate_context(&req.encryption_context)?;
             let snap = self.read_snapshot()?;
             let k = snap.resolve(&req.key_id)?;

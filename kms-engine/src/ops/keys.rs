@@ -3,7 +3,7 @@
 use crate::engine::Engine;
 use crate::ids::KeyId;
 use crate::key::{KeyMaterial, KeyRecord, KeyState, KeyVersion, default_policy};
-use crate::ops::{require_not_pending, tags::validate_tags};
+use crate::ops::{grants::check_tokens, require_not_pending, tags::validate_tags};
 use crate::policy::{Policy, check_lockout};
 use crate::wire::{SYMMETRIC_DEFAULT, Tag, page, page_limit};
 use crate::{KmsError, Principal};
@@ -230,6 +230,7 @@ impl Engine {
         req: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, KmsError> {
         self.audited(caller, "DescribeKey", |a| {
+            check_tokens(req.grant_tokens.as_ref())?;
             let snap = self.read_snapshot()?;
             let k = snap.resolve(&req.key_id)?;
             a.key(k);

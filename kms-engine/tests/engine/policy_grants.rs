@@ -791,3 +791,77 @@ fn request_alias_condition_sees_the_alias_the_caller_named() {
     assert!(describe("alias/finance").is_ok());
     denied(describe(&key));
 }
+
+/// Every operation that takes `GrantTokens` refuses a malformed token with
+/// InvalidGrantTokenException (and audits the refusal), and accepts the
+/// token CreateGrant returned.
+#[test]
+fn every_operation_with_grant_tokens_checks_them() {
+    let f = fixture();
+    let key = f.new_key();
+    let g = f
+        .engine
+        .create_grant(
+            &alice(),
+            CreateGrantRequest {
+                key_id: key.clone(),
+                ..prefix_grant("uid:1001", "/b", &[G::Decrypt])
+            },
+        )
+        .unwrap();
+    let c = json!({"kmsfs:volume": "v1", "kmsfs:path": "/b/x"});
+    let blob = f
+        .engine
+        .dispatch(
+            &alice(),
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "AAEC", "EncryptionContext": c}),
+        )
+        .unwrap()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let requests = [
+        ("DescribeKey", json!({"KeyId": key})),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "AAEC", "EncryptionContext": c}),
+        ),
+        (
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": c}),
+        ),
+        (
+            "ReEncrypt",
+            json!({"CiphertextBlob": blob, "SourceEncryptionContext": c,
+                   "DestinationKeyId": key, "DestinationEncryptionContext": c}),
+        ),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": c}),
+        ),
+        (
+            "GenerateDataKeyWithoutPlaintext",
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": c}),
+        ),
+    ];
+    for (op, req) in requests {
+        let mut bad = req.clone();
+        bad["GrantTokens"] = json!([g.grant_token, "junk"]);
+        let before = f.sink.events().len();
+        let e = f.engine.dispatch(&alice(), op, bad).unwrap_err();
+        assert_eq!(e.exception_name(), "InvalidGrantTokenException", "{op}");
+        let events = f.sink.events();
+        assert_eq!(events.len(), before + 1, "{op}: the refusal is audited");
+        assert_eq!(
+            events[before].error_code.as_deref(),
+            Some("InvalidGrantTokenException"),
+            "{op}"
+        );
+        let mut good = req;
+        good["GrantTokens"] = json!([g.grant_token]);
+        f.engine
+            .dispatch(&alice(), op, good)
+            .unwrap_or_else(|e| panic!("{op} with a real token: {e}"));
+    }
+}
