@@ -38,6 +38,9 @@ pub enum FsError {
     /// Hard links: one data key cannot be bound to two paths.
     #[error("hard links are refused: a data key is bound to one path")]
     HardLinkRefused,
+    /// POSIX file permissions refuse the caller this access.
+    #[error("permission denied")]
+    Denied,
     /// The volume is mounted read-only.
     #[error("read-only volume")]
     ReadOnly,
@@ -95,6 +98,7 @@ impl FsError {
             FsError::NameTooLong => Errno::ENAMETOOLONG,
             FsError::HardLinkRefused => Errno::EPERM,
             FsError::ReadOnly => Errno::EROFS,
+            FsError::Denied => Errno::EACCES,
             FsError::InvalidArgument | FsError::IntoItself => Errno::EINVAL,
             FsError::Unsupported => Errno::EOPNOTSUPP,
             FsError::NoAttribute => Errno::NO_XATTR,

@@ -182,6 +182,7 @@ impl Core {
             }
             r => r?,
         };
+        self.check_open(req, &of.file, flags)?;
         if flags & libc::O_TRUNC != 0 && wants_write {
             let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
             BlockIo {

@@ -13,6 +13,7 @@ pub mod inode;
 pub mod link;
 pub mod naming;
 pub mod ops;
+pub mod perm;
 pub mod rename;
 pub mod status;
 pub mod xattr;
@@ -78,6 +79,8 @@ pub struct Core {
     pub(crate) xattrs: xattr::XattrCipher,
     /// Sizes of the write requests served (for `kmsfs status`).
     pub(crate) write_counters: status::WriteCounters,
+    /// FUSE requests served, by operation (for `kmsfs status`).
+    pub(crate) op_counters: status::OpCounters,
 }
 
 impl std::fmt::Debug for Core {
@@ -103,6 +106,7 @@ impl Core {
             next_fh: AtomicU64::new(1),
             rename_lock: Mutex::new(()),
             write_counters: status::WriteCounters::default(),
+            op_counters: status::OpCounters::default(),
             opts,
         })
     }
@@ -154,6 +158,7 @@ impl Core {
             known_inodes: self.table().len() as u64,
             cache: self.keys.stats(),
             writes: self.write_counters.snapshot(),
+            requests: self.op_counters.snapshot(),
         }
     }
 }
@@ -205,7 +210,6 @@ pub fn mount_config(read_only: bool, allow_other: bool) -> fuser::Config {
     cfg.mount_options = vec![
         fuser::MountOption::FSName(status::FS_NAME.to_string()),
         fuser::MountOption::Subtype(status::FS_NAME.to_string()),
-        fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoAtime,
         if read_only {
             fuser::MountOption::RO
@@ -214,6 +218,13 @@ pub fn mount_config(read_only: bool, allow_other: bool) -> fuser::Config {
         },
     ];
     if allow_other {
+        // Other users: the kernel checks permissions on every access, also
+        // on cached lookups that never reach kmsfs. Without it the kernel
+        // admits only the mount owner, and kmsfs and the backing
+        // filesystem (acting as that same owner) check (see `perm`); that
+        // saves a parent-directory GETATTR after every create and unlink.
+        cfg.mount_options
+            .push(fuser::MountOption::DefaultPermissions);
         cfg.acl = fuser::SessionACL::All;
     }
     let cpus = std::thread::available_parallelism()

@@ -3,6 +3,7 @@
 //! [`FsError::errno`](super::errno::FsError::errno) only.
 
 use super::errno::FsError;
+use super::status::Op;
 use super::{KmsFs, MAX_WRITE, TTL};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
@@ -49,6 +50,7 @@ impl Filesystem for KmsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _t = self.core.op_counters.start(Op::Lookup);
         match self.core.lookup(parent.0, name) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(log_err("lookup", &e)),
@@ -56,10 +58,12 @@ impl Filesystem for KmsFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _t = self.core.op_counters.start(Op::Forget);
         self.core.table().forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = self.core.op_counters.start(Op::Getattr);
         match self.core.getattr(ino.0) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(log_err("getattr", &e)),
@@ -84,6 +88,7 @@ impl Filesystem for KmsFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _t = self.core.op_counters.start(Op::Setattr);
         match self.core.setattr(
             req,
             ino.0,
@@ -101,6 +106,7 @@ impl Filesystem for KmsFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = self.core.op_counters.start(Op::Readlink);
         match self.core.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(log_err("readlink", &e)),
@@ -117,6 +123,7 @@ impl Filesystem for KmsFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.core.op_counters.start(Op::Mknod);
         match self.core.mknod(req, parent.0, name, mode, umask, rdev) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(log_err("mknod", &e)),
@@ -132,6 +139,7 @@ impl Filesystem for KmsFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.core.op_counters.start(Op::Mkdir);
         match self.core.mkdir(req, parent.0, name, mode, umask) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(log_err("mkdir", &e)),
@@ -139,6 +147,7 @@ impl Filesystem for KmsFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.core.op_counters.start(Op::Unlink);
         match self.core.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("unlink", &e)),
@@ -146,6 +155,7 @@ impl Filesystem for KmsFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.core.op_counters.start(Op::Rmdir);
         match self.core.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("rmdir", &e)),
@@ -160,6 +170,7 @@ impl Filesystem for KmsFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _t = self.core.op_counters.start(Op::Symlink);
         match self.core.symlink(req, parent.0, link_name, target) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(log_err("symlink", &e)),
@@ -176,6 +187,7 @@ impl Filesystem for KmsFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Rename);
         match self
             .core
             .rename(req, parent.0, name, newparent.0, newname, flags)
@@ -193,6 +205,7 @@ impl Filesystem for KmsFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _t = self.core.op_counters.start(Op::Link);
         match self.core.link() {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(log_err("link", &e)),
@@ -200,6 +213,7 @@ impl Filesystem for KmsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.core.op_counters.start(Op::Open);
         match self.core.open(req, ino.0, flags.0) {
             Ok((fh, f)) => reply.opened(FileHandle(fh), f),
             Err(e) => reply.error(log_err("open", &e)),
@@ -217,6 +231,7 @@ impl Filesystem for KmsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _t = self.core.op_counters.start(Op::Read);
         match self.core.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(log_err("read", &e)),
@@ -235,6 +250,7 @@ impl Filesystem for KmsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _t = self.core.op_counters.start(Op::Write);
         let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.core.write(fh.0, offset, data, kill_suidgid) {
             Ok(n) => reply.written(n),
@@ -250,6 +266,7 @@ impl Filesystem for KmsFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Flush);
         // Writes go straight to the backing file: nothing is buffered here.
         reply.ok();
     }
@@ -264,6 +281,7 @@ impl Filesystem for KmsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Release);
         self.core.release(fh.0);
         reply.ok();
     }
@@ -276,6 +294,7 @@ impl Filesystem for KmsFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Fsync);
         match self.core.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("fsync", &e)),
@@ -283,6 +302,7 @@ impl Filesystem for KmsFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.core.op_counters.start(Op::Opendir);
         match self.core.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(log_err("opendir", &e)),
@@ -297,6 +317,7 @@ impl Filesystem for KmsFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _t = self.core.op_counters.start(Op::Readdir);
         let h = match self.core.dir_handle(fh.0) {
             Ok(h) => h,
             Err(e) => return reply.error(log_err("readdir", &e)),
@@ -318,6 +339,7 @@ impl Filesystem for KmsFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _t = self.core.op_counters.start(Op::Readdirplus);
         let h = match self.core.dir_handle(fh.0) {
             Ok(h) => h,
             Err(e) => return reply.error(log_err("readdirplus", &e)),
@@ -357,6 +379,7 @@ impl Filesystem for KmsFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Releasedir);
         self.core.releasedir(fh.0);
         reply.ok();
     }
@@ -369,6 +392,7 @@ impl Filesystem for KmsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Fsyncdir);
         match self.core.fsyncdir(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("fsyncdir", &e)),
@@ -376,6 +400,7 @@ impl Filesystem for KmsFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _t = self.core.op_counters.start(Op::Statfs);
         match self.core.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -401,6 +426,7 @@ impl Filesystem for KmsFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Setxattr);
         match self.core.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("setxattr", &e)),
@@ -408,6 +434,7 @@ impl Filesystem for KmsFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _t = self.core.op_counters.start(Op::Getxattr);
         match self.core.getxattr(ino.0, name) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(log_err("getxattr", &e)),
@@ -415,6 +442,7 @@ impl Filesystem for KmsFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _t = self.core.op_counters.start(Op::Listxattr);
         match self.core.listxattr(ino.0) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(log_err("listxattr", &e)),
@@ -422,15 +450,20 @@ impl Filesystem for KmsFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.core.op_counters.start(Op::Removexattr);
         match self.core.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("removexattr", &e)),
         }
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        // default_permissions: the kernel checks permissions itself.
-        reply.ok();
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let _t = self.core.op_counters.start(Op::Access);
+        // Only sent without default_permissions (see `perm`).
+        match self.core.access(req, ino.0, mask.bits() as u32) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(log_err("access", &e)),
+        }
     }
 
     fn create(
@@ -443,6 +476,7 @@ impl Filesystem for KmsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _t = self.core.op_counters.start(Op::Create);
         match self
             .core
             .create_file(req, parent.0, name, mode, umask, Some(flags))
@@ -469,6 +503,7 @@ impl Filesystem for KmsFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.core.op_counters.start(Op::Fallocate);
         match self.core.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("fallocate", &e)),

@@ -23,6 +23,195 @@ pub struct StatusReport {
     /// Write requests served so far (shows whether the kernel sends large writes).
     #[serde(default)]
     pub writes: WriteStats,
+    /// FUSE requests served so far, by operation (only those seen).
+    #[serde(default)]
+    pub requests: std::collections::BTreeMap<String, OpStat>,
+}
+
+/// Count and total service time of one kind of FUSE request.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OpStat {
+    /// Requests served.
+    pub count: u64,
+    /// Time spent serving them in the mount process, in microseconds.
+    pub total_us: u64,
+}
+
+/// Every FUSE operation kmsfs serves, for [`OpCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lookup,
+    Forget,
+    Getattr,
+    Setattr,
+    Readlink,
+    Mknod,
+    Mkdir,
+    Unlink,
+    Rmdir,
+    Symlink,
+    Rename,
+    Link,
+    Open,
+    Read,
+    Write,
+    Flush,
+    Release,
+    Fsync,
+    Opendir,
+    Readdir,
+    Readdirplus,
+    Releasedir,
+    Fsyncdir,
+    Statfs,
+    Setxattr,
+    Getxattr,
+    Listxattr,
+    Removexattr,
+    Access,
+    Create,
+    Fallocate,
+}
+
+impl Op {
+    /// Every operation, in the order of the enum.
+    pub const ALL: [Op; 31] = [
+        Op::Lookup,
+        Op::Forget,
+        Op::Getattr,
+        Op::Setattr,
+        Op::Readlink,
+        Op::Mknod,
+        Op::Mkdir,
+        Op::Unlink,
+        Op::Rmdir,
+        Op::Symlink,
+        Op::Rename,
+        Op::Link,
+        Op::Open,
+        Op::Read,
+        Op::Write,
+        Op::Flush,
+        Op::Release,
+        Op::Fsync,
+        Op::Opendir,
+        Op::Readdir,
+        Op::Readdirplus,
+        Op::Releasedir,
+        Op::Fsyncdir,
+        Op::Statfs,
+        Op::Setxattr,
+        Op::Getxattr,
+        Op::Listxattr,
+        Op::Removexattr,
+        Op::Access,
+        Op::Create,
+        Op::Fallocate,
+    ];
+
+    /// The FUSE name of the operation, lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Lookup => "lookup",
+            Op::Forget => "forget",
+            Op::Getattr => "getattr",
+            Op::Setattr => "setattr",
+            Op::Readlink => "readlink",
+            Op::Mknod => "mknod",
+            Op::Mkdir => "mkdir",
+            Op::Unlink => "unlink",
+            Op::Rmdir => "rmdir",
+            Op::Symlink => "symlink",
+            Op::Rename => "rename",
+            Op::Link => "link",
+            Op::Open => "open",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Flush => "flush",
+            Op::Release => "release",
+            Op::Fsync => "fsync",
+            Op::Opendir => "opendir",
+            Op::Readdir => "readdir",
+            Op::Readdirplus => "readdirplus",
+            Op::Releasedir => "releasedir",
+            Op::Fsyncdir => "fsyncdir",
+            Op::Statfs => "statfs",
+            Op::Setxattr => "setxattr",
+            Op::Getxattr => "getxattr",
+            Op::Listxattr => "listxattr",
+            Op::Removexattr => "removexattr",
+            Op::Access => "access",
+            Op::Create => "create",
+            Op::Fallocate => "fallocate",
+        }
+    }
+}
+
+const N_OPS: usize = Op::ALL.len();
+
+/// Lock-free per-operation request counters and service times.
+#[derive(Debug)]
+pub struct OpCounters {
+    count: [std::sync::atomic::AtomicU64; N_OPS],
+    nanos: [std::sync::atomic::AtomicU64; N_OPS],
+}
+
+impl Default for OpCounters {
+    fn default() -> Self {
+        OpCounters {
+            count: std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)),
+            nanos: std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Counts one request of its operation when dropped (after the reply).
+#[must_use]
+#[derive(Debug)]
+pub struct OpTimer<'a> {
+    counters: &'a OpCounters,
+    op: Op,
+    start: std::time::Instant,
+}
+
+impl Drop for OpTimer<'_> {
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters.record(self.op, ns);
+    }
+}
+
+impl OpCounters {
+    /// Starts timing one request of `op`.
+    pub fn start(&self, op: Op) -> OpTimer<'_> {
+        OpTimer {
+            counters: self,
+            op,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one request of `op` that took `nanos`.
+    pub fn record(&self, op: Op, nanos: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.count[op as usize].fetch_add(1, Relaxed);
+        self.nanos[op as usize].fetch_add(nanos, Relaxed);
+    }
+
+    /// The operations seen so far, by name.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, OpStat> {
+        use std::sync::atomic::Ordering::Relaxed;
+        Op::ALL
+            .iter()
+            .filter_map(|&op| {
+                let count = self.count[op as usize].load(Relaxed);
+                (count > 0).then(|| {
+                    let total_us = self.nanos[op as usize].load(Relaxed) / 1000;
+                    (op.name().to_string(), OpStat { count, total_us })
+                })
+            })
+            .collect()
+    }
 }
 
 /// Counters of the FUSE write requests a mount served.
@@ -229,7 +418,50 @@ mod tests {
             known_inodes: 3,
             cache: CacheStats::default(),
             writes: WriteStats::default(),
+            requests: [(
+                "lookup".to_string(),
+                OpStat {
+                    count: 4,
+                    total_us: 9,
+                },
+            )]
+            .into_iter()
+            .collect(),
         }
+    }
+
+    #[test]
+    fn op_counters_count_and_time_by_operation() {
+        let c = OpCounters::default();
+        assert!(c.snapshot().is_empty());
+        c.record(Op::Unlink, 1_500);
+        c.record(Op::Unlink, 2_500);
+        drop(c.start(Op::Getattr));
+        let s = c.snapshot();
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s["unlink"],
+            OpStat {
+                count: 2,
+                total_us: 4
+            }
+        );
+        assert_eq!(s["getattr"].count, 1);
+        // Every operation has its own slot and a distinct name.
+        for (i, op) in Op::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+        }
+        let names: std::collections::BTreeSet<_> = Op::ALL.iter().map(|o| o.name()).collect();
+        assert_eq!(names.len(), Op::ALL.len());
+    }
+
+    #[test]
+    fn status_without_request_counters_still_reads() {
+        // A status file from a mount started before the counters existed.
+        let mut v = serde_json::to_value(report()).unwrap();
+        v.as_object_mut().unwrap().remove("requests");
+        let r: StatusReport = serde_json::from_value(v).unwrap();
+        assert!(r.requests.is_empty());
     }
 
     #[test]

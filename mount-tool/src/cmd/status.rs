@@ -56,6 +56,15 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                             "  key cache:   {} hits, {} misses, {} entries",
                             s.cache.hits, s.cache.misses, s.cache.entries
                         );
+                        if !s.requests.is_empty() {
+                            println!("  requests:    count, mean service time");
+                            let mut ops: Vec<_> = s.requests.iter().collect();
+                            ops.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+                            for (name, op) in ops {
+                                let mean = op.total_us as f64 / op.count.max(1) as f64;
+                                println!("    {name:<12} {:>10} {mean:>9.1} µs", op.count);
+                            }
+                        }
                     }
                     None => println!("  (no status file)"),
                 }
