@@ -6,7 +6,7 @@
 //! every user, also on cached lookups that never reach kmsfs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::Fixture;
 use kmsfs::format::NamesMode;
