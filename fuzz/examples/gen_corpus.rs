@@ -16,8 +16,8 @@ use kms_engine::audit::{AuditEvent, FileAuditTrail, NullSink, TrailOptions};
 use kms_engine::blob::{self, BlobHeader};
 use kms_engine::context::context_from;
 use kms_engine::ops::dispatch::OPERATIONS;
-use kms_engine::store::format::open_file;
-use kms_engine::store::root::{KdfParams, derive};
+use kms_engine::store::format::{StoreHeader, open_file};
+use kms_engine::store::root::KdfParams;
 use kms_engine::{Engine, KeyId, ManualClock, Principal, RootKeySource};
 use kmsfs::content::ContentCipher;
 use kmsfs::format::{FileHeader, FileId, NamesMode, VolumeConfig};
@@ -249,11 +249,12 @@ fn store(out: &Out) -> Res<()> {
     let d3 = tmp.path().join("fixed");
     let e = new_engine(&d3, RootKeySource::Key(Zeroizing::new(FIXED_ROOT_KEY)))?;
     let f3 = std::fs::read(d3.join(kms_engine::store::STATE_FILE))?;
-    let empty = open_file(&derive(&FIXED_ROOT_KEY).seal, &f3)?;
+    let store_key = StoreHeader::decode(&f3)?.unlock(&FIXED_ROOT_KEY)?;
+    let empty = open_file(&store_key, &f3)?;
     out.put("engine_store", "state-empty", &cat(&[&[1], &empty]))?;
     populate(&e)?;
     let f3 = std::fs::read(d3.join(kms_engine::store::STATE_FILE))?;
-    let full = open_file(&derive(&FIXED_ROOT_KEY).seal, &f3)?;
+    let full = open_file(&store_key, &f3)?;
     out.put("engine_store", "state-populated", &cat(&[&[1], &full]))?;
     Ok(())
 }

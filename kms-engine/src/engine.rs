@@ -9,8 +9,8 @@ use crate::ids::{KeyId, new_request_id};
 use crate::key::KeyRecord;
 use crate::policy::{Decision, DecisionReason, Policy, RequestContext, evaluate_with_grants};
 use crate::state::State;
-use crate::store::format::{StoreHeader, open_file, seal_file};
-use crate::store::root::{self, KdfParams, RootKeySource, RootKind};
+use crate::store::format::{RootParams, StoreHeader, open_file, seal_file};
+use crate::store::root::{self, KdfParams, RootKeySource};
 use crate::store::{Fingerprint, StoreFiles, WriteLock};
 use crate::wire::SYMMETRIC_DEFAULT;
 use crate::{Clock, KmsError, Principal};
@@ -35,6 +35,9 @@ pub(crate) struct Snapshot {
     pub policies: HashMap<KeyId, Arc<Policy>>,
     pub ciphers: HashMap<(KeyId, u32), Arc<LessSafeKey>>,
     pub fingerprint: Fingerprint,
+    /// The header of the file this state was read from or written as (it
+    /// changes when any process changes the root key).
+    pub header: StoreHeader,
     pub next_due: Option<i64>,
 }
 
@@ -43,6 +46,7 @@ impl fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("generation", &self.state.generation)
             .field("keys", &self.state.keys.len())
+            .field("format", &self.header.version())
             .finish_non_exhaustive()
     }
 }
@@ -51,6 +55,7 @@ impl Snapshot {
     fn build(
         state: State,
         fingerprint: Fingerprint,
+        header: StoreHeader,
         old: Option<&Snapshot>,
     ) -> Result<Snapshot, KmsError> {
         let mut ciphers = HashMap::new();
@@ -78,6 +83,7 @@ impl Snapshot {
             policies,
             ciphers,
             fingerprint,
+            header,
             next_due,
         })
     }
@@ -135,9 +141,14 @@ impl AuditInfo {
 /// A local key management engine over one store directory. `Send + Sync`;
 /// share it (e.g. in an `Arc`) between threads.
 pub struct Engine {
-    files: StoreFiles,
-    header: StoreHeader,
-    seal_key: Zeroizing<[u8; 32]>,
+    pub(crate) files: StoreFiles,
+    /// The key the state is sealed under; it outlives root-key changes, so
+    /// this engine keeps reading and writing the store after another
+    /// process changed the root key.
+    store_key: Zeroizing<[u8; 32]>,
+    /// For a store opened in format 1: the format-2 header its first write
+    /// uses (the store key wrapped under the root key it was opened with).
+    conversion: Option<StoreHeader>,
     snap: RwLock<Arc<Snapshot>>,
     refresh_guard: Mutex<()>,
     started: Instant,
@@ -151,7 +162,7 @@ impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("dir", &self.files.dir())
-            .field("seal_key", &"<redacted>")
+            .field("store_key", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -167,32 +178,12 @@ impl Engine {
         audit: Arc<dyn AuditSink>,
     ) -> Result<Engine, KmsError> {
         let files = StoreFiles::open_dir(dir, true)?;
-        let kind = root::kind_of(&root);
-        let (kdf, salt) = match kind {
-            RootKind::Passphrase => {
-                kdf.validate().map_err(KmsError::Validation)?;
-                let mut salt = [0u8; 16];
-                aws_lc_rs::rand::fill(&mut salt)
-                    .map_err(|_| KmsError::Internal("random source failed".into()))?;
-                (kdf, salt)
-            }
-            RootKind::KeyFile => (
-                KdfParams {
-                    m_cost_kib: 0,
-                    t_cost: 0,
-                    p_cost: 0,
-                },
-                [0u8; 16],
-            ),
-        };
-        let root_key = root::root_key(&root, kdf, &salt)?;
-        let derived = root::derive(&root_key);
-        let header = StoreHeader {
-            kind,
-            kdf,
-            salt,
-            check: derived.check,
-        };
+        let params = RootParams::fresh(root::kind_of(&root), kdf)?;
+        let root_key = root::root_key(&root, params.kdf, &params.salt)?;
+        let mut store_key = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(store_key.as_mut())
+            .map_err(|_| KmsError::Internal("random source failed".into()))?;
+        let header = StoreHeader::wrap(params, &root_key, &store_key)?;
         let lock = files.lock()?;
         if files.exists() {
             return Err(KmsError::AlreadyExists(format!(
@@ -202,18 +193,11 @@ impl Engine {
         }
         let mut state = State::new()?;
         state.generation = 1;
-        let bytes = seal_file(&header, &derived.seal, &state.encode()?)?;
+        let bytes = seal_file(&header, &store_key, &state.encode()?)?;
         let fp = files.write_atomic(&lock, &bytes)?;
         drop(lock);
-        let snap = Snapshot::build(state, fp, None)?;
-        Ok(Self::assemble(
-            files,
-            header,
-            derived.seal,
-            snap,
-            clock,
-            audit,
-        ))
+        let snap = Snapshot::build(state, fp, header, None)?;
+        Ok(Self::assemble(files, store_key, None, snap, clock, audit))
     }
 
     /// Opens the store in `dir`. A wrong passphrase or key file gives
@@ -228,17 +212,18 @@ impl Engine {
         let files = StoreFiles::open_dir(dir, false)?;
         let (bytes, fp) = files.read()?;
         let header = StoreHeader::decode(&bytes)?;
-        if root::kind_of(&root) != header.kind {
-            return Err(KmsError::WrongPassphrase);
-        }
-        let root_key = root::root_key(&root, header.kdf, &header.salt)?;
-        let derived = root::derive(&root_key);
-        if !header.check_matches(&derived.check) {
-            return Err(KmsError::WrongPassphrase);
-        }
-        let state = State::decode(&open_file(&derived.seal, &bytes)?)?;
-        let snap = Snapshot::build(state, fp, None)?;
-        let engine = Self::assemble(files, header, derived.seal, snap, clock, audit);
+        let root_key = root_key_for(header.root(), &root)?;
+        let store_key = header.unlock(&root_key)?;
+        let conversion = match header {
+            StoreHeader::V1 { root: params, .. } => {
+                Some(StoreHeader::wrap(params, &root_key, &store_key)?)
+            }
+            StoreHeader::V2 { .. } => None,
+        };
+        drop(root_key);
+        let state = State::decode(&open_file(&store_key, &bytes)?)?;
+        let snap = Snapshot::build(state, fp, header, None)?;
+        let engine = Self::assemble(files, store_key, conversion, snap, clock, audit);
         {
             let lock = engine.files.lock()?;
             engine.files.remove_stale_temps(&lock)?;
@@ -248,16 +233,16 @@ impl Engine {
 
     fn assemble(
         files: StoreFiles,
-        header: StoreHeader,
-        seal_key: Zeroizing<[u8; 32]>,
+        store_key: Zeroizing<[u8; 32]>,
+        conversion: Option<StoreHeader>,
         snap: Snapshot,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
     ) -> Engine {
         Engine {
             files,
-            header,
-            seal_key,
+            store_key,
+            conversion,
             snap: RwLock::new(Arc::new(snap)),
             refresh_guard: Mutex::new(()),
             started: Instant::now(),
@@ -284,6 +269,11 @@ impl Engine {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         self.files.dir()
+    }
+
+    /// Whether `key` is this engine's store key (constant time).
+    pub(crate) fn is_store_key(&self, key: &[u8; 32]) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(key, &self.store_key[..]).is_ok()
     }
 
     /// The 32-byte seed of the audit trail's signing key, generated at
@@ -315,14 +305,11 @@ impl Engine {
 
     fn load_from_disk(&self, old: &Snapshot) -> Result<Snapshot, KmsError> {
         let (bytes, fp) = self.files.read()?;
+        // The header may have changed (another process changed the root
+        // key); the state's tag authenticates all of it under the store key.
         let header = StoreHeader::decode(&bytes)?;
-        if header != self.header {
-            return Err(KmsError::StoreCorrupted(
-                "the store header changed on disk".into(),
-            ));
-        }
-        let state = State::decode(&open_file(&self.seal_key, &bytes)?)?;
-        Snapshot::build(state, fp, Some(old))
+        let state = State::decode(&open_file(&self.store_key, &bytes)?)?;
+        Snapshot::build(state, fp, header, Some(old))
     }
 
     /// Snapshot for a read-only op: re-checks the disk at most every refresh
@@ -358,7 +345,7 @@ impl Engine {
 
     /// Under the writer lock: the newest state (reloaded if another process
     /// wrote since).
-    fn current_locked(&self, _lock: &WriteLock<'_>) -> Result<Arc<Snapshot>, KmsError> {
+    pub(crate) fn current_locked(&self, _lock: &WriteLock<'_>) -> Result<Arc<Snapshot>, KmsError> {
         let cur = self.current()?;
         if self.files.fingerprint()? == cur.fingerprint {
             return Ok(cur);
@@ -372,16 +359,37 @@ impl Engine {
         Ok(w.clone())
     }
 
-    fn commit(
+    fn commit(&self, lock: &WriteLock<'_>, old: &Snapshot, state: State) -> Result<(), KmsError> {
+        let header = match old.header {
+            h @ StoreHeader::V2 { .. } => h,
+            StoreHeader::V1 { root, .. } => match self.conversion {
+                // The first write converts a format-1 store to format 2,
+                // keeping its store key (the format-1 sealing key).
+                Some(h) if *h.root() == root => h,
+                _ => {
+                    return Err(KmsError::StoreCorrupted(
+                        "the engine store was replaced by a format-1 copy this process \
+                         cannot convert; open it again"
+                            .into(),
+                    ));
+                }
+            },
+        };
+        self.commit_with_header(lock, old, state, header)
+    }
+
+    /// Writes `state` (generation + 1) under `header` and installs it.
+    pub(crate) fn commit_with_header(
         &self,
         lock: &WriteLock<'_>,
         old: &Snapshot,
         mut state: State,
+        header: StoreHeader,
     ) -> Result<(), KmsError> {
         state.generation = old.state.generation.wrapping_add(1);
-        let bytes = seal_file(&self.header, &self.seal_key, &state.encode()?)?;
+        let bytes = seal_file(&header, &self.store_key, &state.encode()?)?;
         let fp = self.files.write_atomic(lock, &bytes)?;
-        let snap = Snapshot::build(state, fp, Some(old))?;
+        let snap = Snapshot::build(state, fp, header, Some(old))?;
         let mut w = self
             .snap
             .write()
@@ -521,6 +529,18 @@ impl Engine {
         self.audit.record(&event)?;
         result
     }
+}
+
+/// The root key the secret `root` gives under `params` (Argon2id for a
+/// passphrase); a secret of the other kind is `WrongPassphrase`.
+pub(crate) fn root_key_for(
+    params: &RootParams,
+    root: &RootKeySource,
+) -> Result<Zeroizing<[u8; 32]>, KmsError> {
+    if root::kind_of(root) != params.kind {
+        return Err(KmsError::WrongPassphrase);
+    }
+    root::root_key(root, params.kdf, &params.salt)
 }
 
 /// AccessDeniedException in AWS's wording plus the deciding statement.

@@ -38,6 +38,7 @@ pub use ops::keys::*;
 pub use ops::lifecycle::*;
 pub use ops::policies::*;
 pub use ops::random::*;
+pub use ops::root_key::*;
 pub use ops::rotation::*;
 pub use ops::tags::*;
 pub use principal::Principal;

@@ -30,7 +30,8 @@ pub struct KdfChoice {
 }
 
 impl KdfChoice {
-    fn params(self) -> KdfParams {
+    /// The Argon2id parameters: the engine default with the given costs.
+    pub fn params(self) -> KdfParams {
         let mut params = KdfParams::default();
         if let Some(m) = self.memory_kib {
             params.m_cost_kib = m;
@@ -268,7 +269,8 @@ pub enum RootSecret {
 }
 
 impl RootSecret {
-    fn into_source(self) -> RootKeySource {
+    /// The secret as the engine takes it.
+    pub fn into_source(self) -> RootKeySource {
         match self {
             RootSecret::Passphrase(p) => RootKeySource::Passphrase(p),
             RootSecret::Key(k) => RootKeySource::Key(k),
@@ -351,22 +353,34 @@ pub fn root_secret(args: &EngineArgs, purpose: Purpose) -> Result<RootSecret, Cl
             let p = prompt("Engine passphrase: ")?;
             Ok(RootSecret::Passphrase(p))
         }
-        Purpose::Create => {
-            let p = prompt("New engine passphrase: ")?;
-            if p.is_empty() {
-                return Err(CliError::EmptyPassphrase);
-            }
-            let again = prompt("Repeat the passphrase: ")?;
-            if *p != *again {
-                return Err(CliError::PassphraseMismatch);
-            }
-            Ok(RootSecret::Passphrase(p))
-        }
+        Purpose::Create => prompt_new_passphrase(),
     }
 }
 
+/// A new passphrase asked twice on the terminal without echo; refuses an
+/// empty one and two that differ. Without a terminal: `NoPassphrase`.
+pub fn prompt_new_passphrase() -> Result<RootSecret, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NoPassphrase);
+    }
+    let prompt = |text: &str| {
+        rpassword::prompt_password(text)
+            .map(Zeroizing::new)
+            .map_err(|e| CliError::io("cannot read the passphrase from the terminal", e))
+    };
+    let p = prompt("New engine passphrase: ")?;
+    if p.is_empty() {
+        return Err(CliError::EmptyPassphrase);
+    }
+    let again = prompt("Repeat the passphrase: ")?;
+    if *p != *again {
+        return Err(CliError::PassphraseMismatch);
+    }
+    Ok(RootSecret::Passphrase(p))
+}
+
 /// A key file: exactly 32 raw bytes.
-fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| CliError::KeyFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -386,7 +400,7 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
 }
 
 /// A passphrase file: its first line, without the line ending.
-fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>, CliError> {
+pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>, CliError> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| CliError::PassphraseFile {
         path: path.to_path_buf(),
         reason: e.to_string(),

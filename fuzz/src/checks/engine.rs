@@ -10,8 +10,8 @@ use super::{
 use kms_engine::audit::NullSink;
 use kms_engine::blob::{self, BlobHeader};
 use kms_engine::context::context_from;
-use kms_engine::store::format::{StoreHeader, open_file, seal_file};
-use kms_engine::store::root::{self as store_root, KdfParams, RootKind};
+use kms_engine::store::format::{RootParams, StoreHeader, open_file, seal_file};
+use kms_engine::store::root::{KdfParams, RootKind};
 use kms_engine::{Engine, KeyId};
 use serde_json::Value;
 
@@ -69,8 +69,8 @@ pub fn engine_blob(data: &[u8]) {
 static STORE_DIR: Mutex<Option<tempfile::TempDir>> = Mutex::new(None);
 
 /// The engine store file. Mode 0: the input is a whole store file:
-/// `StoreHeader::decode`, the key check and `open_file` under a fixed root
-/// key, then `Engine::open` on it in a real directory; all must refuse
+/// `StoreHeader::decode`, unlocking the store key with a fixed root key and
+/// `open_file`, then `Engine::open` on it in a real directory; all must refuse
 /// (random bytes never authenticate) without panicking. Mode 1: the input is
 /// the *plaintext state*, sealed properly under the fixed root key, so the
 /// state decoder and `Engine::open` see arbitrary authenticated state; the
@@ -80,30 +80,26 @@ pub fn engine_store(data: &[u8]) {
     let Some((m, rest)) = mode(data) else {
         return;
     };
-    let derived = store_root::derive(&FIXED_ROOT_KEY);
     let file = if m % 2 == 0 {
         if let Ok(h) = StoreHeader::decode(rest)
-            && h.kind == RootKind::KeyFile
-            && h.check_matches(&derived.check)
+            && h.root().kind == RootKind::KeyFile
+            && let Ok(store_key) = h.unlock(&FIXED_ROOT_KEY)
         {
             assert!(
-                open_file(&derived.seal, rest).is_err(),
+                open_file(&store_key, rest).is_err(),
                 "random store authenticated"
             );
         }
         rest.to_vec()
     } else {
-        let header = StoreHeader {
-            kind: RootKind::KeyFile,
-            kdf: KdfParams {
-                m_cost_kib: 0,
-                t_cost: 0,
-                p_cost: 0,
-            },
-            salt: [0; 16],
-            check: derived.check,
+        let store_key = [0x77; 32];
+        let header = match RootParams::fresh(RootKind::KeyFile, KdfParams::default())
+            .and_then(|p| StoreHeader::wrap(p, &FIXED_ROOT_KEY, &store_key))
+        {
+            Ok(h) => h,
+            Err(e) => panic!("wrapping the store key failed: {e}"),
         };
-        match seal_file(&header, &derived.seal, rest) {
+        match seal_file(&header, &store_key, rest) {
             Ok(f) => f,
             Err(e) => panic!("seal_file failed: {e}"),
         }

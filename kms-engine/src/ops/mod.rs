@@ -11,6 +11,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod policies;
 pub mod random;
+pub mod root_key;
 pub mod rotation;
 pub mod tags;
 

@@ -1,60 +1,221 @@
-//! The sealed store file (format v1): a plaintext header (KDF parameters,
-//! salt, key check value, nonce) followed by the postcard-encoded state
-//! sealed with AES-256-GCM-SIV under a key derived from the root key.
+//! The sealed store file. Format 2 (written): a plaintext header (KDF
+//! parameters, salt, the store key wrapped under the root key, nonce)
+//! followed by the postcard-encoded state sealed with AES-256-GCM-SIV under
+//! the store key. Format 1 (read, converted at the first write): the state
+//! sealed under a key derived from the root key, with a key check value.
 //! See "Engine store" in `docs/file-format.md`.
 
-use super::root::{KdfParams, RootKind};
+use super::root::{self, KdfParams, RootKind};
 use crate::KmsError;
 use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::constant_time::verify_slices_are_equal;
+use std::fmt;
 use zeroize::Zeroizing;
 
 pub const MAGIC: &[u8; 8] = b"KMSFSENG";
-pub const STORE_VERSION: u8 = 1;
-/// Header length; the header is the AAD of the sealed state.
-pub const HEADER_LEN: usize = 8 + 1 + 1 + 12 + 16 + 32 + NONCE_LEN;
+/// The format every write produces.
+pub const STORE_VERSION: u8 = 2;
+/// The first format: still read, never written by the engine.
+pub const STORE_VERSION_1: u8 = 1;
+/// Header length of format 1; the header is the AAD of the sealed state.
+pub const V1_HEADER_LEN: usize = ROOT_PARAMS_LEN + 32 + NONCE_LEN;
+/// Header length of format 2; the header is the AAD of the sealed state.
+pub const HEADER_LEN: usize = ROOT_PARAMS_LEN + NONCE_LEN + WRAPPED_LEN + NONCE_LEN;
+/// Bytes 0..38 of both formats: magic, version, root kind, KDF parameters,
+/// salt. In format 2 they are the AAD of the wrapped store key.
+pub const ROOT_PARAMS_LEN: usize = 8 + 1 + 1 + 12 + 16;
 const TAG_LEN: usize = 16;
+/// The wrapped store key: 32 bytes of ciphertext and the 16-byte tag.
+pub const WRAPPED_LEN: usize = 32 + TAG_LEN;
 
-/// The fixed part of the header (everything but the nonce), constant for
-/// the life of a store.
+/// How the root key is obtained from the secret: the part of the header a
+/// root-key change replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreHeader {
+pub struct RootParams {
     pub kind: RootKind,
     /// Zero for key-file stores.
     pub kdf: KdfParams,
     /// Zero for key-file stores.
     pub salt: [u8; 16],
-    pub check: [u8; 32],
 }
 
-impl StoreHeader {
-    fn encode(&self, nonce: &[u8; NONCE_LEN]) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
+impl RootParams {
+    /// Parameters for a new root key of `kind`: a fresh random salt and
+    /// `kdf` for a passphrase (validated), zeros for a key file.
+    pub fn fresh(kind: RootKind, kdf: KdfParams) -> Result<RootParams, KmsError> {
+        match kind {
+            RootKind::Passphrase => {
+                kdf.validate().map_err(KmsError::Validation)?;
+                let mut salt = [0u8; 16];
+                aws_lc_rs::rand::fill(&mut salt)
+                    .map_err(|_| KmsError::Internal("random source failed".into()))?;
+                Ok(RootParams { kind, kdf, salt })
+            }
+            RootKind::KeyFile => Ok(RootParams {
+                kind,
+                kdf: KdfParams {
+                    m_cost_kib: 0,
+                    t_cost: 0,
+                    p_cost: 0,
+                },
+                salt: [0u8; 16],
+            }),
+        }
+    }
+
+    /// Bytes 0..38 of a header of format `version`.
+    fn encode(&self, version: u8) -> [u8; ROOT_PARAMS_LEN] {
+        let mut h = [0u8; ROOT_PARAMS_LEN];
         h[0..8].copy_from_slice(MAGIC);
-        h[8] = STORE_VERSION;
+        h[8] = version;
         h[9] = self.kind as u8;
         h[10..14].copy_from_slice(&self.kdf.m_cost_kib.to_be_bytes());
         h[14..18].copy_from_slice(&self.kdf.t_cost.to_be_bytes());
         h[18..22].copy_from_slice(&self.kdf.p_cost.to_be_bytes());
         h[22..38].copy_from_slice(&self.salt);
-        h[38..70].copy_from_slice(&self.check);
-        h[70..82].copy_from_slice(nonce);
+        h
+    }
+}
+
+/// The store key wrapped under the root key (format 2): nonce, then
+/// AES-256-GCM-SIV ciphertext and tag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct WrappedStoreKey {
+    pub nonce: [u8; NONCE_LEN],
+    pub sealed: [u8; WRAPPED_LEN],
+}
+
+impl fmt::Debug for WrappedStoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WrappedStoreKey(..)")
+    }
+}
+
+/// The header of a store file without the state nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHeader {
+    /// Format 1: the state is sealed under a key derived from the root key;
+    /// `check` tells a wrong root key apart from a damaged store.
+    V1 { root: RootParams, check: [u8; 32] },
+    /// Format 2: the state is sealed under the store key, which is wrapped
+    /// under the root key.
+    V2 {
+        root: RootParams,
+        wrapped: WrappedStoreKey,
+    },
+}
+
+fn aead_key(key: &[u8; 32], what: &str) -> Result<LessSafeKey, KmsError> {
+    UnboundKey::new(&AES_256_GCM_SIV, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| KmsError::Internal(format!("cannot build the {what}")))
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN], KmsError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| KmsError::Internal("random source failed".into()))?;
+    Ok(nonce)
+}
+
+impl StoreHeader {
+    /// A format-2 header holding `store_key` wrapped under `root_key` (the
+    /// key `root` gives), with a random nonce.
+    pub fn wrap(
+        root: RootParams,
+        root_key: &[u8; 32],
+        store_key: &[u8; 32],
+    ) -> Result<StoreHeader, KmsError> {
+        Self::wrap_with_nonce(root, root_key, store_key, random_nonce()?)
+    }
+
+    /// [`StoreHeader::wrap`] with a given nonce; for the known-answer test.
+    pub fn wrap_with_nonce(
+        root: RootParams,
+        root_key: &[u8; 32],
+        store_key: &[u8; 32],
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<StoreHeader, KmsError> {
+        let wrap_key = root::wrap_key(root_key);
+        let aad = root.encode(STORE_VERSION);
+        let mut sealed = [0u8; WRAPPED_LEN];
+        sealed[..32].copy_from_slice(store_key);
+        let tag = aead_key(&wrap_key, "store key wrapping key")?
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut sealed[..32],
+            )
+            .map_err(|_| KmsError::Internal("wrapping the store key failed".into()))?;
+        sealed[32..].copy_from_slice(tag.as_ref());
+        Ok(StoreHeader::V2 {
+            root,
+            wrapped: WrappedStoreKey { nonce, sealed },
+        })
+    }
+
+    /// How the root key of this store is obtained.
+    pub fn root(&self) -> &RootParams {
+        match self {
+            StoreHeader::V1 { root, .. } | StoreHeader::V2 { root, .. } => root,
+        }
+    }
+
+    /// The format version byte.
+    pub fn version(&self) -> u8 {
+        match self {
+            StoreHeader::V1 { .. } => STORE_VERSION_1,
+            StoreHeader::V2 { .. } => STORE_VERSION,
+        }
+    }
+
+    /// Length of the whole header, state nonce included.
+    pub fn len(&self) -> usize {
+        match self {
+            StoreHeader::V1 { .. } => V1_HEADER_LEN,
+            StoreHeader::V2 { .. } => HEADER_LEN,
+        }
+    }
+
+    /// Never true: a header has a fixed, nonzero length.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The header's bytes with the state nonce `nonce`.
+    fn encode(&self, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+        let mut h = Vec::with_capacity(self.len());
+        h.extend_from_slice(&self.root().encode(self.version()));
+        match self {
+            StoreHeader::V1 { check, .. } => h.extend_from_slice(check),
+            StoreHeader::V2 { wrapped, .. } => {
+                h.extend_from_slice(&wrapped.nonce);
+                h.extend_from_slice(&wrapped.sealed);
+            }
+        }
+        h.extend_from_slice(nonce);
         h
     }
 
-    /// Parses the header of a store file.
+    /// Parses the header of a store file of format 1 or 2.
     pub fn decode(file: &[u8]) -> Result<StoreHeader, KmsError> {
-        if file.len() < HEADER_LEN + TAG_LEN {
+        if file.len() < ROOT_PARAMS_LEN {
             return Err(KmsError::StoreCorrupted("store file is truncated".into()));
         }
         if &file[0..8] != MAGIC {
             return Err(KmsError::StoreCorrupted("not a kmsfs engine store".into()));
         }
-        if file[8] != STORE_VERSION {
-            return Err(KmsError::StoreCorrupted(format!(
-                "unsupported store format version {}",
-                file[8]
-            )));
+        let header_len = match file[8] {
+            STORE_VERSION_1 => V1_HEADER_LEN,
+            STORE_VERSION => HEADER_LEN,
+            v => {
+                return Err(KmsError::StoreCorrupted(format!(
+                    "unsupported store format version {v}"
+                )));
+            }
+        };
+        if file.len() < header_len + TAG_LEN {
+            return Err(KmsError::StoreCorrupted("store file is truncated".into()));
         }
         let kind = match file[9] {
             1 => RootKind::Passphrase,
@@ -69,8 +230,6 @@ impl StoreHeader {
             |i: usize| u32::from_be_bytes([file[i], file[i + 1], file[i + 2], file[i + 3]]);
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&file[22..38]);
-        let mut check = [0u8; 32];
-        check.copy_from_slice(&file[38..70]);
         let kdf = KdfParams {
             m_cost_kib: u32_at(10),
             t_cost: u32_at(14),
@@ -79,59 +238,100 @@ impl StoreHeader {
         if kind == RootKind::Passphrase {
             kdf.validate().map_err(KmsError::StoreCorrupted)?;
         }
-        Ok(StoreHeader {
-            kind,
-            kdf,
-            salt,
-            check,
+        let root = RootParams { kind, kdf, salt };
+        if file[8] == STORE_VERSION_1 {
+            let mut check = [0u8; 32];
+            check.copy_from_slice(&file[38..70]);
+            return Ok(StoreHeader::V1 { root, check });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&file[38..50]);
+        let mut sealed = [0u8; WRAPPED_LEN];
+        sealed.copy_from_slice(&file[50..98]);
+        Ok(StoreHeader::V2 {
+            root,
+            wrapped: WrappedStoreKey { nonce, sealed },
         })
     }
 
-    /// True when `check` (from a candidate root key) matches, in constant time.
-    pub fn check_matches(&self, check: &[u8; 32]) -> bool {
-        verify_slices_are_equal(&self.check, check).is_ok()
+    /// The store key, from the root key this header's [`RootParams`] give:
+    /// format 2 unwraps it, format 1 derives it (its sealing key). A root
+    /// key that does not fit (the wrap fails to authenticate, or the key
+    /// check value differs) gives `WrongPassphrase`.
+    pub fn unlock(&self, root_key: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KmsError> {
+        match self {
+            StoreHeader::V1 { check, .. } => {
+                let derived = root::derive(root_key);
+                verify_slices_are_equal(check, &derived.check)
+                    .map_err(|_| KmsError::WrongPassphrase)?;
+                Ok(derived.seal)
+            }
+            StoreHeader::V2 { root, wrapped } => {
+                let wrap_key = root::wrap_key(root_key);
+                let aad = root.encode(STORE_VERSION);
+                let mut buf = Zeroizing::new(wrapped.sealed);
+                let (ct, tag) = buf.split_at_mut(32);
+                aead_key(&wrap_key, "store key wrapping key")?
+                    .open_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(wrapped.nonce),
+                        Aad::from(&aad[..]),
+                        tag,
+                        ct,
+                    )
+                    .map_err(|_| KmsError::WrongPassphrase)?;
+                let mut key = Zeroizing::new([0u8; 32]);
+                key.copy_from_slice(ct);
+                Ok(key)
+            }
+        }
     }
 }
 
-fn seal_key(seal: &[u8; 32]) -> Result<LessSafeKey, KmsError> {
-    UnboundKey::new(&AES_256_GCM_SIV, seal)
-        .map(LessSafeKey::new)
-        .map_err(|_| KmsError::Internal("cannot build store key".into()))
+/// Seals `plain` (the encoded state) under `store_key` into a complete store
+/// file with `header` (of either format) and a random nonce.
+pub fn seal_file(
+    header: &StoreHeader,
+    store_key: &[u8; 32],
+    plain: &[u8],
+) -> Result<Vec<u8>, KmsError> {
+    seal_file_with_nonce(header, store_key, plain, random_nonce()?)
 }
 
-/// Seals `plain` (the encoded state) into a complete store file.
-pub fn seal_file(header: &StoreHeader, seal: &[u8; 32], plain: &[u8]) -> Result<Vec<u8>, KmsError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce)
-        .map_err(|_| KmsError::Internal("random source failed".into()))?;
+/// [`seal_file`] with a given nonce; for the known-answer test.
+pub fn seal_file_with_nonce(
+    header: &StoreHeader,
+    store_key: &[u8; 32],
+    plain: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>, KmsError> {
     let h = header.encode(&nonce);
-    let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(h.len() + plain.len() + TAG_LEN);
     out.extend_from_slice(&h);
     out.extend_from_slice(plain);
-    let tag = seal_key(seal)?
+    let tag = aead_key(store_key, "store key")?
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(&h[..]),
-            &mut out[HEADER_LEN..],
+            &mut out[h.len()..],
         )
         .map_err(|_| KmsError::Internal("sealing the store failed".into()))?;
     out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
-/// Opens a store file whose header was checked against the root key.
-pub fn open_file(seal: &[u8; 32], file: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-    if file.len() < HEADER_LEN + TAG_LEN {
-        return Err(KmsError::StoreCorrupted("store file is truncated".into()));
-    }
+/// Opens a store file (of either format) with its store key. The whole
+/// header is authenticated, so a header changed by anyone without the store
+/// key is refused.
+pub fn open_file(store_key: &[u8; 32], file: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    let header_len = StoreHeader::decode(file)?.len();
     let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&file[70..82]);
+    nonce.copy_from_slice(&file[header_len - NONCE_LEN..header_len]);
     let tag_at = file.len() - TAG_LEN;
-    let mut buf = Zeroizing::new(file[HEADER_LEN..tag_at].to_vec());
-    seal_key(seal)?
+    let mut buf = Zeroizing::new(file[header_len..tag_at].to_vec());
+    aead_key(store_key, "store key")?
         .open_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(&file[..HEADER_LEN]),
+            Aad::from(&file[..header_len]),
             &file[tag_at..],
             buf.as_mut_slice(),
         )
@@ -141,4 +341,104 @@ pub fn open_file(seal: &[u8; 32], file: &[u8]) -> Result<Zeroizing<Vec<u8>>, Kms
             )
         })?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kat_root() -> RootParams {
+        RootParams {
+            kind: RootKind::Passphrase,
+            kdf: KdfParams {
+                m_cost_kib: 8,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            salt: [0x5a; 16],
+        }
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// Format 2, byte by byte (docs/file-format.md "Engine store"; cross-
+    /// checked with Python `cryptography`'s `AESGCMSIV` and `hmac`): root
+    /// key 32 x 0x11, store key 32 x 0x22, wrap nonce 12 x 0x33, state
+    /// nonce 12 x 0x44, state "kmsfs".
+    #[test]
+    fn known_answer_v2() {
+        let root_key = [0x11; 32];
+        let store_key = [0x22; 32];
+        let h =
+            StoreHeader::wrap_with_nonce(kat_root(), &root_key, &store_key, [0x33; 12]).unwrap();
+        let file = seal_file_with_nonce(&h, &store_key, b"kmsfs", [0x44; 12]).unwrap();
+        assert_eq!(hex(&file), KAT_V2_HEX);
+        assert_eq!(file.len(), HEADER_LEN + 5 + TAG_LEN);
+        let back = StoreHeader::decode(&file).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
+        assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
+    }
+
+    const KAT_V2_HEX: &str = concat!(
+        "4b4d534653454e47", // magic
+        "02",               // version
+        "01",               // passphrase
+        "00000008",
+        "00000001",
+        "00000001",                         // m, t, p
+        "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // salt
+        "333333333333333333333333",         // wrap nonce
+        // wrapped store key: ciphertext, tag
+        "46d6c3cf33297eb3f72fc5d906638803cb3b900b811799b467b3ec0e27aff242",
+        "cdf727e2875eeabc4c392e838aa5f9c1",
+        "444444444444444444444444",         // state nonce
+        "04e2f184f8",                       // sealed state
+        "2207cd5630ef5bf51db88fe06aafd574", // tag
+    );
+
+    /// Format 1 as the engine wrote it before format 2 (the frozen stores in
+    /// tests/vectors are the real thing; this pins the layout).
+    #[test]
+    fn known_answer_v1() {
+        let root_key = [0x11; 32];
+        let derived = root::derive(&root_key);
+        let h = StoreHeader::V1 {
+            root: kat_root(),
+            check: derived.check,
+        };
+        let file = seal_file_with_nonce(&h, &derived.seal, b"kmsfs", [0x44; 12]).unwrap();
+        assert_eq!(file.len(), V1_HEADER_LEN + 5 + TAG_LEN);
+        assert_eq!(&file[8..10], &[1, 1]);
+        assert_eq!(&file[38..70], &derived.check);
+        assert_eq!(StoreHeader::decode(&file).unwrap(), h);
+        assert_eq!(*h.unlock(&root_key).unwrap(), *derived.seal);
+        assert_eq!(&*open_file(&derived.seal, &file).unwrap(), b"kmsfs");
+    }
+
+    /// A wrong root key is WrongPassphrase; any changed header byte either
+    /// fails to decode, fails the wrap (WrongPassphrase) or fails the state
+    /// (StoreCorrupted): never opens.
+    #[test]
+    fn wrong_root_and_changed_bytes_are_refused() {
+        let root_key = [0x11; 32];
+        let store_key = [0x22; 32];
+        let h = StoreHeader::wrap(kat_root(), &root_key, &store_key).unwrap();
+        assert_eq!(
+            h.unlock(&[0x12; 32]).unwrap_err(),
+            KmsError::WrongPassphrase
+        );
+        let file = seal_file(&h, &store_key, b"state").unwrap();
+        for i in 0..file.len() {
+            let mut bad = file.clone();
+            bad[i] ^= 0x01;
+            let unlocked = StoreHeader::decode(&bad).and_then(|h| h.unlock(&root_key));
+            let opened = unlocked.and_then(|k| open_file(&k, &bad));
+            assert!(opened.is_err(), "byte {i} changed and the store opened");
+            // A process holding the store key authenticates the whole header.
+            assert!(open_file(&store_key, &bad).is_err(), "byte {i}");
+        }
+    }
 }

@@ -148,8 +148,9 @@ pub fn root_key(
     }
 }
 
-/// The keys derived from the root key: the store sealing key and the key
-/// check value (both HMAC-SHA256(root, label)).
+/// The keys a format-1 store derives from the root key: the store sealing
+/// key and the key check value (both HMAC-SHA256(root, label)). The sealing
+/// key is also the store key of a store converted from format 1.
 pub struct DerivedKeys {
     pub seal: Zeroizing<[u8; 32]>,
     pub check: [u8; 32],
@@ -163,6 +164,7 @@ impl fmt::Debug for DerivedKeys {
 
 pub const SEAL_LABEL: &[u8] = b"kmsfs-engine store seal v1";
 pub const CHECK_LABEL: &[u8] = b"kmsfs-engine key check v1";
+pub const WRAP_LABEL: &[u8] = b"kmsfs-engine store key wrap v2";
 
 pub fn derive(root: &[u8; 32]) -> DerivedKeys {
     let k = hmac::Key::new(hmac::HMAC_SHA256, root);
@@ -171,4 +173,13 @@ pub fn derive(root: &[u8; 32]) -> DerivedKeys {
     let mut check = [0u8; 32];
     check.copy_from_slice(hmac::sign(&k, CHECK_LABEL).as_ref());
     DerivedKeys { seal, check }
+}
+
+/// The key that wraps the store key in a format-2 header:
+/// HMAC-SHA256(root, `WRAP_LABEL`).
+pub fn wrap_key(root: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, root);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(hmac::sign(&k, WRAP_LABEL).as_ref());
+    out
 }

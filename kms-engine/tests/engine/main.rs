@@ -15,5 +15,7 @@ mod crypto_ops;
 mod key_states;
 mod policy_grants;
 mod processes;
+mod root_key;
 mod store;
+mod store_formats;
 mod store_fulldisk;

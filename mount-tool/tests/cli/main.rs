@@ -6,3 +6,4 @@ mod audit_cli;
 mod audit_e2e;
 mod kms_cli;
 mod mount_cli;
+mod root_key_cli;

@@ -367,3 +367,74 @@ fn background_mount_with_a_wrong_passphrase_exits_3() {
         store
     );
 }
+
+/// A running mount keeps working when the engine's root key changes under
+/// it: its engine holds the store key, not the passphrase. After the change
+/// (and another process's write to the store under the new header) it
+/// still makes new files; a remount needs the new passphrase.
+#[test]
+fn a_running_mount_survives_a_root_key_change() {
+    let env = Env::new();
+    env.ok(&[
+        "kms",
+        "init-engine",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]);
+    env.ok(&["init", Env::s(&env.cipher)]);
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    std::fs::write(mnt.join("before.txt"), b"written before the change").unwrap();
+
+    let new_pass = env.tmp.path().join("new-passphrase");
+    std::fs::write(&new_pass, "the new engine passphrase\n").unwrap();
+    env.ok(&[
+        "kms",
+        "change-root-key",
+        "--new-passphrase-file",
+        Env::s(&new_pass),
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]);
+    // The old passphrase (env.pass) no longer opens the store.
+    assert_eq!(env.run(&["kms", "list-keys"]).status.code(), Some(3));
+    std::fs::copy(&new_pass, &env.pass).unwrap();
+    // Another process writes the store under the new header.
+    env.ok(&["kms", "create-key"]);
+    // Let the mount's engine pass its refresh interval (1 s), so that its
+    // next call re-reads the store from disk.
+    std::thread::sleep(Duration::from_millis(1200));
+    let content = b"written after the change\n".repeat(100);
+    std::fs::write(mnt.join("after.txt"), &content).unwrap();
+    assert_eq!(std::fs::read(mnt.join("after.txt")).unwrap(), content);
+    assert_eq!(
+        std::fs::read(mnt.join("before.txt")).unwrap(),
+        b"written before the change"
+    );
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+
+    // Remounted with the new passphrase: both files are there.
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    assert_eq!(std::fs::read(mnt.join("after.txt")).unwrap(), content);
+    assert_eq!(
+        std::fs::read(mnt.join("before.txt")).unwrap(),
+        b"written before the change"
+    );
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    // The mount's calls after the change were audited like the others.
+    let gdk = records(&env.ok(&["audit", "show", "--event", "GenerateDataKey"]));
+    assert!(
+        gdk.iter()
+            .any(|r| r["requestParameters"]["encryptionContext"]["kmsfs:path"] == "/after.txt"),
+        "{gdk:#?}"
+    );
+    assert_verifies(&env);
+}

@@ -128,3 +128,35 @@ impl Fixture {
 pub fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
     kms_engine::context::context_from(pairs.iter().copied())
 }
+
+/// Everything a store holds that a caller can see, as one JSON value: every
+/// key (DescribeKey, policy, grants, tags, rotation status, versions) and
+/// every alias. Two stores with equal inventories hold the same keys,
+/// aliases, grants and policies. Called as [`alice`], who created the keys.
+pub fn inventory(e: &Engine) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let who = alice();
+    let call = |op: &str, req: Value| e.dispatch(&who, op, req).unwrap();
+    let mut ids: Vec<String> = call("ListKeys", json!({"Limit": 1000}))["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["KeyId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let keys: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let k = json!({"KeyId": id});
+            json!({
+                "describe": call("DescribeKey", k.clone()),
+                "policy": call("GetKeyPolicy", json!({"KeyId": id, "PolicyName": "default"})),
+                "grants": call("ListGrants", k.clone()),
+                "tags": call("ListResourceTags", k.clone()),
+                "rotation": call("GetKeyRotationStatus", k.clone()),
+                "versions": call("ListKeyRotations", k),
+            })
+        })
+        .collect();
+    json!({"keys": keys, "aliases": call("ListAliases", json!({}))})
+}

@@ -6,6 +6,7 @@ mod commands;
 mod init;
 mod output;
 pub(crate) mod params;
+mod root_key;
 
 use crate::cli::EngineArgs;
 use crate::engine_access::{self, Kms};
@@ -25,6 +26,9 @@ pub struct KmsArgs {
 pub enum KmsCommand {
     /// Create an engine store (refuses if one exists)
     InitEngine(init::InitEngineArgs),
+    /// Seal the engine store under a new passphrase or key file (running
+    /// mounts keep working; nothing is re-encrypted)
+    ChangeRootKey(root_key::ChangeRootKeyArgs),
     #[command(flatten)]
     Op(OpCommand),
     #[command(flatten)]
@@ -34,6 +38,7 @@ pub enum KmsCommand {
 pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
     match args.command {
         KmsCommand::InitEngine(a) => init::run(engine, &a),
+        KmsCommand::ChangeRootKey(a) => root_key::run(engine, &a),
         KmsCommand::PolicyOp(op) => {
             let request = op.request()?;
             let kms = engine_access::open(engine)?;

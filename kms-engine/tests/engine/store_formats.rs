@@ -1,0 +1,228 @@
+//! Store format versions: the frozen format-1 stores in `tests/vectors`
+//! (written by the engine before format 2) open with everything in them,
+//! stay format 1 while only read, and become format 2 at the first write —
+//! an ordinary change or a root-key change — while engines that opened
+//! them as format 1 keep working.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
+
+use crate::common;
+use common::*;
+use kms_engine::audit::NullSink;
+use kms_engine::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+struct Frozen {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    expected: Value,
+    secret: fn() -> RootKeySource,
+}
+
+fn v1_passphrase() -> RootKeySource {
+    passphrase("v1 vector passphrase")
+}
+
+fn v1_key() -> RootKeySource {
+    RootKeySource::Key(Zeroizing::new([0x11; 32]))
+}
+
+/// A copy of the frozen store `name` in a temporary directory.
+fn frozen(name: &str, secret: fn() -> RootKeySource) -> Frozen {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("engine");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(
+        vectors.join(name).join("engine.store"),
+        dir.join("engine.store"),
+    )
+    .unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(vectors.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    Frozen {
+        _tmp: tmp,
+        dir,
+        expected,
+        secret,
+    }
+}
+
+fn both() -> [Frozen; 2] {
+    [
+        frozen("store-v1-passphrase", v1_passphrase),
+        frozen("store-v1-keyfile", v1_key),
+    ]
+}
+
+fn open_at(dir: &Path, root: RootKeySource) -> Result<Engine, KmsError> {
+    Engine::open(
+        dir,
+        root,
+        Arc::new(ManualClock::new(T0)),
+        Arc::new(NullSink),
+    )
+}
+
+fn version(dir: &Path) -> u8 {
+    std::fs::read(dir.join("engine.store")).unwrap()[8]
+}
+
+/// The frozen data key decrypts to its frozen plaintext in `e`.
+fn assert_data_key(f: &Frozen, e: &Engine) {
+    let dk = &f.expected["data_key"];
+    let r = e
+        .dispatch(
+            &alice(),
+            "Decrypt",
+            json!({"CiphertextBlob": dk["ciphertext"], "EncryptionContext": dk["context"]}),
+        )
+        .unwrap();
+    assert_eq!(r["Plaintext"], dk["plaintext"]);
+}
+
+fn key_count(e: &Engine) -> usize {
+    e.list_keys(&alice(), ListKeysRequest::default())
+        .unwrap()
+        .keys
+        .len()
+}
+
+#[test]
+fn frozen_v1_stores_open_with_everything_and_stay_v1_when_only_read() {
+    for f in both() {
+        let before = std::fs::read(f.dir.join("engine.store")).unwrap();
+        let e = open_at(&f.dir, (f.secret)()).unwrap();
+        assert_eq!(inventory(&e), f.expected["inventory"]);
+        assert_data_key(&f, &e);
+        drop(e);
+        assert_eq!(std::fs::read(f.dir.join("engine.store")).unwrap(), before);
+        let wrong = match (f.secret)() {
+            RootKeySource::Passphrase(_) => passphrase("not it"),
+            _ => RootKeySource::Key(Zeroizing::new([0x12; 32])),
+        };
+        assert_eq!(
+            open_at(&f.dir, wrong).unwrap_err(),
+            KmsError::WrongPassphrase
+        );
+    }
+}
+
+/// Conversion at the first ordinary write: the same secret opens the
+/// converted store; an engine opened on format 1 before keeps reading and
+/// writing it.
+#[test]
+fn frozen_v1_stores_convert_at_the_first_write() {
+    for f in both() {
+        let writer = open_at(&f.dir, (f.secret)()).unwrap();
+        let other = open_at(&f.dir, (f.secret)()).unwrap();
+        other.set_refresh_interval(Duration::ZERO);
+        assert_eq!(version(&f.dir), 1);
+        let k = writer
+            .create_key(&alice(), CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        assert_eq!(version(&f.dir), 2);
+        // The other format-1 engine reads the converted store and writes it.
+        assert_eq!(key_count(&other), 3);
+        assert_data_key(&f, &other);
+        other
+            .create_key(&alice(), CreateKeyRequest::default())
+            .unwrap();
+        assert_eq!(version(&f.dir), 2);
+        let e = open_at(&f.dir, (f.secret)()).unwrap();
+        assert_eq!(key_count(&e), 4);
+        assert!(
+            e.list_keys(&alice(), ListKeysRequest::default())
+                .unwrap()
+                .keys
+                .iter()
+                .any(|x| x.key_id == k)
+        );
+        assert_data_key(&f, &e);
+        // What was in the frozen store is unchanged.
+        let inv = inventory(&e);
+        for key in f.expected["inventory"]["keys"].as_array().unwrap() {
+            assert!(inv["keys"].as_array().unwrap().contains(key));
+        }
+        assert_eq!(inv["aliases"], f.expected["inventory"]["aliases"]);
+    }
+}
+
+/// Conversion at a root-key change: only the new secret opens the store
+/// afterwards; an engine opened on format 1 before keeps working.
+#[test]
+fn frozen_v1_stores_convert_at_a_root_key_change() {
+    for f in both() {
+        let admin = open_at(&f.dir, (f.secret)()).unwrap();
+        let mount = open_at(&f.dir, (f.secret)()).unwrap();
+        mount.set_refresh_interval(Duration::ZERO);
+        let r = admin
+            .change_root_key(
+                &alice(),
+                ChangeRootKeyRequest {
+                    current: (f.secret)(),
+                    new: passphrase("after v1"),
+                    kdf: KdfParams::insecure_for_tests(),
+                },
+            )
+            .unwrap();
+        assert!(r.converted_from_v1);
+        assert_eq!(r.format_version, 2);
+        assert_eq!(version(&f.dir), 2);
+        assert_eq!(
+            open_at(&f.dir, (f.secret)()).unwrap_err(),
+            KmsError::WrongPassphrase
+        );
+        let e = open_at(&f.dir, passphrase("after v1")).unwrap();
+        assert_eq!(inventory(&e), f.expected["inventory"]);
+        assert_data_key(&f, &e);
+        // The mount, opened on format 1 with the old secret, goes on.
+        assert_data_key(&f, &mount);
+        let k = mount
+            .create_key(&alice(), CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        let e = open_at(&f.dir, passphrase("after v1")).unwrap();
+        assert!(
+            e.list_keys(&alice(), ListKeysRequest::default())
+                .unwrap()
+                .keys
+                .iter()
+                .any(|x| x.key_id == k)
+        );
+        // A second change on the converted store works like on any other.
+        e.change_root_key(
+            &alice(),
+            ChangeRootKeyRequest {
+                current: passphrase("after v1"),
+                new: RootKeySource::Key(Zeroizing::new([3; 32])),
+                kdf: KdfParams::insecure_for_tests(),
+            },
+        )
+        .unwrap();
+        assert_eq!(key_count(&mount), 3);
+        assert_eq!(
+            key_count(&open_at(&f.dir, RootKeySource::Key(Zeroizing::new([3; 32]))).unwrap()),
+            3
+        );
+    }
+}
+
+/// New stores are format 2 from the start.
+#[test]
+fn new_stores_are_format_2() {
+    let f = fixture();
+    assert_eq!(version(&f.engine_dir()), 2);
+    let raw = std::fs::read(f.engine_dir().join("engine.store")).unwrap();
+    // magic, version, kind, KDF, salt, wrap nonce + wrapped key + tag,
+    // state nonce, then the sealed state and its tag.
+    assert_eq!(&raw[..10], b"KMSFSENG\x02\x01");
+    assert!(raw.len() > 110 + 16);
+}
