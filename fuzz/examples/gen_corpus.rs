@@ -422,11 +422,10 @@ fn audit(out: &Out) -> Res<()> {
 }
 
 fn policies(out: &Out) -> Res<()> {
-    let who = Principal::from_ids(1000, 1000, vec![]);
     out.put(
         "policy_parse",
         "default-policy",
-        kms_engine::policy::default_policy(&who).as_bytes(),
+        kms_engine::key::default_policy("uid:1000").as_bytes(),
     )?;
     let docs = [
         json!({"Version": "2012-10-17", "Id": "p", "Statement": [
