@@ -20,16 +20,17 @@
 //! varies by several times between passes with the load of other processes;
 //! the CPU time per open varies far less, and it is what the audit adds
 //! when the trail's flush is cheap. Every configuration has its own mount,
-//! all mounted for the whole run; each round runs one pass of every
-//! configuration, in alternating order (A, B, ..., B, A), so that each
-//! audit-on pass has an audit-off pass of the same round next to it in
-//! time; ratios are taken within a round and their median reported.
+//! all mounted for the whole run; each round runs one pass over the files
+//! per configuration and policy, interleaved in chunks of 50 files in
+//! alternating order (A, B, ..., B, A, A, B, ...), so that a burst of load
+//! from elsewhere hits every configuration of the round alike; ratios
+//! audit-on / audit-off are taken within a round and their median reported.
 //!
 //! Run as root (it mounts): `cargo bench --bench open_rate_policy`.
 //! Optional first argument: run only configurations whose label contains it
 //! (`cargo bench --bench open_rate_policy -- off/`). Environment:
 //! `OPEN_RATE_ROUNDS` (default 20), `OPEN_RATE_FILES` (per pass, default
-//! 1000), `OPEN_RATE_DISK_DIR` (default `/var/tmp`: volumes, engines and the
+//! 1000), `OPEN_RATE_CHUNK` (default 50), `OPEN_RATE_DISK_DIR` (default `/var/tmp`: volumes, engines and the
 //! on-disk trails), `OPEN_RATE_TMPFS_DIR` (default `/dev/shm`: the tmpfs
 //! trail).
 
@@ -442,12 +443,13 @@ impl Config {
         )
     }
 
-    /// One pass of open + read + close over every file.
-    fn pass(&mut self) -> Pass {
+    /// Open + read + close of the files in `range`; returns the wall-clock
+    /// and process CPU time it took.
+    fn run(&mut self, range: std::ops::Range<usize>) -> (Duration, Duration) {
         let (u0, s0) = user_sys_ticks();
         let cpu0 = process_cpu();
         let start = Instant::now();
-        for p in &self.paths {
+        for p in &self.paths[range.clone()] {
             let got = std::fs::read(p).expect("read");
             assert_eq!(got.len(), FILE_SIZE);
         }
@@ -456,12 +458,8 @@ impl Config {
         let (u1, s1) = user_sys_ticks();
         self.user_ticks += u1 - u0;
         self.sys_ticks += s1 - s0;
-        let n = self.paths.len() as f64;
-        self.opens += self.paths.len() as u64;
-        Pass {
-            rate: n / wall.as_secs_f64(),
-            cpu_us: cpu.as_secs_f64() * 1e6 / n,
-        }
+        self.opens += range.len() as u64;
+        (wall, cpu)
     }
 }
 
@@ -492,11 +490,13 @@ fn main() {
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let rounds = env_usize("OPEN_RATE_ROUNDS", 20);
     let files = env_usize("OPEN_RATE_FILES", 1000);
+    let chunk = env_usize("OPEN_RATE_CHUNK", 50);
     let disk = PathBuf::from(std::env::var("OPEN_RATE_DISK_DIR").unwrap_or("/var/tmp".into()));
     let tmpfs = PathBuf::from(std::env::var("OPEN_RATE_TMPFS_DIR").unwrap_or("/dev/shm".into()));
     println!(
         "open+read+close of {files} files of {FILE_SIZE} B per pass; {rounds} rounds, each one \
-         pass of every configuration and policy in alternating order (after one warm-up pass)"
+         pass of every configuration per policy, interleaved in chunks of {chunk} files in \
+         alternating order (after one warm-up pass)"
     );
     println!(
         "volumes, engines, disk trails: {} ({}); tmpfs trail: {} ({})",
@@ -538,7 +538,7 @@ fn main() {
         let data = m.mnt.join("data");
         c.paths = (0..files).map(|i| data.join(format!("f{i:05}"))).collect();
         c.mount = Some(m);
-        c.pass();
+        c.run(0..files);
     }
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for c in &mut configs {
@@ -560,14 +560,28 @@ fn main() {
             for s in &setups {
                 s.set_policy(policy);
             }
-            let order: Vec<usize> = if (round + pi) % 2 == 0 {
-                (0..configs.len()).collect()
-            } else {
-                (0..configs.len()).rev().collect()
-            };
-            for i in order {
-                let p = configs[i].pass();
-                configs[i].passes[policy as usize].push(p);
+            // Chunks of `chunk` files, each run for every configuration
+            // in turn (alternating direction), so that a burst of load from
+            // elsewhere hits all configurations of the round alike.
+            let mut acc = vec![(Duration::ZERO, Duration::ZERO); configs.len()];
+            for (k, start) in (0..files).step_by(chunk).enumerate() {
+                let range = start..(start + chunk).min(files);
+                let order: Vec<usize> = if (round + pi + k) % 2 == 0 {
+                    (0..configs.len()).collect()
+                } else {
+                    (0..configs.len()).rev().collect()
+                };
+                for i in order {
+                    let (wall, cpu) = configs[i].run(range.clone());
+                    acc[i].0 += wall;
+                    acc[i].1 += cpu;
+                }
+            }
+            for (c, (wall, cpu)) in configs.iter_mut().zip(acc) {
+                c.passes[policy as usize].push(Pass {
+                    rate: files as f64 / wall.as_secs_f64(),
+                    cpu_us: cpu.as_secs_f64() * 1e6 / files as f64,
+                });
             }
         }
     }
