@@ -141,10 +141,12 @@ pub fn random_uuid_bytes() -> Result<[u8; 16], KmsError> {
     Ok(b)
 }
 
-/// A fresh request id (UUID v4 string) for audit records. Random bytes are
-/// drawn from aws-lc-rs in batches per thread (request ids are unique, not
-/// secret), keeping the per-call cost off the hot path.
-pub fn new_request_id() -> Result<String, KmsError> {
+/// 16 random bytes with the UUID v4 version and variant bits set, drawn
+/// from aws-lc-rs in batches per thread: for ids that must be unique, not
+/// secret (request and audit event ids), keeping the per-call cost of the
+/// random source (one `RAND_bytes` with its fork checks and DRBG update)
+/// off the hot path.
+pub fn pooled_uuid_bytes() -> Result<[u8; 16], KmsError> {
     use std::cell::RefCell;
     thread_local! {
         static POOL: RefCell<([u8; 1024], usize)> = const { RefCell::new(([0u8; 1024], 1024)) };
@@ -165,7 +167,13 @@ pub fn new_request_id() -> Result<String, KmsError> {
     })?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    Ok(KeyId(b).to_string())
+    Ok(b)
+}
+
+/// A fresh request id (UUID v4 string) for audit records, from
+/// [`pooled_uuid_bytes`].
+pub fn new_request_id() -> Result<String, KmsError> {
+    Ok(KeyId(pooled_uuid_bytes()?).to_string())
 }
 
 #[cfg(test)]

@@ -62,23 +62,20 @@ pub fn resource_for(key_id: &str) -> (String, &'static str) {
     }
 }
 
-/// A fresh random event id, formatted as a UUID (version 4).
+/// A fresh random event id, formatted as a UUID (version 4). The random
+/// bytes come from the per-thread pool the engine's request ids use
+/// ([`crate::ids::pooled_uuid_bytes`]): event ids are unique, not secret.
 pub fn new_event_id() -> String {
-    let mut b = [0u8; 16];
-    // The system random source does not fail on Linux; a failure leaves zeros,
-    // which only makes the id less unique, never the chain weaker.
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = super::chain::hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    // The system random source does not fail on Linux; a failure leaves zeros
+    // (with the version bits), which only makes the id less unique, never the
+    // chain weaker.
+    let b = crate::ids::pooled_uuid_bytes().unwrap_or_else(|_| {
+        let mut b = [0u8; 16];
+        b[6] = 0x40;
+        b[8] = 0x80;
+        b
+    });
+    crate::ids::KeyId(b).to_string()
 }
 
 /// The record body for an event, without the chain members.
@@ -313,9 +310,19 @@ impl PreparedRecord {
         last_digest_sequence: u64,
         out: &mut Vec<u8>,
     ) -> String {
+        // `hash` sorts between the head and `lastDigestSequence`. Its value
+        // (64 lower-case hex digits, which JSON does not escape) is written
+        // into room left for it once the rest is hashed, so that the line is
+        // built in place.
+        const HASH_MEMBER: &[u8] = b",\"hash\":\"";
+        const HASH_HEX_LEN: usize = 64;
         out.clear();
         out.extend_from_slice(&self.head);
-        let mark = out.len();
+        let value_at = out.len() + HASH_MEMBER.len();
+        out.extend_from_slice(HASH_MEMBER);
+        out.resize(value_at + HASH_HEX_LEN, b'0');
+        out.push(b'"');
+        let rest = out.len();
         out.extend_from_slice(b",\"lastDigestSequence\":");
         push_u64(last_digest_sequence, out);
         out.extend_from_slice(b",\"previousHash\":");
@@ -325,12 +332,10 @@ impl PreparedRecord {
         push_u64(sequence, out);
         out.extend_from_slice(&self.tail);
         let mut h = self.head_hash.clone();
-        h.update(&out[mark..]);
+        h.update(&out[rest..]);
         let hash = chain::hex(h.finish().as_ref());
-        let mut member = Vec::with_capacity(76);
-        member.extend_from_slice(b",\"hash\":");
-        chain::write_str(&hash, &mut member);
-        out.splice(mark..mark, member);
+        debug_assert_eq!(hash.len(), HASH_HEX_LEN);
+        out[value_at..value_at + HASH_HEX_LEN].copy_from_slice(hash.as_bytes());
         out.push(b'\n');
         hash
     }
@@ -444,6 +449,26 @@ mod tests {
                 assert_eq!(String::from_utf8(buf.clone()).unwrap(), line, "variant {i}");
                 assert_eq!(fast_hash, hash, "variant {i}");
             }
+        }
+    }
+
+    #[test]
+    fn event_ids_are_distinct_uuid_v4_across_pool_refills() {
+        // 200 ids span several refills of the 64-id random pool.
+        let ids: std::collections::HashSet<String> = (0..200).map(|_| new_event_id()).collect();
+        assert_eq!(ids.len(), 200);
+        for id in &ids {
+            let b = id.as_bytes();
+            assert_eq!(b.len(), 36, "{id}");
+            for (i, c) in b.iter().enumerate() {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    assert_eq!(*c, b'-', "{id}");
+                } else {
+                    assert!(matches!(c, b'0'..=b'9' | b'a'..=b'f'), "{id}");
+                }
+            }
+            assert_eq!(b[14], b'4', "version: {id}");
+            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "variant: {id}");
         }
     }
 
