@@ -3,14 +3,42 @@
 
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
-use super::{Core, DirHandle};
+use super::{Core, DirEntry, DirHandle};
 use crate::volume::create_dir_iv;
 use fuser::{FileAttr, FileType, Request};
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
+
+/// Where an open directory's listing stands.
+pub(crate) enum Listing {
+    /// Opened, not read yet: the backing directory's descriptor.
+    Opened(OwnedFd),
+    /// Read at the first readdir; later readdirs page through it.
+    Read(Arc<Vec<DirEntry>>),
+    /// Reading it failed with this errno (every later readdir says so too).
+    Failed(i32),
+}
+
+/// fuser's file type for a directory entry's `d_type`; None when the
+/// backing filesystem does not say (`DT_UNKNOWN`).
+fn kind_of_dirent(t: rustix::fs::FileType) -> Option<FileType> {
+    use rustix::fs::FileType as T;
+    Some(match t {
+        T::Directory => FileType::Directory,
+        T::Symlink => FileType::Symlink,
+        T::Fifo => FileType::NamedPipe,
+        T::Socket => FileType::Socket,
+        T::CharacterDevice => FileType::CharDevice,
+        T::BlockDevice => FileType::BlockDevice,
+        T::RegularFile => FileType::RegularFile,
+        T::Unknown => return None,
+    })
+}
 
 /// Owner of a new entry: the caller, with the parent's group when the
 /// parent is set-group-id (as POSIX file systems do). Returns (uid, gid,
@@ -28,6 +56,17 @@ impl Core {
     pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
         let dir = self.node(parent)?;
         let (backing, _) = self.child_backing(&dir, name)?;
+        self.lookup_backing(&dir, name, backing)
+    }
+
+    /// [`Self::lookup`] of `name` in `dir` whose backing path is known (from
+    /// a directory listing): no name encryption.
+    pub(crate) fn lookup_backing(
+        &self,
+        dir: &NodeRef,
+        name: &OsStr,
+        backing: std::path::PathBuf,
+    ) -> FsResult<FileAttr> {
         let meta = match fs::symlink_metadata(&backing) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FsError::NotFound),
@@ -54,39 +93,102 @@ impl Core {
         Ok((node, attr))
     }
 
+    /// Opens the backing directory (errors such as ENOENT, ENOTDIR or
+    /// EACCES come from here); the entries are read at the first readdir.
     pub(crate) fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let dir = self.node(ino)?;
+        // A damaged directory IV fails the opendir, not a later readdir.
+        self.dir_iv(&dir)?;
+        let fd = rustix::fs::open(
+            &dir.backing,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)?;
+        let fh = self.new_fh();
+        self.dirs.lock().map_err(|_| FsError::Stale)?.insert(
+            fh,
+            Arc::new(DirHandle {
+                listing: std::sync::Mutex::new(Listing::Opened(fd)),
+            }),
+        );
+        Ok(fh)
+    }
+
+    /// The listing of open directory `h` (of inode `ino`), read on first use.
+    pub(crate) fn dir_entries(&self, ino: u64, h: &DirHandle) -> FsResult<Arc<Vec<DirEntry>>> {
+        let mut listing = h.listing.lock().map_err(|_| FsError::Stale)?;
+        let fd = match std::mem::replace(&mut *listing, Listing::Failed(libc::EIO)) {
+            Listing::Read(entries) => {
+                *listing = Listing::Read(entries.clone());
+                return Ok(entries);
+            }
+            Listing::Failed(errno) => {
+                *listing = Listing::Failed(errno);
+                return Err(std::io::Error::from_raw_os_error(errno).into());
+            }
+            Listing::Opened(fd) => fd,
+        };
+        match self.read_listing(ino, fd) {
+            Ok(entries) => {
+                let entries = Arc::new(entries);
+                *listing = Listing::Read(entries.clone());
+                Ok(entries)
+            }
+            Err(e) => {
+                if let FsError::Io(io) = &e {
+                    *listing = Listing::Failed(io.raw_os_error().unwrap_or(libc::EIO));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the backing directory `fd` of inode `ino` and decrypts its names.
+    fn read_listing(&self, ino: u64, fd: OwnedFd) -> FsResult<Vec<DirEntry>> {
         let dir = self.node(ino)?;
         let iv = self.dir_iv(&dir)?;
         let plain = dir.plain.display();
-        let mut entries = vec![
-            (ino, FileType::Directory, OsString::from(".")),
-            (ino, FileType::Directory, OsString::from("..")),
-        ];
-        for ent in fs::read_dir(&dir.backing)? {
-            let ent = ent?;
-            let Some(name) = self.decode_entry(&dir.backing, &plain, &iv, &ent.file_name()) else {
+        let dot = |name: &str| DirEntry {
+            ino,
+            kind: FileType::Directory,
+            name: OsString::from(name),
+            backing: None,
+        };
+        let mut entries = vec![dot("."), dot("..")];
+        let mut stream = rustix::fs::Dir::new(fd).map_err(std::io::Error::from)?;
+        while let Some(ent) = stream.read() {
+            let ent = ent.map_err(std::io::Error::from)?;
+            let raw = OsStr::from_bytes(ent.file_name().to_bytes());
+            if raw == "." || raw == ".." {
+                continue;
+            }
+            let Some(name) = self.decode_entry(&dir.backing, &plain, &iv, raw) else {
                 continue;
             };
-            let kind = ent
-                .file_type()
-                .map(super::attr::kind_of)
-                .unwrap_or(FileType::RegularFile);
+            let kind = match kind_of_dirent(ent.file_type()) {
+                Some(k) => k,
+                None => fs::symlink_metadata(dir.backing.join(raw))
+                    .map(|m| super::attr::kind_of(m.file_type()))
+                    .unwrap_or(FileType::RegularFile),
+            };
             let child = dir.plain.child(&name);
             let child_ino = {
-                use std::os::unix::fs::DirEntryExt;
                 let t = self.table();
                 t.ino_of(&child)
                     .or_else(|| t.ino_of_backing(ent.ino()))
                     .unwrap_or(ent.ino() | (1 << 63))
             };
-            entries.push((child_ino, kind, name));
+            entries.push(DirEntry {
+                ino: child_ino,
+                kind,
+                name,
+                backing: Some(raw.to_os_string()),
+            });
         }
-        let fh = self.new_fh();
-        self.dirs
-            .lock()
-            .map_err(|_| FsError::Stale)?
-            .insert(fh, Arc::new(DirHandle { entries }));
-        Ok(fh)
+        Ok(entries)
     }
 
     pub(crate) fn dir_handle(&self, fh: u64) -> FsResult<Arc<DirHandle>> {

@@ -59,9 +59,22 @@ pub(crate) struct OpenFile {
     pub state: Arc<InodeState>,
 }
 
-/// A directory listing taken at opendir.
+/// An open directory. The backing directory is opened at opendir, so that
+/// opendir reports a missing or unreadable directory; its entries are read
+/// and their names decrypted at the first readdir (`rm -rf` opens every
+/// directory twice and reads only one of the two).
 pub(crate) struct DirHandle {
-    pub entries: Vec<(u64, fuser::FileType, OsString)>,
+    pub listing: Mutex<dir::Listing>,
+}
+
+/// One entry of a directory listing.
+pub(crate) struct DirEntry {
+    pub ino: u64,
+    pub kind: fuser::FileType,
+    pub name: OsString,
+    /// The entry's name in the backing directory (None for `.` and `..`),
+    /// so that READDIRPLUS need not encrypt the name again.
+    pub backing: Option<OsString>,
 }
 
 /// Everything the operations share. The fuser [`KmsFs`] wraps it in an

@@ -312,19 +312,23 @@ impl Filesystem for KmsFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let _t = self.core.op_counters.start(Op::Readdir);
-        let h = match self.core.dir_handle(fh.0) {
-            Ok(h) => h,
+        let entries = match self
+            .core
+            .dir_handle(fh.0)
+            .and_then(|h| self.core.dir_entries(ino.0, &h))
+        {
+            Ok(e) => e,
             Err(e) => return reply.error(log_err("readdir", &e)),
         };
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (i, (ino, kind, name)) in h.entries.iter().enumerate().skip(start) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+        for (i, e) in entries.iter().enumerate().skip(start) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
                 break;
             }
         }
@@ -340,19 +344,24 @@ impl Filesystem for KmsFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let _t = self.core.op_counters.start(Op::Readdirplus);
-        let h = match self.core.dir_handle(fh.0) {
-            Ok(h) => h,
+        let listed = self
+            .core
+            .dir_handle(fh.0)
+            .and_then(|h| self.core.dir_entries(ino.0, &h))
+            .and_then(|entries| Ok((entries, self.core.node(ino.0)?)));
+        let (entries, dir) = match listed {
+            Ok(x) => x,
             Err(e) => return reply.error(log_err("readdirplus", &e)),
         };
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (i, (_, _, name)) in h.entries.iter().enumerate().skip(start) {
+        for (i, e) in entries.iter().enumerate().skip(start) {
             let next = (i + 1) as u64;
+            let name = &e.name;
             // The kernel takes no lookup reference for "." and "..".
-            let dots = name == "." || name == "..";
-            let attr = if dots {
-                self.core.getattr(ino.0)
-            } else {
-                self.core.lookup(ino.0, name)
+            let dots = e.backing.is_none();
+            let attr = match &e.backing {
+                None => self.core.getattr(ino.0),
+                Some(b) => self.core.lookup_backing(&dir, name, dir.backing.join(b)),
             };
             let attr = match attr {
                 Ok(a) => a,

@@ -348,3 +348,85 @@ fn read_only_open_of_a_read_only_backing_file() {
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     m.unmount();
 }
+
+/// A cold listing (fresh mount, so every entry comes from READDIRPLUS with
+/// the backing names read at the first readdir) reports every entry with
+/// the right type, size and inode number — long, non-UTF-8, directory,
+/// symlink and fifo entries included — and a directory handle opened
+/// before the directory is removed still fails cleanly.
+#[test]
+fn cold_listing_reports_every_entry_with_its_attributes() {
+    use std::os::unix::fs::DirEntryExt;
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let mut want: Vec<(Vec<u8>, &str, u64)> = Vec::new();
+    {
+        let m = fx.mount();
+        fs::create_dir(m.path("d")).unwrap();
+        for i in 0..60u64 {
+            let name = format!("f{i:03}");
+            fs::write(m.path(&format!("d/{name}")), vec![7u8; (i * 37) as usize]).unwrap();
+            want.push((name.into_bytes(), "file", i * 37));
+        }
+        for i in 0..3u64 {
+            let name = format!("{i}{}", "L".repeat(230));
+            fs::write(m.path(&format!("d/{name}")), vec![1u8; i as usize + 1]).unwrap();
+            want.push((name.into_bytes(), "file", i + 1));
+        }
+        let raw: &[u8] = b"caf\xe9-\xff";
+        fs::write(m.path("d").join(OsStr::from_bytes(raw)), b"raw").unwrap();
+        want.push((raw.to_vec(), "file", 3));
+        fs::create_dir(m.path("d/sub")).unwrap();
+        want.push((b"sub".to_vec(), "dir", 0));
+        std::os::unix::fs::symlink("f001", m.path("d/link")).unwrap();
+        want.push((b"link".to_vec(), "symlink", 4));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            m.path("d/pipe"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        want.push((b"pipe".to_vec(), "fifo", 0));
+        m.unmount();
+    }
+    want.sort();
+    let m = fx.mount();
+    let mut got = Vec::new();
+    for e in fs::read_dir(m.path("d")).unwrap() {
+        let e = e.unwrap();
+        let meta = fs::symlink_metadata(e.path()).unwrap();
+        assert_eq!(
+            e.ino(),
+            meta.ino(),
+            "{:?}: readdir and stat inode",
+            e.path()
+        );
+        let t = e.file_type().unwrap();
+        let kind = if t.is_dir() {
+            "dir"
+        } else if t.is_symlink() {
+            "symlink"
+        } else if t.is_fifo() {
+            "fifo"
+        } else {
+            assert!(t.is_file());
+            "file"
+        };
+        assert_eq!(kind == "dir", meta.is_dir());
+        let size = if kind == "dir" { 0 } else { meta.len() };
+        got.push((e.file_name().as_bytes().to_vec(), kind, size));
+    }
+    got.sort();
+    assert_eq!(got, want);
+
+    // A handle opened on a directory that is then removed.
+    fs::create_dir(m.path("gone")).unwrap();
+    let listing = fs::read_dir(m.path("gone")).unwrap();
+    fs::remove_dir(m.path("gone")).unwrap();
+    let rest: Vec<_> = listing.collect();
+    assert!(
+        rest.iter().all(|e| e.is_err()),
+        "a removed directory lists no entry: {rest:?}"
+    );
+}
