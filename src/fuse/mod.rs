@@ -187,19 +187,8 @@ pub fn file_context(volume_id: &str, path: &PlainPath) -> EncryptionContext {
 /// The caller of a FUSE request as an engine principal: uid and gid from the
 /// request, supplementary groups from `/proc/<pid>/status` (best effort).
 pub fn principal_for(uid: u32, gid: u32, pid: u32) -> Principal {
-    let groups = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Groups:").map(|rest| {
-                    rest.split_whitespace()
-                        .filter_map(|g| g.parse::<u32>().ok())
-                        .filter(|g| *g != gid)
-                        .collect::<Vec<u32>>()
-                })
-            })
-        })
-        .unwrap_or_default();
+    let mut groups = perm::proc_groups(pid);
+    groups.retain(|g| *g != gid);
     Principal::from_ids(uid, gid, groups)
 }
 

@@ -83,7 +83,7 @@ impl Caller {
 
 /// Supplementary groups of `pid` from `/proc/<pid>/status`; none when the
 /// process is gone or the file unreadable (which can only deny access).
-fn proc_groups(pid: u32) -> Vec<u32> {
+pub(crate) fn proc_groups(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
