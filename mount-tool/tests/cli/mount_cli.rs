@@ -62,6 +62,20 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// An engine store with a cheap Argon2id cost and a volume in `cipher`;
+    /// returns `kmsfs init`'s output.
+    fn init_volume(&self) -> String {
+        self.ok(&[
+            "kms",
+            "init-engine",
+            "--kdf-memory-kib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ]);
+        self.ok(&["init", Env::s(&self.cipher)])
+    }
+
     fn s(p: &Path) -> &str {
         p.to_str().unwrap()
     }
@@ -138,15 +152,7 @@ fn assert_verifies(env: &Env) {
 #[test]
 fn mount_process_audits_the_calls_it_makes_for_the_filesystem() {
     let env = Env::new();
-    env.ok(&[
-        "kms",
-        "init-engine",
-        "--kdf-memory-kib",
-        "8",
-        "--kdf-iterations",
-        "1",
-    ]);
-    let init: Value = serde_json::from_str(&env.ok(&["init", Env::s(&env.cipher)])).unwrap();
+    let init: Value = serde_json::from_str(&env.init_volume()).unwrap();
     let volume_id = init["volume_id"].as_str().unwrap().to_string();
     let key_id = init["key_id"].as_str().unwrap().to_string();
     std::fs::create_dir(&env.mnt).unwrap();
@@ -339,15 +345,7 @@ fn fail_audit_flush_ms_must_be_a_number() {
 #[test]
 fn background_mount_with_a_wrong_passphrase_exits_3() {
     let env = Env::new();
-    env.ok(&[
-        "kms",
-        "init-engine",
-        "--kdf-memory-kib",
-        "8",
-        "--kdf-iterations",
-        "1",
-    ]);
-    env.ok(&["init", Env::s(&env.cipher)]);
+    env.init_volume();
     std::fs::create_dir(&env.mnt).unwrap();
     let _guard = MountGuard::new(&env.mnt);
     let store = std::fs::read(env.engine.join("engine.store")).unwrap();
@@ -375,15 +373,7 @@ fn background_mount_with_a_wrong_passphrase_exits_3() {
 #[test]
 fn a_running_mount_survives_a_root_key_change() {
     let env = Env::new();
-    env.ok(&[
-        "kms",
-        "init-engine",
-        "--kdf-memory-kib",
-        "8",
-        "--kdf-iterations",
-        "1",
-    ]);
-    env.ok(&["init", Env::s(&env.cipher)]);
+    env.init_volume();
     std::fs::create_dir(&env.mnt).unwrap();
     let mnt = std::fs::canonicalize(&env.mnt).unwrap();
     let guard = MountGuard::new(&mnt);
