@@ -428,3 +428,32 @@ fn a_running_mount_survives_a_root_key_change() {
     );
     assert_verifies(&env);
 }
+
+/// The mount process holds data keys and the engine's keys in memory: it
+/// runs with core dumps off (RLIMIT_CORE 0), as every `kmsfs` command does.
+#[test]
+fn mount_process_makes_no_core_dumps() {
+    let env = Env::new();
+    env.init_volume();
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let status: Value = serde_json::from_str(&env.ok(&["status"])).unwrap();
+    let pid = status["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountpoint"] == Env::s(&mnt))
+        .map(|m| m["status"]["pid"].as_u64().unwrap())
+        .expect("the mount is listed with its pid");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+}
