@@ -312,6 +312,23 @@ fn child_failure(status: std::process::ExitStatus, log: &str) -> CliError {
     }
 }
 
+/// Every file open on the mount holds a backing file open in this process,
+/// and every directory a descriptor until its first read: the soft limit on
+/// open files (often 1024) is raised to the hard limit, so that programs
+/// holding many files open do not see EMFILE from kmsfs first.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read the open-file limit: {e}"),
+    }
+}
+
 /// Mounts and serves in this process until unmounted or signalled.
 fn serve(
     engine: Arc<Engine>,
@@ -319,6 +336,7 @@ fn serve(
     args: &MountArgs,
     mountpoint: &Path,
 ) -> Result<(), CliError> {
+    raise_open_file_limit();
     let caller = Principal::current_process();
     let ks: Arc<dyn KeyService> = Arc::new(engine);
     let vol = Volume::open(&args.cipherdir, &ks, &caller).map_err(super::init::volume_error)?;

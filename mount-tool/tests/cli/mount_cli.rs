@@ -430,15 +430,30 @@ fn a_running_mount_survives_a_root_key_change() {
 }
 
 /// The mount process holds data keys and the engine's keys in memory: it
-/// runs with core dumps off (RLIMIT_CORE 0), as every `kmsfs` command does.
+/// runs with core dumps off (RLIMIT_CORE 0), as every `kmsfs` command does;
+/// and it may hold a backing file per open file, so its open-file limit is
+/// raised to the hard limit (started here with a soft limit of 256).
 #[test]
-fn mount_process_makes_no_core_dumps() {
+fn mount_process_limits() {
     let env = Env::new();
     env.init_volume();
     std::fs::create_dir(&env.mnt).unwrap();
     let mnt = std::fs::canonicalize(&env.mnt).unwrap();
     let guard = MountGuard::new(&mnt);
-    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -n 256 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kmsfs"))
+        .arg("--engine")
+        .arg(&env.engine)
+        .arg("--passphrase-file")
+        .arg(&env.pass)
+        .args(["mount", Env::s(&env.cipher), Env::s(&mnt)])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     let status: Value = serde_json::from_str(&env.ok(&["status"])).unwrap();
     let pid = status["mounts"]
         .as_array()
@@ -448,12 +463,15 @@ fn mount_process_makes_no_core_dumps() {
         .map(|m| m["status"]["pid"].as_u64().unwrap())
         .expect("the mount is listed with its pid");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let core = limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap();
-    let fields: Vec<&str> = core.split_whitespace().collect();
-    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    let limit = |name: &str| -> Vec<String> {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        let rest = line[name.len()..].split_whitespace();
+        rest.take(2).map(str::to_owned).collect()
+    };
+    assert_eq!(limit("Max core file size"), ["0", "0"], "{limits}");
+    let files = limit("Max open files");
+    assert_eq!(files[0], files[1], "{limits}");
+    assert_ne!(files[0], "256", "{limits}");
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
 }
