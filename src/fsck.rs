@@ -90,6 +90,15 @@ pub fn check(
         );
     }
     c.dir(&vol.root.clone(), Some(&PlainPath::root()))?;
+    // Plaintext paths first, in order, then backing paths (a stable sort
+    // keeps the journal line first among the root's).
+    c.report.problems.sort_by(|a, b| {
+        a.path
+            .starts_with('/')
+            .cmp(&b.path.starts_with('/'))
+            .reverse()
+            .then(a.path.cmp(&b.path))
+    });
     Ok(c.report)
 }
 

@@ -156,6 +156,11 @@ fn fsck_finds_a_clean_volume_clean_and_reports_each_kind_of_damage() {
     std::fs::create_dir(mnt.join("noiv")).unwrap();
     std::fs::write(mnt.join("noiv/inner.txt"), data(444)).unwrap();
     std::fs::write(mnt.join("badname.txt"), data(555)).unwrap();
+    // A mounted volume is refused: it would change under the check.
+    let out = env.run(&["fsck", Env::s(&env.cipher)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unmount it first"), "{stderr}");
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
 
