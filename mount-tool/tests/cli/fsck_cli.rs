@@ -241,6 +241,40 @@ fn fsck_finds_a_clean_volume_clean_and_reports_each_kind_of_damage() {
     std::fs::write(env.cipher.join("kmsfs.bogus"), b"x").unwrap();
     std::fs::write(env.cipher.join("notes.txt"), b"mine").unwrap();
 
+    // An xattr value with a flipped byte.
+    let small = find_by_size(&env.cipher, cipher_size(100));
+    let (xname, mut xval) = lxattrs(&small)
+        .into_iter()
+        .find(|(n, _)| n.starts_with(b"user.kmsfs."))
+        .unwrap();
+    *xval.last_mut().unwrap() ^= 0x01;
+    set_xattr(&small, std::str::from_utf8(&xname).unwrap(), &xval);
+    // A symlink whose stored target is not kmsfs's.
+    let mut links = Vec::new();
+    walk(&env.cipher, &mut |p, m| {
+        if m.is_symlink() {
+            links.push(p.to_path_buf());
+        }
+    });
+    assert_eq!(links.len(), 1);
+    std::fs::remove_file(&links[0]).unwrap();
+    std::os::unix::fs::symlink("A".repeat(60), &links[0]).unwrap();
+    // A long name whose side file is gone.
+    let mut sides = Vec::new();
+    walk(&env.cipher, &mut |p, _| {
+        let n = p.file_name().unwrap().to_str().unwrap();
+        if n.starts_with("kmsfs.longname.") && n.ends_with(".name") {
+            sides.push(p.to_path_buf());
+        }
+    });
+    assert_eq!(sides.len(), 1);
+    std::fs::remove_file(&sides[0]).unwrap();
+    let long_entry = sides[0].with_extension("");
+    let long_shown = format!(
+        "cipherdir:/{}",
+        long_entry.strip_prefix(&env.cipher).unwrap().display()
+    );
+
     let before = tree_hash(&env.cipher);
     let (code, report, stderr) = fsck_json(&env);
     assert_eq!(code, Some(6), "{report:#}\n{stderr}");
@@ -260,9 +294,22 @@ fn fsck_finds_a_clean_volume_clean_and_reports_each_kind_of_damage() {
     );
     assert_problem(&all, "cipherdir:/kmsfs.bogus", "stray file");
     assert_problem(&all, "cipherdir:/notes.txt", "name does not decrypt");
-    assert_eq!(all.len(), 9, "{all:#?}");
+    assert_problem(
+        &all,
+        "/small.txt",
+        "xattr user.color: xattr value failed authentication",
+    );
+    assert_problem(&all, "/link", "symlink target does not decrypt");
+    assert_problem(&all, &long_shown, "long name without a readable side file");
+    assert_eq!(all.len(), 12, "{all:#?}");
     // The clean files stay clean.
-    for p in ["/small.txt", "/multi.bin", "/dir", "/link", "/empty"] {
+    for p in [
+        "/multi.bin",
+        "/one-block",
+        "/dir",
+        "/dir/sub/nested.txt",
+        "/empty",
+    ] {
         assert!(all.iter().all(|(q, _)| q != p), "{p}: {all:#?}");
     }
     // The text form: one line per problem, then the summary.
@@ -274,8 +321,8 @@ fn fsck_finds_a_clean_volume_clean_and_reports_each_kind_of_damage() {
             .any(|l| l.starts_with("/trunc.bin: ") && l.contains("truncated")),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 10, "{text}");
-    assert!(text.trim_end().ends_with(": 9 problems"), "{text}");
+    assert_eq!(text.lines().count(), 13, "{text}");
+    assert!(text.trim_end().ends_with(": 12 problems"), "{text}");
     assert_eq!(
         tree_hash(&env.cipher),
         before,
@@ -300,4 +347,60 @@ fn fsck_finds_a_clean_volume_clean_and_reports_each_kind_of_damage() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn fsck_checks_a_plaintext_names_volume() {
+    let env = Env::new();
+    env.ok(&[
+        "kms",
+        "init-engine",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]);
+    env.ok(&["init", "--plaintext-names", Env::s(&env.cipher)]);
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    std::fs::create_dir(mnt.join("d")).unwrap();
+    std::fs::write(mnt.join("d/a.txt"), vec![7u8; 5000]).unwrap();
+    std::os::unix::fs::symlink("d/a.txt", mnt.join("ln")).unwrap();
+    set_xattr(&mnt.join("d"), "user.k", b"v");
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+
+    let (code, report, stderr) = fsck_json(&env);
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+    assert_eq!(report["files"], 1);
+    assert_eq!(report["dirs"], 2);
+    assert_eq!(report["symlinks"], 1);
+    assert_eq!(report["xattrs"], 1);
+
+    // A foreign file has no kmsfs header; a flipped tag byte fails block 0.
+    std::fs::write(
+        env.cipher.join("d/notes.txt"),
+        b"plain text, not kmsfs\n".repeat(10),
+    )
+    .unwrap();
+    let a = env.cipher.join("d/a.txt");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&a)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 128 + 4124 - 1).unwrap();
+    f.write_all_at(&[b[0] ^ 0x80], 128 + 4124 - 1).unwrap();
+    drop(f);
+    let before = tree_hash(&env.cipher);
+    let (code, report, _) = fsck_json(&env);
+    assert_eq!(code, Some(6));
+    let all = problems(&report);
+    assert_problem(&all, "/d/notes.txt", "bad file header: not a kmsfs file");
+    assert_problem(&all, "/d/a.txt", "1 of 2 blocks fail authentication");
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(tree_hash(&env.cipher), before);
 }
