@@ -102,6 +102,8 @@ pub enum Command {
     Unmount(cmd::unmount::UnmountArgs),
     /// Mounted volumes, their keys, open files and key-cache figures
     Status(cmd::status::StatusArgs),
+    /// Check an unmounted volume end to end and report every problem (changes nothing)
+    Fsck(cmd::fsck::FsckArgs),
     /// Explain key policy decisions
     Policy(cmd::policy::PolicyArgs),
     /// Read, follow and verify the audit trail

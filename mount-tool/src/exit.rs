@@ -34,6 +34,9 @@ pub enum CliError {
     },
     #[error("{0}")]
     Mount(String),
+    /// `kmsfs fsck` found problems in the volume (listed on standard output).
+    #[error("fsck found {0} problem(s) in the volume")]
+    FsckProblems(usize),
     /// The background mount process exited before the mount appeared: its
     /// exit code and its error line are passed on, so a wrong passphrase
     /// exits 3 whether the mount runs in the foreground or not.
@@ -94,7 +97,7 @@ impl CliError {
                 _ => OPERATION_FAILED,
             },
             CliError::Usage(_) | CliError::NoEngineDir => USAGE,
-            CliError::Io { .. } | CliError::AuditTrail { .. } => IO,
+            CliError::Io { .. } | CliError::AuditTrail { .. } | CliError::FsckProblems(_) => IO,
             CliError::Mount(_) => MOUNT,
             CliError::MountProcess { code, .. } => {
                 if (OPERATION_FAILED..=MOUNT).contains(code) {
@@ -174,6 +177,7 @@ mod tests {
                 AUTHENTICATION,
             ),
             (CliError::io("x", std::io::Error::other("boom")), IO),
+            (CliError::FsckProblems(3), IO),
             (
                 CliError::MountProcess {
                     code: AUTHENTICATION,

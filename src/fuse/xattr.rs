@@ -188,6 +188,50 @@ impl XattrCipher {
     }
 }
 
+impl XattrCipher {
+    /// Checks every kmsfs user attribute of the backing file or directory
+    /// `backing`, which stands for `obj` (for `kmsfs fsck`): every backing
+    /// `user.kmsfs.*` name must decrypt and every value open under its name
+    /// and object. Returns how many attributes were checked and, for each
+    /// that fails, its name (plaintext when it decrypts, else the backing
+    /// name) and what is wrong. Other attributes (not kmsfs's) are ignored.
+    pub fn check_all(
+        &self,
+        backing: &Path,
+        obj: &XattrObject,
+    ) -> std::io::Result<(usize, Vec<(String, String)>)> {
+        let to_io = |e: FsError| match e {
+            FsError::Io(io) => io,
+            e => std::io::Error::other(e.to_string()),
+        };
+        let list = read_growing(4096, |b| rustix::fs::llistxattr(backing, b)).map_err(to_io)?;
+        let mut checked = 0;
+        let mut bad = Vec::new();
+        for raw in list.split(|b| *b == 0).filter(|s| !s.is_empty()) {
+            if !raw.starts_with(BACKING_PREFIX.as_bytes()) {
+                continue;
+            }
+            checked += 1;
+            let bname = String::from_utf8_lossy(raw).into_owned();
+            let Some(plain) = self.plain_name(raw) else {
+                bad.push((bname, "attribute name does not decrypt".to_string()));
+                continue;
+            };
+            let plain = String::from_utf8_lossy(&plain).into_owned();
+            let what = match read_xattr(backing, &bname) {
+                Ok(stored) => match self.open_value(obj, &bname, &stored, &plain) {
+                    Ok(_) => continue,
+                    Err(FsError::Tampered { what, .. }) => what,
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => format!("cannot read the attribute: {e}"),
+            };
+            bad.push((plain, what));
+        }
+        Ok((checked, bad))
+    }
+}
+
 impl Core {
     /// The object `node` stands for, or `None` for kinds that carry no user
     /// attributes (Linux refuses `user.*` on symlinks and special files).

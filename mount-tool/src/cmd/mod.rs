@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub mod audit;
+pub mod fsck;
 pub mod init;
 pub mod kms;
 pub mod kms_policy;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Mount(args) => mount::run(&cli.engine, args),
         Command::Unmount(args) => unmount::run(args),
         Command::Status(args) => status::run(cli.engine.output, args),
+        Command::Fsck(args) => fsck::run(&cli.engine, args),
         Command::Policy(args) => policy::run(&cli.engine, args),
         Command::Audit(args) => audit::run(&cli.engine, args),
     }

@@ -4,6 +4,7 @@
 
 mod audit_cli;
 mod audit_e2e;
+mod fsck_cli;
 mod kms_cli;
 mod mount_cli;
 mod root_key_cli;

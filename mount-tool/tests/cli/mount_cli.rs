@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 
 const PASSPHRASE: &str = "mount cli passphrase";
 
-struct Env {
-    tmp: tempfile::TempDir,
-    engine: PathBuf,
-    pass: PathBuf,
-    cipher: PathBuf,
-    mnt: PathBuf,
+pub(crate) struct Env {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) engine: PathBuf,
+    pub(crate) pass: PathBuf,
+    pub(crate) cipher: PathBuf,
+    pub(crate) mnt: PathBuf,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let pass = tmp.path().join("passphrase");
         std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
@@ -36,7 +36,7 @@ impl Env {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
         for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
             c.env_remove(var);
@@ -51,7 +51,7 @@ impl Env {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -64,7 +64,7 @@ impl Env {
 
     /// An engine store with a cheap Argon2id cost and a volume in `cipher`;
     /// returns `kmsfs init`'s output.
-    fn init_volume(&self) -> String {
+    pub(crate) fn init_volume(&self) -> String {
         self.ok(&[
             "kms",
             "init-engine",
@@ -76,26 +76,26 @@ impl Env {
         self.ok(&["init", Env::s(&self.cipher)])
     }
 
-    fn s(p: &Path) -> &str {
+    pub(crate) fn s(p: &Path) -> &str {
         p.to_str().unwrap()
     }
 }
 
 /// Unmounts `mnt` on drop (also when the test panics) and waits for the
 /// background mount process to exit, so that its audit trail is closed.
-struct MountGuard {
+pub(crate) struct MountGuard {
     mnt: PathBuf,
 }
 
 impl MountGuard {
-    fn new(mnt: &Path) -> MountGuard {
+    pub(crate) fn new(mnt: &Path) -> MountGuard {
         MountGuard {
             mnt: mnt.to_path_buf(),
         }
     }
 
     /// Waits until no `kmsfs mount` process serves this mount point.
-    fn wait_for_mount_process(&self) {
+    pub(crate) fn wait_for_mount_process(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while mount_process_alive(&self.mnt) {
             assert!(

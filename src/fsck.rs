@@ -1,0 +1,454 @@
+//! `kmsfs fsck`: checks an unmounted volume end to end and reports every
+//! problem, changing nothing. Every check uses the decoders the filesystem
+//! uses (names, long names, symlink targets, file headers, content blocks,
+//! xattrs); data keys are unwrapped through the key service under each
+//! file's path context, exactly as a mount would.
+
+use crate::content::{BlockLayout, ContentCipher, ContentError};
+use crate::format::{CONFIG_FILE_NAME, FileHeader, HEADER_LEN};
+use crate::fuse::file_context;
+use crate::fuse::inode::PlainPath;
+use crate::fuse::xattr::{XattrCipher, XattrObject};
+use crate::keys::KeyService;
+use crate::names::{
+    BackingKind, DIRIV_FILE_NAME, DirIv, JOURNAL_FILE_NAME, LONG_NAME_SUFFIX, MAX_SIDE_FILE_LEN,
+    classify_backing_name, side_file_name,
+};
+use crate::volume::{Volume, read_dir_iv, read_small_file};
+use kms_engine::Principal;
+use serde::Serialize;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// How many failing block indices a problem line lists before "...".
+const MAX_LISTED_BLOCKS: usize = 8;
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The plaintext path when the names leading to it decrypt, else the
+    /// backing path (relative to the cipher directory, starting with
+    /// `cipherdir:`)
+    pub path: String,
+    /// The backing path, relative to the cipher directory.
+    pub backing: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Special files (FIFOs, sockets, devices made through the mount).
+    pub other: u64,
+    pub xattrs: u64,
+    /// A rename journal is pending (`kmsfs.journal`): mount once to finish it.
+    pub journal_pending: bool,
+    pub problems: Vec<Problem>,
+}
+
+struct Checker<'a> {
+    vol: &'a Volume,
+    keys: &'a dyn KeyService,
+    caller: &'a Principal,
+    layout: BlockLayout,
+    xattrs: XattrCipher,
+    report: Report,
+}
+
+/// Checks the (unmounted) volume `vol`, unwrapping data keys as `caller`.
+/// Reads only: no byte of the cipher directory changes.
+pub fn check(
+    vol: &Volume,
+    keys: &dyn KeyService,
+    caller: &Principal,
+) -> Result<Report, std::io::Error> {
+    let layout = BlockLayout::new(vol.block_size()).map_err(std::io::Error::other)?;
+    let xattrs =
+        XattrCipher::new(vol.names_key()).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut c = Checker {
+        vol,
+        keys,
+        caller,
+        layout,
+        xattrs,
+        report: Report::default(),
+    };
+    if fs::symlink_metadata(vol.root.join(JOURNAL_FILE_NAME)).is_ok() {
+        c.report.journal_pending = true;
+        c.problem(
+            "/".into(),
+            &vol.root.join(JOURNAL_FILE_NAME),
+            "an interrupted rename is pending (kmsfs.journal): mount the volume once to \
+             finish it; until then the files it names may be reported as not unwrapping",
+        );
+    }
+    c.dir(&vol.root.clone(), Some(&PlainPath::root()))?;
+    // Plaintext paths first, in order, then backing paths (a stable sort
+    // keeps the journal line first among the root's).
+    c.report.problems.sort_by(|a, b| {
+        a.path
+            .starts_with('/')
+            .cmp(&b.path.starts_with('/'))
+            .reverse()
+            .then(a.path.cmp(&b.path))
+    });
+    Ok(c.report)
+}
+
+impl Checker<'_> {
+    fn rel(&self, backing: &Path) -> String {
+        let r = backing.strip_prefix(&self.vol.root).unwrap_or(backing);
+        format!("cipherdir:/{}", r.display())
+    }
+
+    fn problem(&mut self, path: String, backing: &Path, what: impl Into<String>) {
+        let backing = self.rel(backing);
+        self.report.problems.push(Problem {
+            path,
+            backing,
+            what: what.into(),
+        });
+    }
+
+    /// The path to print: the plaintext path, or the backing one.
+    fn shown(&self, plain: Option<&PlainPath>, backing: &Path) -> String {
+        match plain {
+            Some(p) => String::from_utf8_lossy(p.as_bytes()).into_owned(),
+            None => self.rel(backing),
+        }
+    }
+
+    /// Checks backing directory `dir` (plaintext `plain`, `None` when its
+    /// name or an ancestor's does not decrypt) and everything beneath.
+    fn dir(&mut self, dir: &Path, plain: Option<&PlainPath>) -> std::io::Result<()> {
+        self.report.dirs += 1;
+        let shown = self.shown(plain, dir);
+        let iv = if self.vol.encrypted_names() {
+            match read_dir_iv(dir) {
+                Ok(iv) => Some(DirIv(iv)),
+                Err(e) => {
+                    let what = if e.kind() == std::io::ErrorKind::NotFound {
+                        "directory IV file kmsfs.diriv is missing".to_string()
+                    } else {
+                        format!("directory IV file kmsfs.diriv is damaged ({e})")
+                    };
+                    self.problem(
+                        shown.clone(),
+                        dir,
+                        format!("{what}: no name in this directory can be decrypted"),
+                    );
+                    None
+                }
+            }
+        } else {
+            Some(DirIv([0; 16]))
+        };
+        self.object_xattrs(&shown, dir, iv.map(|iv| XattrObject::Dir(iv.0)));
+        let mut entries: Vec<_> = match fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(Result::ok).map(|e| e.file_name()).collect(),
+            Err(e) => {
+                self.problem(shown, dir, format!("cannot list the directory: {e}"));
+                return Ok(());
+            }
+        };
+        entries.sort();
+        let is_root = dir == self.vol.root;
+        for name in entries {
+            let raw = name.as_bytes();
+            let backing = dir.join(&name);
+            let child_plain = match classify_backing_name(raw) {
+                BackingKind::Reserved => {
+                    let known = raw == DIRIV_FILE_NAME.as_bytes()
+                        || (is_root
+                            && (raw == CONFIG_FILE_NAME.as_bytes()
+                                || raw == JOURNAL_FILE_NAME.as_bytes()));
+                    if !known {
+                        self.problem(
+                            self.rel(&backing),
+                            &backing,
+                            "stray file: not a kmsfs file (unknown kmsfs.* name)",
+                        );
+                    }
+                    continue;
+                }
+                BackingKind::LongNameSide => {
+                    let entry = &raw[..raw.len() - LONG_NAME_SUFFIX.len()];
+                    if fs::symlink_metadata(dir.join(OsStr::from_bytes(entry))).is_err() {
+                        self.problem(
+                            self.rel(&backing),
+                            &backing,
+                            "stray long-name side file: its entry is missing",
+                        );
+                    }
+                    continue;
+                }
+                BackingKind::LongName => {
+                    let side = dir.join(side_file_name(&String::from_utf8_lossy(raw)));
+                    match (iv, read_small_file(&side, MAX_SIDE_FILE_LEN)) {
+                        (None, _) => None,
+                        (Some(_), Err(e)) => {
+                            self.problem(
+                                self.rel(&backing),
+                                &backing,
+                                format!("long name without a readable side file ({e})"),
+                            );
+                            None
+                        }
+                        (Some(iv), Ok(s)) => match self.vol.names.decode_long_name(&iv, raw, &s) {
+                            Ok(n) => plain.map(|p| p.child(OsStr::from_bytes(&n))),
+                            Err(e) => {
+                                self.problem(
+                                    self.rel(&backing),
+                                    &backing,
+                                    format!("long name does not decrypt: {e}"),
+                                );
+                                None
+                            }
+                        },
+                    }
+                }
+                BackingKind::Regular => match iv {
+                    None => None,
+                    Some(iv) => match self.vol.names.decode_name(&iv, raw) {
+                        Ok(n) => plain.map(|p| p.child(OsStr::from_bytes(&n))),
+                        Err(e) => {
+                            self.problem(
+                                self.rel(&backing),
+                                &backing,
+                                format!(
+                                    "name does not decrypt ({e}): a damaged name, or a stray \
+                                     file that is not kmsfs's"
+                                ),
+                            );
+                            None
+                        }
+                    },
+                },
+            };
+            self.entry(&backing, child_plain.as_ref(), iv)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one entry by its type.
+    fn entry(
+        &mut self,
+        backing: &Path,
+        plain: Option<&PlainPath>,
+        dir_iv: Option<DirIv>,
+    ) -> std::io::Result<()> {
+        let shown = self.shown(plain, backing);
+        let ft = match fs::symlink_metadata(backing) {
+            Ok(m) => m.file_type(),
+            Err(e) => {
+                self.problem(shown, backing, format!("cannot stat: {e}"));
+                return Ok(());
+            }
+        };
+        if ft.is_dir() {
+            return self.dir(backing, plain);
+        }
+        if ft.is_symlink() {
+            self.report.symlinks += 1;
+            if let (true, Some(iv)) = (self.vol.encrypted_names(), dir_iv) {
+                match fs::read_link(backing) {
+                    Ok(t) => {
+                        if let Err(e) = self
+                            .vol
+                            .names
+                            .decrypt_symlink(&iv, t.as_os_str().as_bytes())
+                        {
+                            self.problem(
+                                shown,
+                                backing,
+                                format!("symlink target does not decrypt: {e}"),
+                            );
+                        }
+                    }
+                    Err(e) => self.problem(shown, backing, format!("cannot read the link: {e}")),
+                }
+            }
+            return Ok(());
+        }
+        if ft.is_file() {
+            self.report.files += 1;
+            // A file whose name (or a parent's) does not decrypt was reported
+            // as such; without its path its data key cannot be checked, and a
+            // stray file that is not kmsfs's would only add noise.
+            if plain.is_some() {
+                self.file(backing, plain, &shown);
+            }
+            return Ok(());
+        }
+        self.report.other += 1;
+        Ok(())
+    }
+
+    /// The kmsfs attributes of `backing`, standing for `obj`.
+    fn object_xattrs(&mut self, shown: &str, backing: &Path, obj: Option<XattrObject>) {
+        let Some(obj) = obj else { return };
+        match self.xattrs.check_all(backing, &obj) {
+            Ok((n, bad)) => {
+                self.report.xattrs += n as u64;
+                for (name, what) in bad {
+                    self.problem(shown.to_string(), backing, format!("xattr {name}: {what}"));
+                }
+            }
+            Err(e) => self.problem(
+                shown.to_string(),
+                backing,
+                format!("cannot list the attributes: {e}"),
+            ),
+        }
+    }
+
+    /// Checks a regular file: size, header, data key, every block, xattrs.
+    fn file(&mut self, backing: &Path, plain: Option<&PlainPath>, shown: &str) {
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(backing)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                self.problem(shown.into(), backing, format!("cannot open: {e}"));
+                return;
+            }
+        };
+        let cipher_size = match f.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                self.problem(shown.into(), backing, format!("cannot stat: {e}"));
+                return;
+            }
+        };
+        if cipher_size == 0 {
+            // Created, no header written yet: an empty file.
+            return;
+        }
+        // Blocks that are whole enough to check, and the plaintext size.
+        let plain_size = match self.layout.plain_size(cipher_size) {
+            Ok(n) => n,
+            Err(ContentError::TruncatedBlock { block, .. }) => {
+                self.problem(
+                    shown.into(),
+                    backing,
+                    format!(
+                        "backing file of {cipher_size} bytes is truncated inside block \
+                         {block}: the end of the file is lost"
+                    ),
+                );
+                block * u64::from(self.layout.block_size())
+            }
+            Err(e) => {
+                self.problem(shown.into(), backing, e.to_string());
+                return;
+            }
+        };
+        let mut hdr = [0u8; HEADER_LEN];
+        if let Err(e) = f.read_exact_at(&mut hdr, 0) {
+            self.problem(
+                shown.into(),
+                backing,
+                format!("cannot read the header: {e}"),
+            );
+            return;
+        }
+        let header = match FileHeader::decode(&hdr) {
+            Ok(h) => h,
+            Err(e) => {
+                self.problem(shown.into(), backing, format!("bad file header: {e}"));
+                return;
+            }
+        };
+        self.object_xattrs(shown, backing, Some(XattrObject::File(header.file_id.0)));
+        let Some(plain) = plain else { return };
+        let ctx = file_context(&self.vol.config.volume_id, plain);
+        let dek = match self
+            .keys
+            .decrypt_data_key(self.caller, &header.wrapped_dek, &ctx)
+        {
+            Ok(k) => k,
+            Err(e) => {
+                let what = match e {
+                    kms_engine::KmsError::InvalidCiphertext(_) => format!(
+                        "data key does not unwrap under this path ({} ({})): the file was \
+                         moved or copied here from another path, or its header was \
+                         swapped or damaged",
+                        e.message(),
+                        e.exception_name()
+                    ),
+                    _ => format!(
+                        "data key cannot be unwrapped: {} ({})",
+                        e.message(),
+                        e.exception_name()
+                    ),
+                };
+                self.problem(shown.into(), backing, what);
+                return;
+            }
+        };
+        let cipher = match ContentCipher::new(&dek, header.file_id, self.layout.block_size()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(shown.into(), backing, e.to_string());
+                return;
+            }
+        };
+        let blocks = self.layout.block_count(plain_size);
+        let bad = self.bad_blocks(&f, &cipher, plain_size, blocks);
+        match bad {
+            Ok(bad) if bad.is_empty() => {}
+            Ok(bad) => {
+                let mut list: Vec<String> = bad
+                    .iter()
+                    .take(MAX_LISTED_BLOCKS)
+                    .map(u64::to_string)
+                    .collect();
+                if bad.len() > MAX_LISTED_BLOCKS {
+                    list.push("...".into());
+                }
+                self.problem(
+                    shown.into(),
+                    backing,
+                    format!(
+                        "{} of {blocks} blocks fail authentication (damaged or tampered): \
+                         block {}",
+                        bad.len(),
+                        list.join(", ")
+                    ),
+                );
+            }
+            Err(e) => self.problem(shown.into(), backing, format!("read error: {e}")),
+        }
+    }
+
+    /// The indices of the blocks of `f` that do not authenticate.
+    fn bad_blocks(
+        &self,
+        f: &File,
+        cipher: &ContentCipher,
+        plain_size: u64,
+        blocks: u64,
+    ) -> std::io::Result<Vec<u64>> {
+        let mut bad = Vec::new();
+        let mut stored = vec![0u8; self.layout.stored_block_size() as usize];
+        let mut out = vec![0u8; self.layout.block_size() as usize];
+        for i in 0..blocks {
+            let len = BlockLayout::stored_len(self.layout.block_plain_len(i, plain_size));
+            let buf = &mut stored[..len];
+            f.read_exact_at(buf, self.layout.block_cipher_offset(i))?;
+            if cipher.open_block_into(i, buf, &mut out).is_err() {
+                bad.push(i);
+            }
+        }
+        Ok(bad)
+    }
+}
