@@ -212,7 +212,7 @@ impl Core {
             _ => match self.any_handle_of(node.ino) {
                 // Another open handle of the file already has its key.
                 Some(h) if fh.is_some() => h,
-                _ => std::sync::Arc::new(self.open_backing(req, node, true)?),
+                _ => std::sync::Arc::new(self.open_backing(req, node, true, None)?),
             },
         };
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;

@@ -41,17 +41,25 @@ impl Core {
 
     /// Opens the backing file of `node` and unwraps its data key as the
     /// caller.
+    ///
+    /// With `open_flags`, the caller's access to the opened file is checked
+    /// for them ([`Core::check_open`]) before the engine is asked for the
+    /// data key, so a POSIX refusal costs no (audited) Decrypt.
     pub(crate) fn open_backing(
         &self,
         req: &Request,
         node: &NodeRef,
         write: bool,
+        open_flags: Option<i32>,
     ) -> FsResult<OpenFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(write && !self.opts.read_only)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&node.backing)?;
+        if let Some(flags) = open_flags {
+            self.check_open(req, &file, flags)?;
+        }
         let path = node.plain.display();
         let mut hdr = [0u8; HEADER_LEN];
         let n = read_full_at(&file, &mut hdr, 0)?;
@@ -170,7 +178,7 @@ impl Core {
         // still reads for read-modify-write. A read-only open must still
         // work when the backing file is not writable (mode 0444 such as git
         // objects, or a read-only backing filesystem).
-        let of = match self.open_backing(req, &node, true) {
+        let of = match self.open_backing(req, &node, true, Some(flags)) {
             Err(FsError::Io(e))
                 if !wants_write
                     && matches!(
@@ -178,11 +186,10 @@ impl Core {
                         Some(libc::EACCES | libc::EPERM | libc::EROFS)
                     ) =>
             {
-                self.open_backing(req, &node, false)?
+                self.open_backing(req, &node, false, Some(flags))?
             }
             r => r?,
         };
-        self.check_open(req, &of.file, flags)?;
         if flags & libc::O_TRUNC != 0 && wants_write {
             let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
             BlockIo {
