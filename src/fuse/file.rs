@@ -57,8 +57,11 @@ impl Core {
             .write(write && !self.opts.read_only)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&node.backing)?;
+        // One caller for the access check and the engine call: its
+        // supplementary groups are read from /proc at most once.
+        let caller = super::perm::Caller::from_request(req);
         if let Some(flags) = open_flags {
-            self.check_open(req, &file, flags)?;
+            self.check_open(&caller, &file, flags)?;
         }
         let path = node.plain.display();
         let mut hdr = [0u8; HEADER_LEN];
@@ -70,7 +73,7 @@ impl Core {
         let ctx = self.file_context(&node.plain);
         let dek = self
             .keys
-            .decrypt_data_key(&self.principal(req), &header.wrapped_dek, &ctx)
+            .decrypt_data_key(&caller.principal(), &header.wrapped_dek, &ctx)
             .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
         let cipher = ContentCipher::new(&dek, header.file_id, self.vol.block_size())
             .map_err(FsError::internal)?;

@@ -187,9 +187,7 @@ pub fn file_context(volume_id: &str, path: &PlainPath) -> EncryptionContext {
 /// The caller of a FUSE request as an engine principal: uid and gid from the
 /// request, supplementary groups from `/proc/<pid>/status` (best effort).
 pub fn principal_for(uid: u32, gid: u32, pid: u32) -> Principal {
-    let mut groups = perm::proc_groups(pid);
-    groups.retain(|g| *g != gid);
-    Principal::from_ids(uid, gid, groups)
+    perm::Caller::new(uid, gid, pid).principal()
 }
 
 /// The fuser filesystem: a thin shell that replies with [`Core`]'s results.

@@ -75,6 +75,14 @@ impl Caller {
                 .contains(&gid)
     }
 
+    /// The caller as an engine principal: uid, gid and supplementary groups
+    /// (read once per caller, shared with the permission checks).
+    pub fn principal(&self) -> kms_engine::Principal {
+        let groups = self.groups.get_or_init(|| proc_groups(self.pid));
+        let others = groups.iter().copied().filter(|g| *g != self.gid).collect();
+        kms_engine::Principal::from_ids(self.uid, self.gid, others)
+    }
+
     /// True once the supplementary groups were read (tests).
     pub fn groups_read(&self) -> bool {
         self.groups.get().is_some()
@@ -83,7 +91,7 @@ impl Caller {
 
 /// Supplementary groups of `pid` from `/proc/<pid>/status`; none when the
 /// process is gone or the file unreadable (which can only deny access).
-pub(crate) fn proc_groups(pid: u32) -> Vec<u32> {
+fn proc_groups(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -155,22 +163,16 @@ impl super::Core {
     /// `file` (its own attributes, so no rename can slip in between).
     pub(crate) fn check_open(
         &self,
-        req: &fuser::Request,
+        caller: &Caller,
         file: &std::fs::File,
         flags: i32,
     ) -> FsResult<()> {
         let mask = open_mask(flags);
-        if req.uid() == 0 && mask & MAY_EXEC == 0 {
+        if caller.uid == 0 && mask & MAY_EXEC == 0 {
             return Ok(());
         }
         let meta = file.metadata()?;
-        if may_access(
-            &Caller::from_request(req),
-            meta.mode(),
-            meta.uid(),
-            meta.gid(),
-            mask,
-        ) {
+        if may_access(caller, meta.mode(), meta.uid(), meta.gid(), mask) {
             Ok(())
         } else {
             Err(FsError::Denied)
@@ -502,6 +504,13 @@ mod tests {
         let c = Caller::new(1001, 100, me);
         let _ = may_access(&c, REG | 0o640, 1000, 5, MAY_READ);
         assert!(c.groups_read());
+    }
+
+    #[test]
+    fn principal_carries_the_groups_read_for_the_checks_without_the_primary_one() {
+        let c = Caller::with_groups(1000, 100, vec![100, 5, 7]);
+        let p = c.principal();
+        assert_eq!((p.uid, p.gid, p.groups), (1000, 100, vec![5, 7]));
     }
 
     #[test]
