@@ -127,11 +127,7 @@ fn assert_problem(all: &[(String, String)], path: &str, what: &str) {
 #[test]
 fn fsck_finds_a_clean_volume_clean_and_reports_each_kind_of_damage() {
     let env = Env::new();
-    env.init_volume();
-    std::fs::create_dir(&env.mnt).unwrap();
-    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
-    let guard = MountGuard::new(&mnt);
-    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let (mnt, guard) = env.mounted();
     let data = |n: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 % 251) as u8).collect() };
     // Clean content: several sizes, dirs, a long name, a symlink, an xattr.
     std::fs::write(mnt.join("empty"), b"").unwrap();

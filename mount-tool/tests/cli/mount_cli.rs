@@ -76,6 +76,17 @@ impl Env {
         self.ok(&["init", Env::s(&self.cipher)])
     }
 
+    /// `init_volume`, then a background mount on `mnt` (canonicalized);
+    /// the guard unmounts it on drop.
+    pub(crate) fn mounted(&self) -> (PathBuf, MountGuard) {
+        self.init_volume();
+        std::fs::create_dir(&self.mnt).unwrap();
+        let mnt = std::fs::canonicalize(&self.mnt).unwrap();
+        let guard = MountGuard::new(&mnt);
+        self.ok(&["mount", Env::s(&self.cipher), Env::s(&mnt)]);
+        (mnt, guard)
+    }
+
     pub(crate) fn s(p: &Path) -> &str {
         p.to_str().unwrap()
     }
@@ -142,6 +153,16 @@ fn records(stdout: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The audit trail holds a GenerateDataKey under the context of `path`.
+fn assert_generate_data_key_for(env: &Env, path: &str) {
+    let gdk = records(&env.ok(&["audit", "show", "--event", "GenerateDataKey"]));
+    assert!(
+        gdk.iter()
+            .any(|r| r["requestParameters"]["encryptionContext"]["kmsfs:path"] == path),
+        "no GenerateDataKey for {path}: {gdk:#?}"
+    );
 }
 
 fn assert_verifies(env: &Env) {
@@ -241,12 +262,7 @@ fn mount_init_sets_everything_up_in_one_command() {
             .len(),
         store.len()
     );
-    let gdk = records(&env.ok(&["audit", "show", "--event", "GenerateDataKey"]));
-    assert!(
-        gdk.iter()
-            .any(|r| r["requestParameters"]["encryptionContext"]["kmsfs:path"] == "/hello.txt"),
-        "{gdk:#?}"
-    );
+    assert_generate_data_key_for(&env, "/hello.txt");
     assert_verifies(&env);
 }
 
@@ -373,11 +389,7 @@ fn background_mount_with_a_wrong_passphrase_exits_3() {
 #[test]
 fn a_running_mount_survives_a_root_key_change() {
     let env = Env::new();
-    env.init_volume();
-    std::fs::create_dir(&env.mnt).unwrap();
-    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
-    let guard = MountGuard::new(&mnt);
-    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let (mnt, guard) = env.mounted();
     std::fs::write(mnt.join("before.txt"), b"written before the change").unwrap();
 
     let new_pass = env.tmp.path().join("new-passphrase");
@@ -420,12 +432,7 @@ fn a_running_mount_survives_a_root_key_change() {
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
     // The mount's calls after the change were audited like the others.
-    let gdk = records(&env.ok(&["audit", "show", "--event", "GenerateDataKey"]));
-    assert!(
-        gdk.iter()
-            .any(|r| r["requestParameters"]["encryptionContext"]["kmsfs:path"] == "/after.txt"),
-        "{gdk:#?}"
-    );
+    assert_generate_data_key_for(&env, "/after.txt");
     assert_verifies(&env);
 }
 
