@@ -49,6 +49,16 @@ fn child_writer() {
     }
 }
 
+/// No writer's temp file (`engine.store.tmp-*`) is left in `dir`.
+fn assert_no_temp_files(dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 fn spawn_child(dir: &Path, count: u64) -> Child {
     spawn("processes::child_writer", dir, count, &[])
 }
@@ -164,17 +174,7 @@ fn sigkill_mid_write_loses_no_reported_key() {
         CreateKeyRequest::default(),
     )
     .unwrap();
-    let leftovers = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".tmp-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+    assert_no_temp_files(&dir);
 }
 
 /// The two secrets the root-key changer alternates between: the key `ROOT`
@@ -324,17 +324,7 @@ fn sigkill_during_root_key_changes_leaves_the_old_or_the_new_secret() {
     }
     assert!(total >= 56, "{total} changes");
     // No temp file is left once the store was opened (opens_with did).
-    let leftovers = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".tmp-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+    assert_no_temp_files(&dir);
 }
 
 /// Reads `n` lines of a `child_writer`, keeping the ids it reports.
