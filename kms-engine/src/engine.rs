@@ -2,7 +2,7 @@
 //! state with ready-to-use AEAD keys, serializes writers (in-process and
 //! across processes), applies what fell due, authorizes and audits calls.
 
-use crate::audit::{AuditEvent, AuditSink};
+use crate::audit::{AuditEvent, AuditSink, StoreAnchor};
 use crate::context::EncryptionContext;
 use crate::grant::Grant;
 use crate::ids::{KeyId, new_request_id};
@@ -18,7 +18,7 @@ use aws_lc_rs::aead::LessSafeKey;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -39,6 +39,8 @@ pub(crate) struct Snapshot {
     /// changes when any process changes the root key).
     pub header: StoreHeader,
     pub next_due: Option<i64>,
+    /// The generation and SHA-256 of the file this state came from.
+    pub anchor: StoreAnchor,
 }
 
 impl fmt::Debug for Snapshot {
@@ -54,10 +56,11 @@ impl fmt::Debug for Snapshot {
 impl Snapshot {
     fn build(
         state: State,
-        fingerprint: Fingerprint,
+        (fingerprint, file): (Fingerprint, &[u8]),
         header: StoreHeader,
         old: Option<&Snapshot>,
     ) -> Result<Snapshot, KmsError> {
+        let anchor = StoreAnchor::of_file(state.generation, file);
         let mut ciphers = HashMap::new();
         let mut policies = HashMap::new();
         for k in state.keys.values() {
@@ -85,6 +88,7 @@ impl Snapshot {
             fingerprint,
             header,
             next_due,
+            anchor,
         })
     }
 
@@ -156,6 +160,9 @@ pub struct Engine {
     refresh_interval_ns: AtomicU64,
     pub(crate) clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
+    /// Set by every store write: the next audit record anchors the store's
+    /// new generation in the audit trail (see [`AuditSink::record_anchored`]).
+    anchor_due: AtomicBool,
 }
 
 impl fmt::Debug for Engine {
@@ -196,7 +203,7 @@ impl Engine {
         let bytes = seal_file(&header, &store_key, &state.encode()?)?;
         let fp = files.write_atomic(&lock, &bytes)?;
         drop(lock);
-        let snap = Snapshot::build(state, fp, header, None)?;
+        let snap = Snapshot::build(state, (fp, &bytes), header, None)?;
         Ok(Self::assemble(files, store_key, None, snap, clock, audit))
     }
 
@@ -222,7 +229,7 @@ impl Engine {
         };
         drop(root_key);
         let state = State::decode(&open_file(&store_key, &bytes)?)?;
-        let snap = Snapshot::build(state, fp, header, None)?;
+        let snap = Snapshot::build(state, (fp, &bytes), header, None)?;
         let engine = Self::assemble(files, store_key, conversion, snap, clock, audit);
         {
             let lock = engine.files.lock()?;
@@ -250,6 +257,7 @@ impl Engine {
             refresh_interval_ns: AtomicU64::new(DEFAULT_REFRESH_INTERVAL.as_nanos() as u64),
             clock,
             audit,
+            anchor_due: AtomicBool::new(false),
         }
     }
 
@@ -309,7 +317,7 @@ impl Engine {
         // key); the state's tag authenticates all of it under the store key.
         let header = StoreHeader::decode(&bytes)?;
         let state = State::decode(&open_file(&self.store_key, &bytes)?)?;
-        Snapshot::build(state, fp, header, Some(old))
+        Snapshot::build(state, (fp, &bytes), header, Some(old))
     }
 
     /// Snapshot for a read-only op: re-checks the disk at most every refresh
@@ -338,9 +346,31 @@ impl Engine {
         let cur = self.current()?;
         if self.files.fingerprint()? != cur.fingerprint {
             let fresh = self.load_from_disk(&cur)?;
+            // An older file still in place (not a writer of this process
+            // that overtook the read) is a rollback: keep serving the newer
+            // state this process has, and say so.
+            if fresh.state.generation < cur.state.generation
+                && self.files.fingerprint()? == fresh.fingerprint
+            {
+                log::error!("{}", self.rolled_back_while_open(&fresh, &cur));
+                return Ok(());
+            }
             self.install(fresh)?;
         }
         Ok(())
+    }
+
+    /// The error for a store file older than the state this engine already
+    /// read or wrote: someone replaced it with an older copy while it was open.
+    fn rolled_back_while_open(&self, disk: &Snapshot, seen: &Snapshot) -> KmsError {
+        KmsError::StoreRolledBack(format!(
+            "{} is generation {}, older than generation {} this engine already read or \
+             wrote: it was replaced by an older copy while in use (revoked grants and \
+             disabled keys may be back); refusing to write over it",
+            self.files.dir().join(crate::store::STATE_FILE).display(),
+            disk.state.generation,
+            seen.state.generation
+        ))
     }
 
     /// Under the writer lock: the newest state (reloaded if another process
@@ -351,6 +381,9 @@ impl Engine {
             return Ok(cur);
         }
         let fresh = self.load_from_disk(&cur)?;
+        if fresh.state.generation < cur.state.generation {
+            return Err(self.rolled_back_while_open(&fresh, &cur));
+        }
         let mut w = self
             .snap
             .write()
@@ -359,7 +392,12 @@ impl Engine {
         Ok(w.clone())
     }
 
-    fn commit(&self, lock: &WriteLock<'_>, old: &Snapshot, state: State) -> Result<(), KmsError> {
+    pub(crate) fn commit(
+        &self,
+        lock: &WriteLock<'_>,
+        old: &Snapshot,
+        state: State,
+    ) -> Result<(), KmsError> {
         let header = match old.header {
             h @ StoreHeader::V2 { .. } => h,
             StoreHeader::V1 { root, .. } => match self.conversion {
@@ -378,7 +416,10 @@ impl Engine {
         self.commit_with_header(lock, old, state, header)
     }
 
-    /// Writes `state` (generation + 1) under `header` and installs it.
+    /// Writes `state` under `header` and installs it, as generation
+    /// max(`old`'s, `state`'s own) + 1: one more than the file it replaces,
+    /// or past a generation the caller set (an accepted rollback jumps past
+    /// the anchored one). The next audit record anchors it.
     pub(crate) fn commit_with_header(
         &self,
         lock: &WriteLock<'_>,
@@ -386,15 +427,16 @@ impl Engine {
         mut state: State,
         header: StoreHeader,
     ) -> Result<(), KmsError> {
-        state.generation = old.state.generation.wrapping_add(1);
+        state.generation = old.state.generation.max(state.generation).wrapping_add(1);
         let bytes = seal_file(&header, &self.store_key, &state.encode()?)?;
         let fp = self.files.write_atomic(lock, &bytes)?;
-        let snap = Snapshot::build(state, fp, header, Some(old))?;
+        let snap = Snapshot::build(state, (fp, &bytes), header, Some(old))?;
         let mut w = self
             .snap
             .write()
             .map_err(|_| KmsError::Internal("engine state lock poisoned".into()))?;
         *w = Arc::new(snap);
+        self.anchor_due.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -526,7 +568,18 @@ impl Engine {
             error_message,
             request_parameters: info.request_parameters,
         };
-        self.audit.record(&event)?;
+        // After a store write the record is sealed at once by a digest
+        // anchoring the new generation. Any thread's record may take the
+        // anchor; it names the current state, at least as new as the write.
+        if self.anchor_due.swap(false, Ordering::AcqRel) {
+            let anchor = self.current()?.anchor.clone();
+            if let Err(e) = self.audit.record_anchored(&event, &anchor) {
+                self.anchor_due.store(true, Ordering::Release);
+                return Err(e);
+            }
+        } else {
+            self.audit.record(&event)?;
+        }
         result
     }
 }

@@ -52,6 +52,10 @@ pub enum KmsError {
     /// No store where one was expected.
     #[error("StoreNotFoundException: {0}")]
     StoreNotFound(String),
+    /// The store is older than a generation already seen: the one anchored
+    /// in the audit trail's signed digests, or the one this engine read.
+    #[error("StoreRolledBackException: {0}")]
+    StoreRolledBack(String),
     /// An I/O error while reading or writing the store or the audit trail.
     #[error("KMSInternalException: {0}")]
     Internal(String),
@@ -96,6 +100,7 @@ impl KmsError {
             KmsError::WrongPassphrase => "IncorrectPassphraseException",
             KmsError::StoreCorrupted(_) => "StoreCorruptedException",
             KmsError::StoreNotFound(_) => "StoreNotFoundException",
+            KmsError::StoreRolledBack(_) => "StoreRolledBackException",
             KmsError::Internal(_) | KmsError::Io { .. } => "KMSInternalException",
         }
     }

@@ -40,6 +40,7 @@ pub use ops::policies::*;
 pub use ops::random::*;
 pub use ops::root_key::*;
 pub use ops::rotation::*;
+pub use ops::store_anchor::AnchorCheck;
 pub use ops::tags::*;
 pub use principal::Principal;
 pub use store::root::{KdfParams, RootKeySource};

@@ -40,6 +40,11 @@ pub struct EngineArgs {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Output::Json)]
     pub output: Output,
+    /// Open an engine store older than the generation its audit trail
+    /// anchors (after a deliberate restore from a backup): it is written
+    /// again past that generation and the acceptance is audited
+    #[arg(long, global = true)]
+    pub accept_store_rollback: bool,
 }
 
 impl Cli {

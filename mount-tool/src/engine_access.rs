@@ -8,7 +8,7 @@ use crate::cli::EngineArgs;
 use crate::exit::CliError;
 use kms_engine::audit::digest::SigningKey;
 use kms_engine::audit::{DeferredTrail, PublicKey, TrailOptions};
-use kms_engine::{Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
+use kms_engine::{AnchorCheck, Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
 use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -81,7 +81,7 @@ pub fn open_engine(args: &EngineArgs) -> Result<Arc<Engine>, CliError> {
         return Err(CliError::EngineNotFound(dir));
     }
     let secret = root_secret(args, Purpose::Open)?;
-    open_with(&dir, secret)
+    open_with(&dir, secret, args.accept_store_rollback)
 }
 
 /// Opens the store the arguments name, or creates it (cost `kdf`) when
@@ -94,7 +94,8 @@ pub fn open_or_create(
     let dir = engine_dir(args)?;
     if store_exists(&dir)? {
         let secret = root_secret(args, Purpose::Open)?;
-        Ok((open_with(&dir, secret.clone())?, secret))
+        let engine = open_with(&dir, secret.clone(), args.accept_store_rollback)?;
+        Ok((engine, secret))
     } else {
         let secret = root_secret(args, Purpose::Create)?;
         let created = create_with(&dir, secret.clone(), kdf)?;
@@ -105,9 +106,14 @@ pub fn open_or_create(
 
 /// Opens the store in `dir` with `secret`, auditing every call to
 /// `<dir>/audit`. Fails when the trail cannot be opened for writing: no
-/// key is used unaudited.
-pub fn open_with(dir: &Path, secret: RootSecret) -> Result<Arc<Engine>, CliError> {
-    open_with_trail(dir, secret, TrailOptions::default())
+/// key is used unaudited; and when the store is older than the generation
+/// the trail anchors, unless `accept_rollback` (`--accept-store-rollback`).
+pub fn open_with(
+    dir: &Path,
+    secret: RootSecret,
+    accept_rollback: bool,
+) -> Result<Arc<Engine>, CliError> {
+    open_with_trail(dir, secret, TrailOptions::default(), accept_rollback)
 }
 
 /// [`open_with`] with the audit trail tuned by `trail` (the mount's
@@ -116,6 +122,7 @@ pub fn open_with_trail(
     dir: &Path,
     secret: RootSecret,
     trail: TrailOptions,
+    accept_rollback: bool,
 ) -> Result<Arc<Engine>, CliError> {
     let sink = Arc::new(DeferredTrail::new(audit_dir_of(dir), trail));
     let engine = Engine::open(
@@ -124,7 +131,7 @@ pub fn open_with_trail(
         Arc::new(SystemClock),
         sink.clone(),
     )?;
-    attach(&sink, &engine, dir)?;
+    attach(&sink, &engine, dir, accept_rollback)?;
     Ok(Arc::new(engine))
 }
 
@@ -163,7 +170,7 @@ pub fn create_with_trail(
         Arc::new(SystemClock),
         sink.clone(),
     )?;
-    attach(&sink, &engine, dir)?;
+    attach(&sink, &engine, dir, false)?;
     Ok(Created {
         dir: dir.to_path_buf(),
         root_kind,
@@ -171,14 +178,45 @@ pub fn create_with_trail(
     })
 }
 
-/// Opens the trail with the engine's sealed signing seed. Engine::open and
-/// Engine::create record nothing, so no call can have been refused before.
-fn attach(sink: &DeferredTrail, engine: &Engine, dir: &Path) -> Result<(), CliError> {
+/// Opens the trail with the engine's sealed signing seed (Engine::open and
+/// Engine::create record nothing, so no call can have been refused before),
+/// then checks the store against the newest generation the trail's signed
+/// digests anchor: an older store is refused, or with `accept_rollback`
+/// written again past it (audited as AcceptStoreRollback).
+fn attach(
+    sink: &DeferredTrail,
+    engine: &Engine,
+    dir: &Path,
+    accept_rollback: bool,
+) -> Result<(), CliError> {
+    let trail_err = |source| CliError::AuditTrail {
+        dir: audit_dir_of(dir),
+        source,
+    };
     sink.attach_seed(engine.audit_signing_seed()?)
-        .map_err(|source| CliError::AuditTrail {
-            dir: audit_dir_of(dir),
-            source,
-        })
+        .map_err(trail_err)?;
+    let trail = sink
+        .trail()
+        .ok_or_else(|| CliError::Kms(KmsError::Internal("the audit trail did not open".into())))?;
+    let anchored = trail.newest_store_anchor().map_err(trail_err)?;
+    let caller = Principal::current_process();
+    match engine.check_store_anchor(&caller, anchored.as_ref(), accept_rollback) {
+        Ok(AnchorCheck::RollbackAccepted {
+            store_generation,
+            anchored_generation,
+            now_generation,
+        }) => eprintln!(
+            "kmsfs: warning: accepted an engine store rollback (--accept-store-rollback): \
+             generation {store_generation} opened although generation {anchored_generation} \
+             was anchored; written again as generation {now_generation} and recorded in the \
+             audit trail as AcceptStoreRollback"
+        ),
+        Ok(AnchorCheck::Current | AnchorCheck::NoAnchor) => {}
+        Err(KmsError::StoreRolledBack(m)) => return Err(CliError::StoreRolledBack(m)),
+        Err(e) => return Err(e.into()),
+    }
+    trail.note_store_anchor(&engine.store_anchor()?);
+    Ok(())
 }
 
 /// The public key the engine's audit digests are signed with, derived from

@@ -62,6 +62,13 @@ pub enum CliError {
     PassphraseFile { path: PathBuf, reason: String },
     #[error("cannot use key file {}: {reason}", path.display())]
     KeyFile { path: PathBuf, reason: String },
+    /// The engine store is older than the generation its audit trail
+    /// anchors, and `--accept-store-rollback` was not given.
+    #[error(
+        "{0} (StoreRolledBackException); if it was restored from a backup on purpose, \
+         open it once with --accept-store-rollback"
+    )]
+    StoreRolledBack(String),
     /// The audit trail cannot be opened for writing: the engine refuses to
     /// run rather than use a key unaudited.
     #[error(
@@ -92,12 +99,18 @@ impl CliError {
                 KmsError::WrongPassphrase => AUTHENTICATION,
                 KmsError::AccessDenied(_) => ACCESS_DENIED,
                 KmsError::NotFound(_) | KmsError::StoreNotFound(_) => NOT_FOUND,
-                KmsError::StoreCorrupted(_) | KmsError::Internal(_) | KmsError::Io { .. } => IO,
+                KmsError::StoreCorrupted(_)
+                | KmsError::StoreRolledBack(_)
+                | KmsError::Internal(_)
+                | KmsError::Io { .. } => IO,
                 KmsError::Validation(_) => USAGE,
                 _ => OPERATION_FAILED,
             },
             CliError::Usage(_) | CliError::NoEngineDir => USAGE,
-            CliError::Io { .. } | CliError::AuditTrail { .. } | CliError::FsckProblems(_) => IO,
+            CliError::Io { .. }
+            | CliError::AuditTrail { .. }
+            | CliError::StoreRolledBack(_)
+            | CliError::FsckProblems(_) => IO,
             CliError::Mount(_) => MOUNT,
             CliError::MountProcess { code, .. } => {
                 if (OPERATION_FAILED..=MOUNT).contains(code) {
@@ -129,6 +142,7 @@ mod tests {
             (KmsError::NotFound("x".into()), NOT_FOUND),
             (KmsError::StoreNotFound("x".into()), NOT_FOUND),
             (KmsError::StoreCorrupted("x".into()), IO),
+            (KmsError::StoreRolledBack("x".into()), IO),
             (KmsError::Internal("x".into()), IO),
             (
                 KmsError::io("x", &std::io::Error::from_raw_os_error(28)),

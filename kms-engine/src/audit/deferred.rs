@@ -10,7 +10,7 @@
 
 use super::error::AuditError;
 use super::trail::{FileAuditTrail, TrailOptions};
-use super::{AuditEvent, AuditSink};
+use super::{AuditEvent, AuditSink, StoreAnchor};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use zeroize::Zeroizing;
@@ -52,14 +52,31 @@ impl DeferredTrail {
     }
 }
 
+impl DeferredTrail {
+    fn not_open(&self) -> crate::KmsError {
+        crate::KmsError::Internal(format!(
+            "audit record not written: the audit trail in {} is not open yet",
+            self.dir.display()
+        ))
+    }
+}
+
 impl AuditSink for DeferredTrail {
     fn record(&self, event: &AuditEvent) -> Result<(), crate::KmsError> {
         match self.trail.get() {
             Some(t) => t.record(event),
-            None => Err(crate::KmsError::Internal(format!(
-                "audit record not written: the audit trail in {} is not open yet",
-                self.dir.display()
-            ))),
+            None => Err(self.not_open()),
+        }
+    }
+
+    fn record_anchored(
+        &self,
+        event: &AuditEvent,
+        store: &StoreAnchor,
+    ) -> Result<(), crate::KmsError> {
+        match self.trail.get() {
+            Some(t) => t.record_anchored(event, store),
+            None => Err(self.not_open()),
         }
     }
 }

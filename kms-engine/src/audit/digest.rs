@@ -18,8 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-/// `digestVersion` of the digests this build writes.
+/// `digestVersion` of a digest without a store anchor (as written before
+/// anchors existed).
 pub const DIGEST_VERSION: &str = "1.0";
+/// `digestVersion` of a digest carrying a store anchor (`storeGeneration`,
+/// `storeSha256`): every digest this build writes once it knows one.
+pub const DIGEST_VERSION_ANCHORED: &str = "1.1";
 /// Bytes of each record hash kept in `recordHashPrefixes`.
 pub const HASH_PREFIX_LEN: usize = 8;
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
@@ -48,6 +52,42 @@ pub struct Digest {
     pub record_hash_prefixes: String,
     /// Base64 Ed25519 signature over [`Digest::signed_bytes`].
     pub signature: String,
+    /// The newest engine-store generation anchored so far (absent in
+    /// digests of version 1.0). See [`StoreAnchor`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_generation: Option<u64>,
+    /// Lower-case hex SHA-256 of the `engine.store` file of that generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_sha256: Option<String>,
+}
+
+/// An engine store's generation and the SHA-256 of its file, as the engine
+/// anchors it outside the store: in the signed digests of its audit trail.
+/// An open of a store older than the newest anchor is a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreAnchor {
+    pub generation: u64,
+    /// Lower-case hex SHA-256 of the store file.
+    pub sha256: String,
+}
+
+impl StoreAnchor {
+    /// The anchor of the store file `bytes` holding generation `generation`.
+    pub fn of_file(generation: u64, bytes: &[u8]) -> StoreAnchor {
+        StoreAnchor {
+            generation,
+            sha256: sha256_hex(bytes),
+        }
+    }
+
+    /// The newer of two anchors (the first on a tie).
+    pub fn newest(a: Option<StoreAnchor>, b: Option<StoreAnchor>) -> Option<StoreAnchor> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.generation > a.generation { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl Digest {
@@ -83,6 +123,23 @@ impl Digest {
         UnparsedPublicKey::new(&signature::ED25519, key.raw)
             .verify(&self.signed_bytes(), &sig)
             .is_ok()
+    }
+
+    /// The store anchor this digest carries, if any.
+    pub fn store_anchor(&self) -> Option<StoreAnchor> {
+        Some(StoreAnchor {
+            generation: self.store_generation?,
+            sha256: self.store_sha256.clone()?,
+        })
+    }
+
+    /// Sets the store anchor (and the digest version that carries one).
+    pub fn set_store_anchor(&mut self, anchor: Option<&StoreAnchor>) {
+        if let Some(a) = anchor {
+            self.digest_version = DIGEST_VERSION_ANCHORED.into();
+            self.store_generation = Some(a.generation);
+            self.store_sha256 = Some(a.sha256.clone());
+        }
     }
 
     /// The covered record hash prefixes, decoded.
@@ -268,6 +325,8 @@ mod tests {
             signature_algorithm: String::new(),
             record_hash_prefixes: encode_prefixes(&[[1; 8], [2; 8]]),
             signature: String::new(),
+            store_generation: None,
+            store_sha256: None,
         }
     }
 

@@ -17,7 +17,7 @@ pub mod trail;
 pub mod verify;
 
 pub use deferred::DeferredTrail;
-pub use digest::PublicKey;
+pub use digest::{PublicKey, StoreAnchor};
 pub use error::AuditError;
 pub use trail::{FileAuditTrail, SyncMode, TrailOptions};
 pub use verify::{Anchor, BadRecord, VerifyOptions, VerifyReport, verify, verify_with};
@@ -57,6 +57,19 @@ pub struct AuditEvent {
 /// no key is ever used unaudited.
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record(&self, event: &AuditEvent) -> Result<(), crate::KmsError>;
+
+    /// Records `event` after the engine wrote its store as `store`: a sink
+    /// that can anchors the store's generation outside the store before it
+    /// returns (the file trail seals the record with a digest carrying it),
+    /// so that a later open notices a rollback across this change.
+    fn record_anchored(
+        &self,
+        event: &AuditEvent,
+        store: &StoreAnchor,
+    ) -> Result<(), crate::KmsError> {
+        let _ = store;
+        self.record(event)
+    }
 }
 
 /// A sink that discards records (for tools that must not audit, e.g. benches).

@@ -13,7 +13,7 @@
 //! appenders share flushes. See `docs/file-format.md`, "Audit trail".
 
 use super::chain::{self, GENESIS_HASH};
-use super::digest::{self, DIGEST_VERSION, Digest, PublicKey, SigningKey};
+use super::digest::{self, DIGEST_VERSION, Digest, PublicKey, SigningKey, StoreAnchor};
 use super::error::AuditError;
 use super::group::GroupCommit;
 use super::record::{self, PreparedRecord, RecordView};
@@ -104,6 +104,9 @@ struct State {
     dirty: Option<Arc<File>>,
     /// Reused buffer for the line being appended.
     line: Vec<u8>,
+    /// The newest engine-store anchor this process knows: carried (or a
+    /// newer one from the previous digest) by every digest it writes.
+    store: Option<StoreAnchor>,
 }
 
 #[derive(Debug)]
@@ -236,6 +239,7 @@ impl FileAuditTrail {
                 last_sync: now,
                 dirty: None,
                 line: Vec::with_capacity(1024),
+                store: None,
             }),
             group: GroupCommit::default(),
             stop: (Mutex::new(false), Condvar::new()),
@@ -266,7 +270,30 @@ impl FileAuditTrail {
 
     /// Appends one record; returns its sequence number.
     pub fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
-        self.inner.append(event)
+        self.inner.append(event, None)
+    }
+
+    /// Appends one record and, in the same lock, a digest sealing it that
+    /// carries `store` (or a newer anchor): the engine's store generation
+    /// is anchored outside the store before this returns.
+    pub fn append_anchored(
+        &self,
+        event: &AuditEvent,
+        store: &StoreAnchor,
+    ) -> Result<u64, AuditError> {
+        self.inner.append(event, Some(store))
+    }
+
+    /// Makes every digest this trail writes from now on carry `store` (or a
+    /// newer anchor), without writing one now.
+    pub fn note_store_anchor(&self, store: &StoreAnchor) {
+        let mut st = self.inner.lock_state();
+        st.store = StoreAnchor::newest(st.store.take(), Some(store.clone()));
+    }
+
+    /// The newest store anchor among this trail's validly signed digests.
+    pub fn newest_store_anchor(&self) -> Result<Option<StoreAnchor>, AuditError> {
+        super::verify::newest_store_anchor(&self.inner.dir, &self.inner.key.public_key())
     }
 
     /// How many `fdatasync`s the group commit of [`SyncMode::EveryRecord`]
@@ -322,6 +349,16 @@ impl AuditSink for FileAuditTrail {
     fn record(&self, event: &AuditEvent) -> Result<(), crate::KmsError> {
         self.append(event).map(|_| ()).map_err(Into::into)
     }
+
+    fn record_anchored(
+        &self,
+        event: &AuditEvent,
+        store: &StoreAnchor,
+    ) -> Result<(), crate::KmsError> {
+        self.append_anchored(event, store)
+            .map(|_| ())
+            .map_err(Into::into)
+    }
 }
 
 impl Inner {
@@ -338,10 +375,13 @@ impl Inner {
         }
     }
 
-    fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+    fn append(&self, event: &AuditEvent, store: Option<&StoreAnchor>) -> Result<u64, AuditError> {
         let prepared = PreparedRecord::new(event, &record::new_event_id());
         let mut guard = self.lock_state();
         let st = &mut *guard;
+        if let Some(a) = store {
+            st.store = StoreAnchor::newest(st.store.take(), Some(a.clone()));
+        }
         let (seq, file) = {
             let _g = lock_file(&self.lock, &self.dir)?;
             let seq = match self.append_locked(&mut st.head, &prepared, &mut st.line) {
@@ -357,9 +397,11 @@ impl Inner {
                 .as_ref()
                 .and_then(|h| h.segment.as_ref())
                 .map(|s| Arc::clone(&s.1));
-            let due = st.head.as_ref().is_some_and(|h| {
-                h.seq.saturating_sub(h.last_digest) >= self.opts.digest_every_records
-            }) || st.last_seal.elapsed() >= self.opts.digest_every;
+            let due = store.is_some()
+                || st.head.as_ref().is_some_and(|h| {
+                    h.seq.saturating_sub(h.last_digest) >= self.opts.digest_every_records
+                })
+                || st.last_seal.elapsed() >= self.opts.digest_every;
             if due {
                 self.write_digest(st)?;
             }
@@ -593,7 +635,7 @@ impl Inner {
                 .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
         }
         let listing = segment::list(&self.dir)?;
-        let (prev_seq, prev_hash) = match listing
+        let (prev_seq, prev_hash, prev_store) = match listing
             .digests
             .iter()
             .rev()
@@ -601,10 +643,17 @@ impl Inner {
         {
             Some((end, path)) => {
                 let bytes = std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?;
-                (*end, chain::sha256_hex(&bytes))
+                // Carried on only when validly signed: a planted digest
+                // must not raise the anchor.
+                let anchor = serde_json::from_slice::<Digest>(&bytes)
+                    .ok()
+                    .filter(|d| d.signature_valid(&self.key.public_key()))
+                    .and_then(|d| d.store_anchor());
+                (*end, chain::sha256_hex(&bytes), anchor)
             }
-            None => (0, GENESIS_HASH.to_string()),
+            None => (0, GENESIS_HASH.to_string(), None),
         };
+        let store = StoreAnchor::newest(st.store.clone(), prev_store);
         let start = prev_seq + 1;
         let count = usize::try_from(head.seq - prev_seq).unwrap_or(0);
         let cached = head
@@ -627,7 +676,10 @@ impl Inner {
             signature_algorithm: String::new(),
             record_hash_prefixes: digest::encode_prefixes(&prefixes),
             signature: String::new(),
+            store_generation: None,
+            store_sha256: None,
         };
+        d.set_store_anchor(store.as_ref());
         self.key.sign(&mut d);
         head.generation = self.bump_generation()?;
         write_atomic(

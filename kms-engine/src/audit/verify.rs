@@ -12,7 +12,7 @@
 //! noticed). See docs/file-format.md for what remains possible.
 
 use super::chain::{self, GENESIS_HASH, canonical_json};
-use super::digest::{Digest, PublicKey, hash_prefix};
+use super::digest::{Digest, PublicKey, StoreAnchor, hash_prefix};
 use super::error::AuditError;
 use super::record::RecordView;
 use super::segment::{self, RawLine};
@@ -101,6 +101,9 @@ pub struct VerifyReport {
     pub unsealed_records: u64,
     /// The newest valid digest, to remember and pass back as an anchor.
     pub last_digest: Option<Anchor>,
+    /// The newest engine-store generation the valid digests anchor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_anchor: Option<StoreAnchor>,
     pub public_key_fingerprint: String,
     /// A final unterminated line (a write torn by a crash, never acknowledged).
     pub torn_tail: Option<BadRecord>,
@@ -187,6 +190,7 @@ pub fn verify_with(
             });
         }
         report.sealed_through = end.min(report.last_sequence);
+        report.store_anchor = good.iter().rev().find_map(|g| g.digest.store_anchor());
         report.last_digest = Some(Anchor {
             end_sequence: end,
             digest_hash: last.hash.clone(),
@@ -226,6 +230,7 @@ fn check_digests(
 ) -> Result<(Vec<GoodDigest>, Option<BadRecord>), AuditError> {
     let mut good: Vec<GoodDigest> = Vec::new();
     let (mut prev_end, mut prev_hash) = (0u64, GENESIS_HASH.to_string());
+    let mut prev_store: Option<u64> = None;
     for (end, path) in digests {
         let bad = |seq: u64, reason: String| BadRecord {
             file: path.clone(),
@@ -320,6 +325,23 @@ fn check_digests(
                 ));
             }
         };
+        // Each digest carries the newest anchor it knew of, so the anchored
+        // store generation never goes back.
+        if let (Some(before), Some(now)) = (prev_store, d.store_generation)
+            && now < before
+        {
+            return Ok((
+                good,
+                Some(bad(
+                    start,
+                    format!(
+                        "digest anchors store generation {now}, older than the {before} \
+                         anchored before it"
+                    ),
+                )),
+            ));
+        }
+        prev_store = d.store_generation.or(prev_store);
         prev_end = d.digest_end_sequence;
         prev_hash = chain::sha256_hex(&bytes);
         good.push(GoodDigest {
@@ -329,6 +351,26 @@ fn check_digests(
         });
     }
     Ok((good, None))
+}
+
+/// The store anchor of the newest digest in `dir` that is validly signed by
+/// `key` (older digests are skipped past one that is not, with a warning);
+/// None when there is no such digest or it anchors nothing (version 1.0).
+/// Reads one digest file in the common case: what an engine open checks.
+pub fn newest_store_anchor(dir: &Path, key: &PublicKey) -> Result<Option<StoreAnchor>, AuditError> {
+    let listing = segment::list(dir)?;
+    for (_, path) in listing.digests.iter().rev() {
+        let bytes = std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?;
+        match serde_json::from_slice::<Digest>(&bytes) {
+            Ok(d) if d.signature_valid(key) => return Ok(d.store_anchor()),
+            _ => log::warn!(
+                "audit digest {} is not validly signed; looking for the store anchor in an \
+                 older one (`kmsfs audit verify` names what is wrong)",
+                path.display()
+            ),
+        }
+    }
+    Ok(None)
 }
 
 /// The last two good records (for naming an inserted one).

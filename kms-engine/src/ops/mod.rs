@@ -13,6 +13,7 @@ pub mod policies;
 pub mod random;
 pub mod root_key;
 pub mod rotation;
+pub mod store_anchor;
 pub mod tags;
 
 use crate::KmsError;

@@ -19,3 +19,4 @@ mod root_key;
 mod store;
 mod store_formats;
 mod store_fulldisk;
+mod store_rollback;

@@ -131,6 +131,7 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
                     &dir,
                     secret(engine_args, &args, Purpose::Open)?,
                     args.trail_options(),
+                    engine_args.accept_store_rollback,
                 )?
             }
         };
@@ -198,7 +199,12 @@ fn prepare(
     let opened = if engine_access::store_exists(&dir)? {
         let secret = secret(engine_args, args, Purpose::Open)?;
         (
-            engine_access::open_with_trail(&dir, secret.clone(), args.trail_options())?,
+            engine_access::open_with_trail(
+                &dir,
+                secret.clone(),
+                args.trail_options(),
+                engine_args.accept_store_rollback,
+            )?,
             secret,
         )
     } else {

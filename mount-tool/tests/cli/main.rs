@@ -8,3 +8,4 @@ mod fsck_cli;
 mod kms_cli;
 mod mount_cli;
 mod root_key_cli;
+mod store_rollback_cli;

@@ -55,7 +55,7 @@ pub fn run(engine: &EngineArgs, args: &ChangeRootKeyArgs) -> Result<(), CliError
     }
     // The current secret opens the store (a wrong one stops here, exit 3).
     let current = engine_access::root_secret(engine, Purpose::Open)?;
-    let kms = engine_access::open_with(&dir, current.clone())?;
+    let kms = engine_access::open_with(&dir, current.clone(), engine.accept_store_rollback)?;
     let new = match new_from_file {
         Some(secret) => secret,
         None => engine_access::prompt_new_passphrase().map_err(|e| match e {
