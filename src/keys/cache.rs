@@ -66,11 +66,16 @@ struct Entry {
 
 type CacheKey = [u8; 32];
 
+/// The monotonic clock entries are aged by: [`Instant::now`] on a mount,
+/// a hand-moved clock in tests (so that expiry is tested without sleeping).
+pub type MonotonicClock = fn() -> Instant;
+
 /// A [`KeyService`] that serves Decrypt from a cache of unwrapped keys
 /// (see the module documentation for the authorization design).
 pub struct CachingKeyService<S> {
     inner: S,
     config: CacheConfig,
+    now: MonotonicClock,
     entries: Mutex<LruCache<CacheKey, Entry>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -111,8 +116,14 @@ fn cache_key(wrapped: &[u8], ctx: &EncryptionContext, caller: &Principal) -> Cac
 
 impl<S: KeyService> CachingKeyService<S> {
     pub fn new(inner: S, config: CacheConfig) -> Self {
+        Self::with_clock(inner, config, Instant::now)
+    }
+
+    /// Like [`CachingKeyService::new`], with entries aged by `now`.
+    pub fn with_clock(inner: S, config: CacheConfig, now: MonotonicClock) -> Self {
         CachingKeyService {
             inner,
+            now,
             entries: Mutex::new(LruCache::new(config.capacity)),
             config,
             hits: AtomicU64::new(0),
@@ -144,7 +155,9 @@ impl<S: KeyService> CachingKeyService<S> {
     fn lookup(&self, key: &CacheKey) -> Option<DataKeyBytes> {
         let mut cache = self.entries.lock().ok()?;
         let fresh = match cache.get(key) {
-            Some(e) => e.fetched.elapsed() < self.config.reauth_interval,
+            Some(e) => {
+                (self.now)().saturating_duration_since(e.fetched) < self.config.reauth_interval
+            }
             None => return None,
         };
         if fresh {
@@ -166,7 +179,7 @@ impl<S: KeyService> CachingKeyService<S> {
                 key,
                 Entry {
                     key: DataKeyBytes::new(**dek),
-                    fetched: Instant::now(),
+                    fetched: (self.now)(),
                 },
             );
         }
@@ -308,15 +321,59 @@ mod tests {
         assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 3);
     }
 
+    thread_local! {
+        /// The test clock's start in this thread (each test has its own thread).
+        static START: Instant = Instant::now();
+        /// How far the test moved [`test_now`] past `START`.
+        static AHEAD: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+    }
+
+    /// The test clock: stands still until the test moves it.
+    fn test_now() -> Instant {
+        START.with(|s| *s) + AHEAD.with(|a| a.get())
+    }
+
+    fn advance(by: Duration) {
+        AHEAD.with(|a| a.set(a.get() + by));
+    }
+
     #[test]
     fn expired_entries_are_reauthorized_and_a_denial_is_seen() {
-        let c = cached(Duration::ZERO, 16);
+        let interval = Duration::from_secs(5);
+        let c = CachingKeyService::with_clock(
+            Counting::default(),
+            CacheConfig {
+                capacity: NonZeroUsize::new(16).unwrap(),
+                reauth_interval: interval,
+            },
+            test_now,
+        );
         let ctx = context_from([("kmsfs:path", "/a")]);
         c.decrypt_data_key(&alice(), &[5], &ctx).unwrap();
         c.inner().deny.store(true, Ordering::SeqCst);
+        // Within the interval the cached key serves (the engine is not asked,
+        // so its denial is not seen yet): the cache is on.
+        advance(interval - Duration::from_millis(100));
+        assert_eq!(*c.decrypt_data_key(&alice(), &[5], &ctx).unwrap(), [5; 32]);
+        assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 1);
+        assert_eq!((c.stats().hits, c.stats().entries), (1, 1));
+        // Once the interval has passed since the fetch, the next Decrypt goes
+        // to the engine, sees the denial, and the expired entry is gone.
+        advance(Duration::from_millis(100));
         let err = c.decrypt_data_key(&alice(), &[5], &ctx).unwrap_err();
         assert_eq!(err.exception_name(), "DisabledException");
-        assert_eq!(c.stats().hits, 0);
+        assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 2);
+        assert_eq!((c.stats().hits, c.stats().entries), (1, 0));
+    }
+
+    #[test]
+    fn a_zero_interval_disables_the_cache() {
+        let c = cached(Duration::ZERO, 16);
+        let ctx = context_from([("kmsfs:path", "/a")]);
+        c.decrypt_data_key(&alice(), &[5], &ctx).unwrap();
+        c.decrypt_data_key(&alice(), &[5], &ctx).unwrap();
+        assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 2);
+        assert_eq!((c.stats().hits, c.stats().entries), (0, 0));
     }
 
     #[test]

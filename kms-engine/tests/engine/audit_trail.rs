@@ -102,12 +102,13 @@ fn torn_final_line_is_removed_by_the_next_writer() {
 const CHILD_ENV: &str = "KMSFS_AUDIT_TEST_CHILD_DIR";
 
 /// Not a test on its own: the body of each writer process of
-/// `two_processes_append_one_chain` (does nothing unless started by it).
+/// `two_processes_append_one_chain`, which runs it with `--ignored` and
+/// `CHILD_ENV` set (run alone it fails rather than pass without doing
+/// anything). Prints `WROTE <n>` once its appends are done.
 #[test]
+#[ignore = "run as a child process by two_processes_append_one_chain"]
 fn child_writer_process() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+    let dir = std::env::var(CHILD_ENV).expect("started without its parent test's directory");
     let trail = open(
         std::path::Path::new(&dir),
         TrailOptions {
@@ -126,6 +127,7 @@ fn child_writer_process() {
             });
         }
     });
+    println!("WROTE 120");
 }
 
 #[test]
@@ -138,16 +140,22 @@ fn two_processes_append_one_chain() {
                 .args([
                     "--exact",
                     "audit_trail::child_writer_process",
+                    "--ignored",
                     "--nocapture",
                     "--test-threads=1",
                 ])
                 .env(CHILD_ENV, t.path())
+                .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success());
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // The child test really ran (a filter that matches nothing passes too).
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("WROTE 120"), "{stdout}");
     }
     let r = verify(t.path(), &public_key()).unwrap();
     assert!(r.is_valid(), "{r:?}");
