@@ -1,10 +1,11 @@
 //! The FUSE adaptor: a multi-threaded fuser session over a backing
-//! directory, split by operation family (`dir`, `file`, `rename`, `link`,
-//! `xattr`), with one inode table (`inode`), one error-to-errno mapping
-//! (`errno`) and the block I/O engine (`blockio`).
+//! directory, split by operation family (`dir`, `file`, `copy`, `rename`,
+//! `link`, `xattr`, `unsupported`), with one inode table (`inode`), one
+//! error-to-errno mapping (`errno`) and the block I/O engine (`blockio`).
 
 pub mod attr;
 pub mod blockio;
+pub mod copy;
 pub mod dir;
 pub mod errno;
 pub mod fault;
@@ -15,7 +16,9 @@ pub mod naming;
 pub mod ops;
 pub mod perm;
 pub mod rename;
+pub mod stale;
 pub mod status;
+pub mod unsupported;
 pub mod xattr;
 
 use crate::content::ContentCipher;
@@ -94,6 +97,8 @@ pub struct Core {
     pub(crate) write_counters: status::WriteCounters,
     /// FUSE requests served, by operation (for `kmsfs status`).
     pub(crate) op_counters: status::OpCounters,
+    /// Which unsupported requests were logged already (each kind once).
+    pub(crate) unsupported: unsupported::UnsupportedLog,
 }
 
 impl std::fmt::Debug for Core {
@@ -120,6 +125,7 @@ impl Core {
             rename_lock: Mutex::new(()),
             write_counters: status::WriteCounters::default(),
             op_counters: status::OpCounters::default(),
+            unsupported: unsupported::UnsupportedLog::default(),
             opts,
         })
     }
@@ -162,6 +168,7 @@ impl Core {
         let open_files = self.files.read().map(|f| f.len() as u64).unwrap_or(0);
         status::StatusReport {
             pid: std::process::id(),
+            started: stale::process_started(std::process::id()),
             mountpoint: mountpoint.to_path_buf(),
             cipherdir: self.vol.root.clone(),
             volume_id: self.vol.config.volume_id.clone(),

@@ -4,12 +4,14 @@
 
 use super::errno::FsError;
 use super::status::Op;
+use super::unsupported::Unsupported;
 use super::{KmsFs, MAX_WRITE, TTL};
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents,
+    PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::path::Path;
@@ -517,6 +519,114 @@ impl Filesystem for KmsFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("fallocate", &e)),
         }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let _t = self.core.op_counters.start(Op::CopyFileRange);
+        match self
+            .core
+            .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags.bits())
+        {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(log_err("copy_file_range", &e)),
+        }
+    }
+
+    // Requests kmsfs does not serve: answered without fuser's warning per
+    // request, each kind logged once (see `unsupported`).
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(
+            self.core
+                .unsupported
+                .answer(Unsupported::Ioctl, format_args!("cmd {cmd:#x}")),
+        );
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        reply.error(
+            self.core
+                .unsupported
+                .answer(Unsupported::Poll, format_args!("events {events:?}")),
+        );
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        reply.error(
+            self.core
+                .unsupported
+                .answer(Unsupported::Getlk, format_args!("")),
+        );
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        _sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(
+            self.core
+                .unsupported
+                .answer(Unsupported::Setlk, format_args!("")),
+        );
+    }
+
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        reply.error(
+            self.core
+                .unsupported
+                .answer(Unsupported::Bmap, format_args!("")),
+        );
     }
 }
 

@@ -322,10 +322,14 @@ impl Core {
         flags: RenameFlags,
     ) -> FsResult<()> {
         self.check_writable()?;
-        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        // RENAME_WHITEOUT (overlayfs): the backing rename leaves the
+        // whiteout, a 0/0 character device, at the source's backing name,
+        // which decodes to the source's name; its long-name side file stays.
+        let whiteout = flags.contains(RenameFlags::RENAME_WHITEOUT);
+        if whiteout && exchange {
             return Err(FsError::InvalidArgument);
         }
-        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
         let _lock = self.rename_lock.lock().map_err(|_| FsError::Stale)?;
         let sdir = self.node(parent)?;
         let ddir = self.node(newparent)?;
@@ -400,6 +404,9 @@ impl Core {
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
             rflags |= rustix::fs::RenameFlags::NOREPLACE;
         }
+        if whiteout {
+            rflags |= rustix::fs::RenameFlags::WHITEOUT;
+        }
         if let Err(e) =
             rustix::fs::renameat_with(rustix::fs::CWD, &src_b, rustix::fs::CWD, &dst_b, rflags)
         {
@@ -418,7 +425,7 @@ impl Core {
         if !rewraps.is_empty() {
             remove_journal(&root)?;
         }
-        if !exchange {
+        if !exchange && !whiteout {
             self.remove_side_file(&sdir.backing, &src_bn);
         }
         // Symlink targets are sealed with their directory's IV.

@@ -12,6 +12,10 @@ pub const FS_NAME: &str = "kmsfs";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusReport {
     pub pid: u32,
+    /// When the mount process started (clock ticks after boot, field 22 of
+    /// `/proc/PID/stat`), so that a reused pid is not taken for it.
+    #[serde(default)]
+    pub started: Option<u64>,
     pub mountpoint: PathBuf,
     pub cipherdir: PathBuf,
     pub volume_id: String,
@@ -71,11 +75,12 @@ pub enum Op {
     Access,
     Create,
     Fallocate,
+    CopyFileRange,
 }
 
 impl Op {
     /// Every operation, in the order of the enum.
-    pub const ALL: [Op; 31] = [
+    pub const ALL: [Op; 32] = [
         Op::Lookup,
         Op::Forget,
         Op::Getattr,
@@ -107,6 +112,7 @@ impl Op {
         Op::Access,
         Op::Create,
         Op::Fallocate,
+        Op::CopyFileRange,
     ];
 
     /// The FUSE name of the operation, lower case.
@@ -143,6 +149,7 @@ impl Op {
             Op::Access => "access",
             Op::Create => "create",
             Op::Fallocate => "fallocate",
+            Op::CopyFileRange => "copy_file_range",
         }
     }
 }
@@ -409,6 +416,7 @@ mod tests {
     fn report() -> StatusReport {
         StatusReport {
             pid: 1,
+            started: Some(7),
             mountpoint: PathBuf::from("/mnt/m"),
             cipherdir: PathBuf::from("/c"),
             volume_id: "v".into(),

@@ -12,6 +12,7 @@ mod fs_fulldisk;
 mod fs_keys;
 mod fs_killpriv;
 mod fs_model;
+mod fs_ops_misc;
 mod fs_permissions;
 mod fs_policy;
 mod fs_programs;

@@ -4,6 +4,7 @@
 use crate::cli::Output;
 use crate::exit::CliError;
 use clap::Args;
+use kmsfs::fuse::stale::{self, StatusFile};
 use kmsfs::fuse::status::{self, StatusReport};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -15,8 +16,12 @@ pub struct StatusArgs {}
 struct MountStatus {
     mountpoint: PathBuf,
     options: String,
-    /// None when the mount process left no (readable) status file.
+    /// None when the mount process left no (readable) status file, or is gone.
     status: Option<StatusReport>,
+    /// The pid of a mount process that is gone (killed): the mount is dead
+    /// and its status file was removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_pid: Option<u32>,
 }
 
 pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
@@ -25,14 +30,22 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
     let mounts: Vec<MountStatus> = status::kmsfs_mounts(&text)
         .into_iter()
         .map(|m| {
-            let status = status::read_status(&status::status_file_for(&m.mountpoint)).ok();
+            let (status, dead_pid) =
+                match stale::load_status(&status::status_file_for(&m.mountpoint)) {
+                    StatusFile::Live(s) => (Some(*s), None),
+                    StatusFile::Stale { pid } => (None, Some(pid)),
+                    StatusFile::Missing => (None, None),
+                };
             MountStatus {
                 mountpoint: m.mountpoint,
                 options: m.options,
                 status,
+                dead_pid,
             }
         })
         .collect();
+    // Files of killed mounts that are no longer mounted either.
+    stale::remove_stale_status_files(&status::runtime_dir());
     match output {
         Output::Json => {
             let v = serde_json::json!({ "mounts": mounts });
@@ -66,7 +79,14 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                             }
                         }
                     }
-                    None => println!("  (no status file)"),
+                    None => match m.dead_pid {
+                        Some(pid) => println!(
+                            "  mount process {pid} is gone: the mount is dead \
+                             (kmsfs unmount --lazy {})",
+                            m.mountpoint.display()
+                        ),
+                        None => println!("  (no status file)"),
+                    },
                 }
             }
         }

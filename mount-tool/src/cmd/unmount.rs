@@ -14,8 +14,14 @@ pub struct UnmountArgs {
 }
 
 pub fn run(args: UnmountArgs) -> Result<(), CliError> {
-    let mp = std::fs::canonicalize(&args.mountpoint)
-        .map_err(|e| CliError::io(format!("{}", args.mountpoint.display()), e))?;
+    let mp = match std::fs::canonicalize(&args.mountpoint) {
+        Ok(p) => p,
+        // A dead FUSE mount (its process was killed) cannot be resolved:
+        // take the path as given, made absolute.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => std::path::absolute(&args.mountpoint)
+            .map_err(|e| CliError::io(format!("{}", args.mountpoint.display()), e))?,
+        Err(e) => return Err(CliError::io(format!("{}", args.mountpoint.display()), e)),
+    };
     if !kmsfs::fuse::status::is_mounted(&mp) {
         return Err(CliError::Mount(format!(
             "{} is not a kmsfs mount",

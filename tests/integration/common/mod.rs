@@ -249,14 +249,20 @@ pub struct ChildMount {
 
 impl ChildMount {
     pub fn start(fx: &Fixture) -> ChildMount {
-        let child = std::process::Command::new(kmsfs_bin())
-            .args(fx.engine_args())
+        ChildMount::start_with(fx, |_| {})
+    }
+
+    /// Like [`ChildMount::start`], with the command adjusted by `setup`
+    /// (environment, where stderr goes) before it starts.
+    pub fn start_with(fx: &Fixture, setup: impl FnOnce(&mut std::process::Command)) -> ChildMount {
+        let mut cmd = std::process::Command::new(kmsfs_bin());
+        cmd.args(fx.engine_args())
             .arg("mount")
             .arg("--foreground")
             .arg(&fx.cipher)
-            .arg(&fx.mnt)
-            .spawn()
-            .unwrap();
+            .arg(&fx.mnt);
+        setup(&mut cmd);
+        let child = cmd.spawn().unwrap();
         let mut cm = ChildMount {
             child,
             mnt: std::fs::canonicalize(&fx.mnt).unwrap(),
