@@ -219,6 +219,7 @@ impl Setup {
                 master_key_id: key_id.clone(),
                 block_size: 4096,
                 names_mode: NamesMode::Encrypted,
+                long_names: true,
             },
         )
         .expect("init");

@@ -1,7 +1,8 @@
 //! Opening and initializing a volume: the config file, the names key
-//! (unwrapped through the key service), the root directory's name IV.
+//! (unwrapped through the key service, which authenticates the config), the
+//! root directory's name IV, and the upgrade of a format-1 config.
 
-use crate::format::{CONFIG_FILE_NAME, ConfigError, NamesMode, VolumeConfig};
+use crate::format::{CONFIG_FILE_NAME, ConfigError, Features, NamesMode, VolumeConfig};
 use crate::keys::{DataKeyBytes, KeyService};
 use crate::names::{NameError, NameTransform};
 use kms_engine::{KmsError, Principal};
@@ -30,6 +31,23 @@ pub enum VolumeError {
     Config(#[from] ConfigError),
     #[error("names key: {0}")]
     Kms(#[from] KmsError),
+    /// The config does not verify against the volume: its names key does
+    /// not unwrap under the context its fields make (format 2), or it
+    /// contradicts what the volume holds.
+    #[error("{}/{CONFIG_FILE_NAME} does not match this volume (was it edited?): {why}", root.display())]
+    ConfigMismatch { root: PathBuf, why: String },
+    /// A new data key came back wrapped under another master key than the
+    /// one that wrapped the names key (the config's `master_key_id` is an
+    /// alias that now names another key, or was edited in a format-1 config).
+    #[error(
+        "the master key {config_key:?} of {CONFIG_FILE_NAME} now resolves to key {got}, \
+         but this volume is bound to key {bound}"
+    )]
+    MasterKeyMismatch {
+        config_key: String,
+        got: String,
+        bound: String,
+    },
     #[error("the root directory IV is missing or damaged")]
     BadRootIv,
     #[error("names key: {0}")]
@@ -47,6 +65,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
 pub struct Volume {
     pub root: PathBuf,
     pub config: VolumeConfig,
+    /// The id of the master key that wrapped the names key (authenticated
+    /// by the unwrap): every new data key must come from it.
+    bound_key_id: String,
     /// The unwrapped names key (also keys the xattr encryption).
     names_key: DataKeyBytes,
     /// Name and symlink transform under the names key.
@@ -142,6 +163,9 @@ pub struct InitOptions {
     pub master_key_id: String,
     pub block_size: u32,
     pub names_mode: NamesMode,
+    /// Hash long encrypted names into side files (feature flag
+    /// `long-names`); ignored, and off, with plaintext names.
+    pub long_names: bool,
 }
 
 /// Creates a volume in the empty directory `root`: generates and wraps a
@@ -177,6 +201,9 @@ pub fn init(
         opts.names_mode,
         now,
     )?;
+    config.features = Features {
+        long_names: opts.long_names && opts.names_mode == NamesMode::Encrypted,
+    };
     let generated =
         keys.generate_data_key(caller, &opts.master_key_id, &config.names_key_context())?;
     config.wrapped_names_key = generated.wrapped;
@@ -186,6 +213,50 @@ pub fn init(
     }
     write_atomic(&conf_path, &bytes).map_err(io_err(&conf_path))?;
     Ok(config)
+}
+
+fn mismatch(root: &Path, why: &str) -> VolumeError {
+    VolumeError::ConfigMismatch {
+        root: root.to_path_buf(),
+        why: why.to_string(),
+    }
+}
+
+/// The root directory IV must be there exactly when names are encrypted:
+/// a names mode flipped to plaintext in a config (which format 1 cannot
+/// detect otherwise) finds the IV of an encrypted volume.
+fn check_root_iv(root: &Path, names_mode: NamesMode) -> Result<(), VolumeError> {
+    match names_mode {
+        NamesMode::Encrypted => read_dir_iv(root)
+            .map(|_| ())
+            .map_err(|_| VolumeError::BadRootIv),
+        NamesMode::Plaintext => match fs::symlink_metadata(root.join(DIRIV_FILE_NAME)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(mismatch(
+                root,
+                "names_mode is plaintext, but the root directory has the name IV of a \
+                 volume with encrypted names",
+            )),
+        },
+    }
+}
+
+/// The key id `master_key_id` names when it is a key id or key ARN (an
+/// alias names a key only through the engine: see
+/// [`Volume::check_new_data_key`]).
+fn named_key_id(master_key_id: &str) -> Option<String> {
+    match kms_engine::ids::parse_key_ref(master_key_id) {
+        Ok(kms_engine::ids::KeyRef::Id(id)) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+fn name_transform(
+    names_key: &DataKeyBytes,
+    config: &VolumeConfig,
+) -> Result<NameTransform, NameError> {
+    Ok(NameTransform::new(names_key, config.names_mode)?
+        .with_long_names(config.features.long_names))
 }
 
 /// Reads the config of the volume at `root`.
@@ -205,6 +276,9 @@ pub fn read_config(root: &Path) -> Result<VolumeConfig, VolumeError> {
 
 impl Volume {
     /// Opens the volume at `root`, unwrapping the names key as `caller`.
+    /// The unwrap authenticates a format-2 config (its digest is in the
+    /// names key's encryption context); for every format, a config that
+    /// contradicts the volume is refused with [`VolumeError::ConfigMismatch`].
     pub fn open(
         root: &Path,
         keys: &dyn KeyService,
@@ -212,21 +286,99 @@ impl Volume {
     ) -> Result<Volume, VolumeError> {
         let root = fs::canonicalize(root).map_err(io_err(root))?;
         let config = read_config(&root)?;
-        if config.names_mode == NamesMode::Encrypted {
-            read_dir_iv(&root).map_err(|_| VolumeError::BadRootIv)?;
+        check_root_iv(&root, config.names_mode)?;
+        let names_key = keys
+            .decrypt_data_key(
+                caller,
+                &config.wrapped_names_key,
+                &config.names_key_context(),
+            )
+            .map_err(|e| match e {
+                KmsError::InvalidCiphertext(_) => mismatch(
+                    &root,
+                    "its names key does not unwrap under the context its fields make",
+                ),
+                other => VolumeError::Kms(other),
+            })?;
+        let bound_key_id = keys.wrapping_key_id(&config.wrapped_names_key)?;
+        if let Some(named) = named_key_id(&config.master_key_id)
+            && named != bound_key_id
+        {
+            return Err(mismatch(
+                &root,
+                &format!(
+                    "master_key_id names key {named}, but the names key is wrapped under \
+                     key {bound_key_id}"
+                ),
+            ));
         }
-        let names_key = keys.decrypt_data_key(
-            caller,
-            &config.wrapped_names_key,
-            &config.names_key_context(),
-        )?;
-        let names = NameTransform::new(&names_key, config.names_mode)?;
+        let names = name_transform(&names_key, &config)?;
         Ok(Volume {
             root,
             config,
+            bound_key_id,
             names_key,
             names,
         })
+    }
+
+    /// Upgrades a format-1 (unauthenticated) config to the current format:
+    /// re-wraps the names key (ReEncrypt, same master key) under the new
+    /// context, which binds every field, checks that it still unwraps to
+    /// the same key, and replaces `kmsfs.conf` atomically. Returns whether
+    /// anything changed (false for a config already authenticated).
+    pub fn upgrade_config(
+        &mut self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+    ) -> Result<bool, VolumeError> {
+        if self.config.is_authenticated() {
+            return Ok(false);
+        }
+        let mut up = self.config.upgraded();
+        up.wrapped_names_key = keys.rewrap_data_key(
+            caller,
+            &self.config.wrapped_names_key,
+            &self.config.names_key_context(),
+            &up.names_key_context(),
+        )?;
+        let again =
+            keys.decrypt_data_key(caller, &up.wrapped_names_key, &up.names_key_context())?;
+        if *again != *self.names_key
+            || keys.wrapping_key_id(&up.wrapped_names_key)? != self.bound_key_id
+        {
+            return Err(mismatch(
+                &self.root,
+                "the re-wrapped names key differs from the one it replaces",
+            ));
+        }
+        let bytes = up.encode()?;
+        let path = self.root.join(CONFIG_FILE_NAME);
+        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        self.names = name_transform(&self.names_key, &up)?;
+        self.config = up;
+        Ok(true)
+    }
+
+    /// Checks that a data key generated under the config's master key came
+    /// from the key the volume is bound to (the one that wrapped the names
+    /// key): an alias re-pointed elsewhere, or a format-1 config whose
+    /// master key was edited, does not get files written under another key.
+    pub fn check_new_data_key(
+        &self,
+        keys: &dyn KeyService,
+        wrapped: &[u8],
+    ) -> Result<(), VolumeError> {
+        let got = keys.wrapping_key_id(wrapped)?;
+        if got == self.bound_key_id {
+            Ok(())
+        } else {
+            Err(VolumeError::MasterKeyMismatch {
+                config_key: self.config.master_key_id.clone(),
+                got,
+                bound: self.bound_key_id.clone(),
+            })
+        }
     }
 
     pub fn block_size(&self) -> u32 {

@@ -121,8 +121,10 @@ fn configs(out: &Out) -> Res<()> {
         let cfg = VolumeConfig::new("alias/kmsfs".into(), wrapped, bs, mode, 1_700_000_000)?;
         out.put("volume_config", &format!("real-config-{i}"), &cfg.encode()?)?;
     }
-    let compact = br#"{"format_version":1,"volume_id":"0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b","feature_flags":["dir-iv"],"block_size":1024,"names_mode":"plaintext","master_key_id":"k","wrapped_names_key":"AQ==","created_unix_secs":0}"#;
+    let compact = br#"{"format_version":2,"volume_id":"0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b","feature_flags":[],"block_size":1024,"names_mode":"plaintext","master_key_id":"k","wrapped_names_key":"AQ==","created_unix_secs":0}"#;
     out.put("volume_config", "compact-config", compact)?;
+    let compact_v1 = br#"{"format_version":1,"volume_id":"0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b","feature_flags":["content-aes256-gcm-siv","path-bound-data-keys"],"block_size":1024,"names_mode":"plaintext","master_key_id":"k","wrapped_names_key":"AQ==","created_unix_secs":0}"#;
+    out.put("volume_config", "compact-config-v1", compact_v1)?;
     Ok(())
 }
 

@@ -109,6 +109,8 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     /// Check an unmounted volume end to end and report every problem (changes nothing)
     Fsck(cmd::fsck::FsckArgs),
+    /// Authenticate an old (format 1) kmsfs.conf: bind its fields to the volume's names key
+    UpgradeConfig(cmd::upgrade_config::UpgradeConfigArgs),
     /// Explain key policy decisions
     Policy(cmd::policy::PolicyArgs),
     /// Read, follow and verify the audit trail

@@ -34,6 +34,10 @@ pub enum CliError {
     },
     #[error("{0}")]
     Mount(String),
+    /// The volume does not verify: its config was edited, names another
+    /// master key, or its root IV is missing or damaged.
+    #[error("{0}")]
+    BadVolume(String),
     /// `kmsfs fsck` found problems in the volume (listed on standard output).
     #[error("fsck found {0} problem(s) in the volume")]
     FsckProblems(usize),
@@ -110,7 +114,8 @@ impl CliError {
             CliError::Io { .. }
             | CliError::AuditTrail { .. }
             | CliError::StoreRolledBack(_)
-            | CliError::FsckProblems(_) => IO,
+            | CliError::FsckProblems(_)
+            | CliError::BadVolume(_) => IO,
             CliError::Mount(_) => MOUNT,
             CliError::MountProcess { code, .. } => {
                 if (OPERATION_FAILED..=MOUNT).contains(code) {
@@ -192,6 +197,7 @@ mod tests {
             ),
             (CliError::io("x", std::io::Error::other("boom")), IO),
             (CliError::FsckProblems(3), IO),
+            (CliError::BadVolume("kmsfs.conf does not match".into()), IO),
             (
                 CliError::MountProcess {
                     code: AUTHENTICATION,

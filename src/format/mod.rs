@@ -5,13 +5,16 @@
 //! known-answer tests.
 
 pub mod config;
+pub mod features;
 pub mod header;
 
 pub use config::{
-    CONFIG_FILE_NAME, CONFIG_FORMAT_VERSION, CONTEXT_PATH, CONTEXT_PURPOSE, CONTEXT_VOLUME,
-    ConfigError, DEFAULT_BLOCK_SIZE, FEATURE_FLAGS, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NamesMode,
-    PURPOSE_NAMES, VolumeConfig, names_key_context, validate_block_size,
+    CONFIG_FILE_NAME, CONFIG_FORMAT_VERSION, CONTEXT_CONFIG, CONTEXT_PATH, CONTEXT_PURPOSE,
+    CONTEXT_VOLUME, ConfigError, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NamesMode,
+    OLDEST_CONFIG_FORMAT_VERSION, PURPOSE_NAMES, VolumeConfig, names_key_context,
+    validate_block_size,
 };
+pub use features::{FLAG_LONG_NAMES, Features};
 pub use header::{
     FILE_ID_LEN, FileHeader, FileId, HEADER_FORMAT_VERSION, HEADER_LEN, HEADER_MAGIC, HeaderError,
     MAX_WRAPPED_DEK_LEN,

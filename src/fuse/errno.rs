@@ -106,7 +106,7 @@ impl FsError {
             FsError::TooBig => Errno::EFBIG,
             FsError::Name(e) => match e {
                 NameError::InvalidName => Errno::EINVAL,
-                NameError::NameTooLong { .. } => Errno::ENAMETOOLONG,
+                NameError::NameTooLong { .. } | NameError::LongNamesOff => Errno::ENAMETOOLONG,
                 NameError::Reserved => Errno::EPERM,
                 NameError::SymlinkTargetLength { len: 0 } => Errno::ENOENT,
                 NameError::SymlinkTargetLength { .. } => Errno::ENAMETOOLONG,

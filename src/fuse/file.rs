@@ -119,6 +119,12 @@ impl Core {
             .keys
             .generate_data_key(&self.principal(req), &self.vol.config.master_key_id, &ctx)
             .map_err(|e| self.kms_failure(&path, "GenerateDataKey", e))?;
+        self.vol
+            .check_new_data_key(&self.keys, &generated.wrapped)
+            .map_err(|e| {
+                log::error!("{path}: not created: {e}");
+                FsError::internal(e)
+            })?;
         let file_id = FileId::random().map_err(FsError::internal)?;
         let header = FileHeader::new(file_id, generated.wrapped)
             .and_then(|h| h.encode())

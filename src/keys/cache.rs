@@ -229,6 +229,10 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
         self.inner
             .rewrap_data_key(caller, wrapped, old_ctx, new_ctx)
     }
+
+    fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
+        self.inner.wrapping_key_id(wrapped)
+    }
 }
 
 #[cfg(test)]

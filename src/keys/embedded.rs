@@ -70,7 +70,7 @@ impl KeyService for Arc<Engine> {
         new_ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KmsError> {
         // ReEncrypt to the key that wrapped the blob: the engine names it.
-        let key_id = kms_engine::blob::parse_header(wrapped)?.key_id.to_string();
+        let key_id = self.wrapping_key_id(wrapped)?;
         let resp = Engine::re_encrypt(
             self,
             caller,

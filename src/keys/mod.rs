@@ -49,6 +49,14 @@ pub trait KeyService: Send + Sync {
         old_ctx: &EncryptionContext,
         new_ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KmsError>;
+
+    /// The id of the master key that wrapped `wrapped`, as the blob names
+    /// it (the engine blob's header; see docs/file-format.md). Authentic
+    /// only once the blob has been decrypted, since the header is part of
+    /// the blob's associated data.
+    fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
+        Ok(kms_engine::blob::parse_header(wrapped)?.key_id.to_string())
+    }
 }
 
 pub mod cache;
@@ -81,5 +89,9 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
         new_ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KmsError> {
         (**self).rewrap_data_key(caller, wrapped, old_ctx, new_ctx)
+    }
+
+    fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
+        (**self).wrapping_key_id(wrapped)
     }
 }

@@ -53,6 +53,10 @@ pub enum NameError {
     /// (tampered, or moved from another directory).
     #[error("backing name failed authentication (tampered or from another directory)")]
     AuthFailed,
+    /// A name too long for one backing name, or a hashed backing name, in
+    /// a volume without the `long-names` feature flag.
+    #[error("long names are off in this volume (no long-names feature flag)")]
+    LongNamesOff,
     /// A long-name side file does not match the hashed backing name.
     #[error("long-name side file does not match its backing name")]
     LongNameMismatch,

@@ -45,6 +45,9 @@ impl BackingName {
 pub struct NameTransform {
     mode: NamesMode,
     cipher: NamesCipher,
+    /// Feature flag `long-names`: long encrypted names are hashed into
+    /// side files; without it they are refused.
+    long_names: bool,
 }
 
 impl NameTransform {
@@ -53,7 +56,17 @@ impl NameTransform {
         Ok(Self {
             mode,
             cipher: NamesCipher::new(names_key)?,
+            long_names: true,
         })
+    }
+
+    /// With `long_names` false (a volume without the `long-names` feature
+    /// flag), a name whose encrypted form is too long for one backing name
+    /// is refused with [`NameError::LongNamesOff`] (ENAMETOOLONG), and a
+    /// hashed backing name does not decode.
+    pub fn with_long_names(mut self, long_names: bool) -> Self {
+        self.long_names = long_names;
+        self
     }
 
     /// The names mode.
@@ -80,6 +93,9 @@ impl NameTransform {
             }
             NamesMode::Encrypted => {
                 let encoded = self.cipher.encrypt_name(dir_iv, name)?;
+                if is_long(&encoded) && !self.long_names {
+                    return Err(NameError::LongNamesOff);
+                }
                 if is_long(&encoded) {
                     let long = long_backing_name(&encoded);
                     Ok(BackingName::Long {
@@ -123,6 +139,9 @@ impl NameTransform {
         {
             return Err(NameError::Reserved);
         }
+        if !self.long_names {
+            return Err(NameError::LongNamesOff);
+        }
         let encoded = std::str::from_utf8(side_file_contents).map_err(|_| NameError::NotBase64)?;
         if !is_long(encoded) || long_backing_name(encoded).as_bytes() != backing {
             return Err(NameError::LongNameMismatch);
@@ -154,6 +173,29 @@ mod tests {
     }
     fn plain() -> NameTransform {
         NameTransform::new(&[0x33; 32], NamesMode::Plaintext).unwrap()
+    }
+
+    /// Without the long-names feature a name too long for one backing
+    /// name is refused (ENAMETOOLONG) instead of hashed, and a hashed
+    /// backing name written with the feature does not decode.
+    #[test]
+    fn long_names_off_refuses_long_names() {
+        let off = enc().with_long_names(false);
+        let short = [b'a'; MAX_SHORT_PLAIN_NAME_LEN];
+        assert_eq!(off.encode_name(&IV, &short), enc().encode_name(&IV, &short));
+        let long = [b'a'; MAX_SHORT_PLAIN_NAME_LEN + 1];
+        assert_eq!(off.encode_name(&IV, &long), Err(NameError::LongNamesOff));
+        let Ok(BackingName::Long { name, encoded, .. }) = enc().encode_name(&IV, &long) else {
+            panic!("not a long name");
+        };
+        assert_eq!(
+            enc().decode_long_name(&IV, name.as_bytes(), encoded.as_bytes()),
+            Ok(long.to_vec())
+        );
+        assert_eq!(
+            off.decode_long_name(&IV, name.as_bytes(), encoded.as_bytes()),
+            Err(NameError::LongNamesOff)
+        );
     }
 
     #[test]

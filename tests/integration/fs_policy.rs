@@ -94,6 +94,7 @@ impl PolicyFixture {
                 master_key_id: key_id.clone(),
                 block_size: 4096,
                 names_mode: NamesMode::Encrypted,
+                long_names: true,
             },
         )
         .unwrap();

@@ -7,6 +7,7 @@ mod common;
 
 mod format_vectors;
 mod fs_basic;
+mod fs_config;
 mod fs_crash;
 mod fs_fulldisk;
 mod fs_keys;

@@ -31,6 +31,7 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
     let caller = Principal::current_process();
     let ks: Arc<dyn KeyService> = Arc::new(engine);
     let vol = Volume::open(&root, &ks, &caller).map_err(super::init::volume_error)?;
+    super::init::warn_unauthenticated(&root, &vol.config);
     let report = kmsfs::fsck::check(&vol, &ks, &caller)
         .map_err(|e| CliError::io(format!("checking {}", root.display()), e))?;
     if args.json {
@@ -60,7 +61,7 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
 }
 
 /// A mounted volume changes under the check: refuse, naming the mount.
-fn refuse_if_mounted(root: &std::path::Path) -> Result<(), CliError> {
+pub(crate) fn refuse_if_mounted(root: &std::path::Path) -> Result<(), CliError> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mounts") else {
         return Ok(());
     };

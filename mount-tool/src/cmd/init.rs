@@ -27,13 +27,34 @@ pub struct InitArgs {
     /// Store file names in plaintext (contents stay encrypted)
     #[arg(long)]
     pub plaintext_names: bool,
+    /// Refuse names whose encrypted form exceeds 255 bytes (ENAMETOOLONG)
+    /// instead of storing them hashed with a side file (feature flag
+    /// long-names, on by default with encrypted names)
+    #[arg(long)]
+    pub no_long_names: bool,
 }
 
 pub(crate) fn volume_error(e: VolumeError) -> CliError {
     match e {
         VolumeError::Kms(k) => CliError::Kms(k),
         VolumeError::Io { path, source } => CliError::io(path.display().to_string(), source),
+        e @ (VolumeError::ConfigMismatch { .. }
+        | VolumeError::MasterKeyMismatch { .. }
+        | VolumeError::BadRootIv) => CliError::BadVolume(e.to_string()),
         other => CliError::Usage(other.to_string()),
+    }
+}
+
+/// The warning line for a volume whose config is not authenticated.
+pub(crate) fn warn_unauthenticated(cipherdir: &Path, config: &VolumeConfig) {
+    if !config.is_authenticated() {
+        eprintln!(
+            "kmsfs: warning: {}/{CONFIG_FILE_NAME} is format {} and not authenticated: \
+             an edit to it would go unnoticed; check it and run `kmsfs upgrade-config {}`",
+            cipherdir.display(),
+            config.format_version,
+            cipherdir.display()
+        );
     }
 }
 
@@ -53,6 +74,7 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         args.key_id,
         block_size,
         names_mode,
+        !args.no_long_names,
     )?;
     report(output, &args.cipherdir, &config);
     Ok(())
@@ -88,6 +110,7 @@ pub(crate) fn create_volume(
     key_id: Option<String>,
     block_size: u32,
     names_mode: NamesMode,
+    long_names: bool,
 ) -> Result<VolumeConfig, CliError> {
     std::fs::create_dir_all(cipherdir)
         .map_err(|e| CliError::io(cipherdir.display().to_string(), e))?;
@@ -113,6 +136,7 @@ pub(crate) fn create_volume(
             master_key_id: key_id,
             block_size,
             names_mode,
+            long_names,
         },
     )
     .map_err(volume_error)
@@ -120,10 +144,8 @@ pub(crate) fn create_volume(
 
 /// Prints what was created.
 pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
-    let names = match config.names_mode {
-        NamesMode::Encrypted => "encrypted",
-        NamesMode::Plaintext => "plaintext",
-    };
+    let names = config.names_mode.as_str();
+    let flags = config.features.flags(config.format_version);
     match output {
         Output::Json => println!(
             "{}",
@@ -133,6 +155,7 @@ pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
                 "key_id": config.master_key_id,
                 "block_size": config.block_size,
                 "names": names,
+                "feature_flags": flags,
             })
         ),
         Output::Text => {
@@ -141,6 +164,7 @@ pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
             println!("  master key: {}", config.master_key_id);
             println!("  block size: {}", config.block_size);
             println!("  names:      {names}");
+            println!("  features:   {}", flags.join(", "));
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod mount;
 pub mod policy;
 pub mod status;
 pub mod unmount;
+pub mod upgrade_config;
 
 use crate::cli::{Cli, Command};
 use crate::exit::CliError;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unmount(args) => unmount::run(args),
         Command::Status(args) => status::run(cli.engine.output, args),
         Command::Fsck(args) => fsck::run(&cli.engine, args),
+        Command::UpgradeConfig(args) => upgrade_config::run(&cli.engine, cli.engine.output, args),
         Command::Policy(args) => policy::run(&cli.engine, args),
         Command::Audit(args) => audit::run(&cli.engine, args),
     }

@@ -119,6 +119,14 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
             mountpoint.display()
         )));
     }
+    if !args.secret_stdin {
+        // The command the user ran warns (a background mount process's
+        // output goes to its log); a config that does not decode is
+        // reported when the volume is opened.
+        if let Ok(config) = kmsfs::volume::read_config(&args.cipherdir) {
+            super::init::warn_unauthenticated(&args.cipherdir, &config);
+        }
+    }
     if let Some(sigs) = sigs {
         let engine = match opened {
             Some((engine, _)) => engine,
@@ -225,6 +233,7 @@ fn prepare(
             None,
             kmsfs::format::DEFAULT_BLOCK_SIZE,
             NamesMode::Encrypted,
+            true,
         )?;
         eprintln!(
             "kmsfs: created volume {} in {} (master key {})",

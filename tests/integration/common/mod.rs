@@ -62,6 +62,7 @@ impl Fixture {
                 master_key_id: key_id.clone(),
                 block_size,
                 names_mode: names,
+                long_names: true,
             },
         )
         .expect("init volume");
