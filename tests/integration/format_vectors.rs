@@ -1,7 +1,9 @@
 //! Decodes the frozen test vectors in `tests/vectors/` (written by an
 //! independent Python implementation, `generate.py`) with the Rust format
 //! code: `*_ok_*` vectors must decode to the stated plaintext, `fail_*`
-//! vectors must fail in the stated way.
+//! vectors must fail in the stated way. `config_*` vectors hold a volume
+//! config of each format version with its digest input and names-key
+//! encryption context.
 
 // Test helpers: a malformed vector file should abort the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kmsfs::content::{ContentCipher, ContentError};
-use kmsfs::format::{FileHeader, HEADER_LEN};
+use kmsfs::format::{ConfigError, FileHeader, HEADER_LEN, VolumeConfig};
 use kmsfs::names::{DirIv, NameError, NamesCipher};
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -51,8 +53,50 @@ fn read_backing(block_size: u32, dek: &[u8; 32], backing: &[u8]) -> Result<Vec<u
     Ok(out)
 }
 
+/// A volume config: `ok` ones decode, encode to the same bytes, and give
+/// the stated digest input and names-key context; `fail` ones are refused
+/// for the stated reason.
+fn check_config(name: &str, v: &BTreeMap<String, String>) {
+    let bytes = unhex(&v["config"]);
+    let cfg = match VolumeConfig::decode(&bytes) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let reason = match &e {
+                ConfigError::UnknownFeatureFlag { flag } => format!("unknown feature flag {flag}"),
+                ConfigError::MissingFeatureFlag { flag } => format!("missing feature flag {flag}"),
+                ConfigError::FlagNeedsEncryptedNames { flag } => {
+                    format!("{flag} needs encrypted names")
+                }
+                other => format!("{other}"),
+            };
+            assert_eq!(format!("fail {reason}"), v["expect"], "{name}");
+            return;
+        }
+    };
+    assert_eq!(v["expect"], "ok", "{name}: decoded");
+    assert_eq!(cfg.encode().unwrap(), bytes, "{name}: encoding differs");
+    assert_eq!(
+        cfg.is_authenticated(),
+        v.contains_key("digest_input"),
+        "{name}"
+    );
+    if let Some(input) = v.get("digest_input") {
+        assert_eq!(cfg.digest_input(), unhex(input), "{name}");
+    }
+    let ctx: Vec<String> = cfg
+        .names_key_context()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(ctx.join(","), v["names_key_context"], "{name}");
+}
+
 fn check(name: &str, v: &BTreeMap<String, String>) {
     let expect = v["expect"].as_str();
+    if v.contains_key("config") {
+        check_config(name, v);
+        return;
+    }
     if let Some(backing) = v.get("backing") {
         let dek: [u8; 32] = unhex(&v["dek"]).try_into().unwrap();
         let res = read_backing(v["block_size"].parse().unwrap(), &dek, &unhex(backing));
@@ -115,5 +159,5 @@ fn frozen_vectors() {
             seen += 1;
         }
     }
-    assert!(seen >= 15, "only {seen} vectors found");
+    assert!(seen >= 21, "only {seen} vectors found");
 }

@@ -103,5 +103,58 @@ def name_vectors():
     write("symlink_ok.txt", "ok", names_key=key, dir_iv=iv, target=target, encoded=b64(nonce + ct))
 
 
+def canonical(fields):
+    """The canonical encoding of a string map (as for an encryption context)."""
+    out = struct.pack(">I", len(fields))
+    for k in sorted(fields, key=lambda k: k.encode()):
+        for part in (k.encode(), fields[k].encode()):
+            out += struct.pack(">I", len(part)) + part
+    return out
+
+
+def config_json(version, flags, names_mode="encrypted"):
+    """kmsfs.conf as kmsfs writes it (serde_json pretty, two-space indent)."""
+    flag_lines = "".join(f'    "{f}"' + (",\n" if i + 1 < len(flags) else "\n")
+                         for i, f in enumerate(flags))
+    flag_list = "[\n" + flag_lines + "  ]" if flags else "[]"
+    return (
+        "{\n"
+        f'  "format_version": {version},\n'
+        '  "volume_id": "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b",\n'
+        f'  "feature_flags": {flag_list},\n'
+        '  "block_size": 4096,\n'
+        f'  "names_mode": "{names_mode}",\n'
+        '  "master_key_id": "alias/kmsfs",\n'
+        '  "wrapped_names_key": "AQIDBA==",\n'
+        '  "created_unix_secs": 1700000000\n'
+        "}\n"
+    ).encode()
+
+
+def config_vectors():
+    v1_flags = ["content-aes256-gcm-siv", "path-bound-data-keys", "dir-iv", "long-names"]
+    write("config_ok_v1.txt", "ok", config=config_json(1, v1_flags),
+          names_key_context="kmsfs:purpose=names,kmsfs:volume=0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b")
+    for label, flags, mode in [("v2", ["long-names"], "encrypted"),
+                               ("v2_plaintext", [], "plaintext")]:
+        fields = {"format_version": "2", "volume_id": "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b",
+                  "feature_flags": ",".join(flags), "block_size": "4096", "names_mode": mode,
+                  "master_key_id": "alias/kmsfs", "created_unix_secs": "1700000000"}
+        digest_input = b"kmsfs.conf v2\0" + canonical(fields)
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(digest_input)
+        write(f"config_ok_{label}.txt", "ok", config=config_json(2, flags, mode),
+              digest_input=digest_input,
+              names_key_context=f"kmsfs:config={digest.finalize().hex()},kmsfs:purpose=names,"
+                                "kmsfs:volume=0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b")
+    write("fail_config_v1_flags_in_v2.txt", "fail unknown feature flag content-aes256-gcm-siv",
+          config=config_json(2, v1_flags))
+    write("fail_config_v2_long_names_plaintext.txt", "fail long-names needs encrypted names",
+          config=config_json(2, ["long-names"], "plaintext"))
+    write("fail_config_v1_missing_flag.txt", "fail missing feature flag dir-iv",
+          config=config_json(1, ["content-aes256-gcm-siv", "path-bound-data-keys"]))
+
+
 content_vectors()
 name_vectors()
+config_vectors()

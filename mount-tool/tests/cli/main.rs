@@ -4,6 +4,7 @@
 
 mod audit_cli;
 mod audit_e2e;
+mod config_cli;
 mod fsck_cli;
 mod kms_cli;
 mod mount_cli;

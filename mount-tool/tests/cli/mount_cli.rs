@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const PASSPHRASE: &str = "mount cli passphrase";
+pub(crate) const PASSPHRASE: &str = "mount cli passphrase";
 
 pub(crate) struct Env {
     pub(crate) tmp: tempfile::TempDir,
