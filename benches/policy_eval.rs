@@ -50,12 +50,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let policy = Policy::parse(POLICY).expect("bench policy parses");
     let root = Principal::from_ids(0, 0, vec![]);
-    let alice = Principal::resolve_from(
-        1000,
-        1000,
-        "alice:x:1000:1000::/h:/bin/sh\n",
-        "alice:x:1000:\nstaff:x:50:alice\n",
-    );
+    let alice = kms_engine::Resolver::new(
+        Box::new(kms_engine::identity::FileAccounts {
+            passwd: "alice:x:1000:1000::/h:/bin/sh\n".into(),
+            group: "alice:x:1000:\nstaff:x:50:alice\n".into(),
+        }),
+        kms_engine::identity::DEFAULT_TTL,
+    )
+    .principal(1000, 1000, None);
     let bob = Principal::from_ids(1001, 1001, vec![]);
     let grants: Vec<_> = (0..10)
         .map(|i| {

@@ -6,8 +6,8 @@
 
 use crate::content::{BlockLayout, ContentCipher, ContentError};
 use crate::format::{CONFIG_FILE_NAME, FileHeader, HEADER_LEN};
-use crate::fuse::file_context;
 use crate::fuse::inode::PlainPath;
+use crate::fuse::with_file_context;
 use crate::fuse::xattr::{XattrCipher, XattrObject};
 use crate::keys::KeyService;
 use crate::names::{
@@ -370,11 +370,10 @@ impl Checker<'_> {
         };
         self.object_xattrs(shown, backing, Some(XattrObject::File(header.file_id.0)));
         let Some(plain) = plain else { return };
-        let ctx = file_context(&self.vol.config.volume_id, plain);
-        let dek = match self
-            .keys
-            .decrypt_data_key(self.caller, &header.wrapped_dek, &ctx)
-        {
+        let dek = match with_file_context(&self.vol.config.volume_id, plain, |ctx| {
+            self.keys
+                .decrypt_data_key(self.caller, &header.wrapped_dek, ctx)
+        }) {
             Ok(k) => k,
             Err(e) => {
                 let what = match e {

@@ -1,6 +1,7 @@
 //! The caller of an engine operation: a local identity (uid, gid, groups and,
 //! where known, their names).
 
+use crate::identity::Resolver;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -16,10 +17,28 @@ pub struct Principal {
     pub user_name: Option<String>,
     /// Names of the primary and supplementary groups, where known.
     pub group_names: Vec<String>,
+    /// What the resolver could not determine; a policy statement that
+    /// could name the principal through it fails closed.
+    #[serde(default)]
+    pub unresolved: Unresolved,
+}
+
+/// Parts of a [`Principal`] that could not be determined (all false: fully
+/// resolved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unresolved {
+    /// The user entry lookup failed: `user:NAME` is undecided.
+    pub user_name: bool,
+    /// The supplementary groups are unknown: `gid:N` and `group:NAME` are
+    /// undecided unless they name the primary group.
+    pub groups: bool,
+    /// Some group's name lookup failed: `group:NAME` is undecided.
+    pub group_names: bool,
 }
 
 impl Principal {
-    /// A principal with only numeric ids.
+    /// A principal with only numeric ids and no names (not looked up;
+    /// see [`Resolver::principal`] for a resolved one).
     pub fn from_ids(uid: u32, gid: u32, groups: Vec<u32>) -> Self {
         Principal {
             uid,
@@ -27,55 +46,20 @@ impl Principal {
             groups,
             user_name: None,
             group_names: Vec::new(),
+            unresolved: Unresolved::default(),
         }
     }
 
-    /// A principal for a uid/gid, with user and group names and supplementary
-    /// groups looked up in `/etc/passwd` and `/etc/group` (best effort: a
-    /// missing entry leaves the name unset).
-    pub fn resolve(uid: u32, gid: u32) -> Self {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        Self::resolve_from(uid, gid, &passwd, &group)
-    }
-
-    /// [`Principal::resolve`] against given passwd/group file contents.
-    pub fn resolve_from(uid: u32, gid: u32, passwd: &str, group: &str) -> Self {
-        let user_name = passwd.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 2 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
-        });
-        let mut groups = Vec::new();
-        let mut group_names = Vec::new();
-        for l in group.lines() {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 {
-                continue;
-            }
-            let Ok(g) = f[2].parse::<u32>() else { continue };
-            let member = user_name
-                .as_deref()
-                .is_some_and(|u| f[3].split(',').any(|m| m == u));
-            if g == gid || member {
-                group_names.push(f[0].to_string());
-                if g != gid {
-                    groups.push(g);
-                }
-            }
-        }
-        Principal {
-            uid,
-            gid,
-            groups,
-            user_name,
-            group_names,
-        }
-    }
-
-    /// The current process's real uid/gid, resolved.
+    /// The current process: its real uid/gid and supplementary groups,
+    /// resolved by [`Resolver::system`].
     pub fn current_process() -> Self {
-        let (uid, gid) = current_ids();
-        Self::resolve(uid, gid)
+        let (uid, gid, groups) = current_ids();
+        Resolver::system().principal(uid, gid, groups.as_deref())
+    }
+
+    /// True when every name and group of the principal was determined.
+    pub fn is_resolved(&self) -> bool {
+        self.unresolved == Unresolved::default()
     }
 
     /// Every identifier that names this principal: `uid:N`, `gid:N` for the
@@ -108,8 +92,9 @@ impl fmt::Display for Principal {
     }
 }
 
-fn current_ids() -> (u32, u32) {
-    // /proc/self/status holds "Uid:\treal\teffective..." without any unsafe code.
+/// This process's real uid and gid and its supplementary groups (`None`
+/// when unreadable), from `/proc/self/status` without any unsafe code.
+fn current_ids() -> (u32, u32, Option<Vec<u32>>) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -119,28 +104,42 @@ fn current_ids() -> (u32, u32) {
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(u32::MAX)
     };
-    (field("Uid:"), field("Gid:"))
+    (field("Uid:"), field("Gid:"), status_groups(&status))
+}
+
+/// The `Groups:` line of a `/proc/PID/status` text; `None` when absent or
+/// malformed.
+pub fn status_groups(status: &str) -> Option<Vec<u32>> {
+    let rest = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
+    rest.split_whitespace()
+        .map(|g| g.parse::<u32>().ok())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const PASSWD: &str =
-        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nalice:x:1000:\nstaff:x:50:alice,bob\nother:x:60:bob\n";
+    #[test]
+    fn status_groups_parse() {
+        let st = "Name:\tx\nGroups:\t4 24 27 \nNgid:\t0\n";
+        assert_eq!(status_groups(st), Some(vec![4, 24, 27]));
+        assert_eq!(status_groups("Groups:\n"), Some(vec![]));
+        assert_eq!(status_groups("Name:\tx\n"), None);
+        assert_eq!(status_groups("Groups:\t4 x\n"), None);
+        assert_eq!(Principal::from_ids(7, 7, vec![]).to_string(), "uid:7");
+    }
 
     #[test]
-    fn resolves_names_and_groups() {
-        let p = Principal::resolve_from(1000, 1000, PASSWD, GROUP);
-        assert_eq!(p.user_name.as_deref(), Some("alice"));
-        assert_eq!(p.groups, vec![50]);
-        assert!(p.matches("uid:1000"));
-        assert!(p.matches("user:alice"));
-        assert!(p.matches("group:staff"));
-        assert!(p.matches("gid:50"));
-        assert!(!p.matches("group:other"));
-        assert_eq!(p.to_string(), "user:alice");
-        assert_eq!(Principal::from_ids(7, 7, vec![]).to_string(), "uid:7");
+    fn current_process_has_its_own_groups() {
+        let me = Principal::current_process();
+        let (uid, gid, groups) = current_ids();
+        assert_eq!((me.uid, me.gid), (uid, gid));
+        let mut want = groups.unwrap();
+        want.retain(|g| *g != gid);
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(me.groups, want);
+        assert!(!me.unresolved.groups);
     }
 }

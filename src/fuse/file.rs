@@ -70,11 +70,11 @@ impl Core {
             log::warn!("{path}: bad file header: {e}");
             FsError::tampered(&path, e.to_string())
         })?;
-        let ctx = self.file_context(&node.plain);
-        let dek = self
-            .keys
-            .decrypt_data_key(&caller.principal(), &header.wrapped_dek, &ctx)
-            .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
+        let dek = super::with_file_context(&self.vol.config.volume_id, &node.plain, |ctx| {
+            self.keys
+                .decrypt_data_key(caller.principal(), &header.wrapped_dek, ctx)
+        })
+        .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
         let cipher = ContentCipher::new(&dek, header.file_id, self.vol.block_size())
             .map_err(FsError::internal)?;
         Ok(OpenFile {

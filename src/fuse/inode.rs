@@ -82,21 +82,39 @@ impl PlainPath {
         PlainPath(p)
     }
 
-    /// The string bound into encryption contexts: the path itself when it is
-    /// UTF-8 (it then starts with `/`), else `base64url:` and the unpadded
-    /// base64url of its bytes. The two forms cannot collide, so the mapping
-    /// is injective.
+    /// The string bound into encryption contexts: the path with every byte
+    /// that is not part of valid UTF-8 written as NUL and two lowercase hex
+    /// digits (`/caf\xe9` -> `"/caf\u{0}e9"`).
+    ///
+    /// A UTF-8 path is unchanged, and every valid UTF-8 prefix of any path
+    /// is kept, so path conditions (`StringLike "/shared/*"`, a Deny on a
+    /// prefix) see non-UTF-8 names below a directory too. A path never
+    /// contains NUL, so the escape cannot be confused with path text and
+    /// the mapping is injective.
     pub fn context_string(&self) -> String {
-        match std::str::from_utf8(&self.0) {
-            Ok(s) => s.to_string(),
-            Err(_) => {
-                use base64::Engine;
-                format!(
-                    "base64url:{}",
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0)
-                )
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.0.len());
+        for chunk in self.0.utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                let _ = write!(out, "\0{b:02x}");
             }
         }
+        out
+    }
+
+    /// The context string data keys of non-UTF-8 paths were bound to before
+    /// [`PlainPath::context_string`] escaped bytes: `base64url:` and the
+    /// unpadded base64url of the whole path. `None` for a UTF-8 path (its
+    /// string never changed).
+    pub fn legacy_context_string(&self) -> Option<String> {
+        use base64::Engine;
+        std::str::from_utf8(&self.0).err().map(|_| {
+            format!(
+                "base64url:{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0)
+            )
+        })
     }
 
     /// For log lines: lossy UTF-8.
@@ -357,10 +375,38 @@ mod tests {
     }
 
     #[test]
-    fn context_string_is_injective_for_non_utf8() {
+    fn context_string_escapes_only_invalid_bytes() {
+        let raw = |b: &[u8]| PlainPath(b.to_vec());
         assert_eq!(p("/a").context_string(), "/a");
-        let raw = PlainPath(vec![b'/', 0xff]);
-        assert_eq!(raw.context_string(), "base64url:L_8");
+        assert_eq!(p("/caf\u{e9}/%00").context_string(), "/caf\u{e9}/%00");
+        assert_eq!(raw(b"/\xff").context_string(), "/\0ff");
+        // Valid UTF-8 around and between invalid bytes is kept.
+        assert_eq!(
+            raw(b"/shared/caf\xe9/\xc3\xa9\xe2\x82").context_string(),
+            "/shared/caf\0e9/\u{e9}\0e2\082"
+        );
+        assert!(
+            raw(b"/shared/\x80x")
+                .context_string()
+                .starts_with("/shared/")
+        );
+        assert_eq!(p("/a").legacy_context_string(), None);
+        assert_eq!(
+            raw(b"/\xff").legacy_context_string().as_deref(),
+            Some("base64url:L_8")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn context_string_is_injective(
+            a in proptest::collection::vec(1u8..=255, 0..12),
+            b in proptest::collection::vec(1u8..=255, 0..12),
+        ) {
+            // Kernel names never contain NUL.
+            let (pa, pb) = (PlainPath(a.clone()), PlainPath(b.clone()));
+            proptest::prop_assert_eq!(pa.context_string() == pb.context_string(), a == b);
+        }
     }
 
     #[test]

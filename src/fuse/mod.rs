@@ -27,7 +27,7 @@ use crate::keys::cache::{CacheConfig, CachingKeyService};
 use crate::volume::Volume;
 use errno::{FsError, FsResult};
 use inode::{InodeState, InodeTable, NodeRef, PlainPath};
-use kms_engine::{EncryptionContext, Principal};
+use kms_engine::{EncryptionContext, KmsError, Principal};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
@@ -191,10 +191,33 @@ pub fn file_context(volume_id: &str, path: &PlainPath) -> EncryptionContext {
     ctx
 }
 
-/// The caller of a FUSE request as an engine principal: uid and gid from the
-/// request, supplementary groups from `/proc/<pid>/status` (best effort).
+/// Runs `op` (an engine call that unwraps a file's data key) with the
+/// file's encryption context; for a non-UTF-8 path whose data key was
+/// wrapped under the context string of earlier versions
+/// ([`PlainPath::legacy_context_string`]), and only when the first call
+/// failed as InvalidCiphertext (authorized, but the key does not open under
+/// this context), once more with that legacy context. A Deny on the path
+/// applies to the first call, so it covers old files too.
+pub fn with_file_context<T>(
+    volume_id: &str,
+    path: &PlainPath,
+    mut op: impl FnMut(&EncryptionContext) -> Result<T, KmsError>,
+) -> Result<T, KmsError> {
+    let first = op(&file_context(volume_id, path));
+    match (first, path.legacy_context_string()) {
+        (Err(KmsError::InvalidCiphertext(m)), Some(legacy)) => {
+            let mut ctx = file_context(volume_id, path);
+            ctx.insert(CTX_PATH.to_string(), legacy);
+            op(&ctx).map_err(|_| KmsError::InvalidCiphertext(m))
+        }
+        (r, _) => r,
+    }
+}
+
+/// The caller of a FUSE request as an engine principal (see
+/// [`perm::Caller::principal`]).
 pub fn principal_for(uid: u32, gid: u32, pid: u32) -> Principal {
-    perm::Caller::new(uid, gid, pid).principal()
+    perm::Caller::new(uid, gid, pid).principal().clone()
 }
 
 /// The fuser filesystem: a thin shell that replies with [`Core`]'s results.
@@ -240,4 +263,58 @@ pub fn mount_config(read_only: bool, allow_other: bool) -> fuser::Config {
     cfg.n_threads = Some(cpus.max(2));
     cfg.clone_fd = true;
     cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unwrap that opens only under `accept` and records every context
+    /// string it was asked with.
+    fn unwrap_under<'a>(
+        accept: &'a str,
+        deny: Option<&'a str>,
+        seen: &'a mut Vec<String>,
+    ) -> impl FnMut(&EncryptionContext) -> Result<u8, KmsError> + 'a {
+        move |ctx| {
+            let p = ctx[CTX_PATH].clone();
+            seen.push(p.clone());
+            if deny == Some(p.as_str()) {
+                Err(KmsError::AccessDenied("denied".into()))
+            } else if p == accept {
+                Ok(7)
+            } else {
+                Err(KmsError::InvalidCiphertext("no".into()))
+            }
+        }
+    }
+
+    #[test]
+    fn legacy_context_is_tried_only_for_non_utf8_keys_that_do_not_open() {
+        let raw = PlainPath::from_bytes(b"/s/\xff".to_vec());
+        let mut seen = Vec::new();
+        // A file written under the old scheme opens, after one miss.
+        let r = with_file_context("v", &raw, unwrap_under("base64url:L3Mv_w", None, &mut seen));
+        assert_eq!(r, Ok(7));
+        assert_eq!(seen, ["/s/\0ff", "base64url:L3Mv_w"]);
+        // A refusal under the current context is final: no second try.
+        seen.clear();
+        let r = with_file_context(
+            "v",
+            &raw,
+            unwrap_under("base64url:L3Mv_w", Some("/s/\0ff"), &mut seen),
+        );
+        assert!(matches!(r, Err(KmsError::AccessDenied(_))));
+        assert_eq!(seen, ["/s/\0ff"]);
+        // A key that opens under neither reports the current context's error.
+        seen.clear();
+        let r = with_file_context("v", &raw, unwrap_under("other", None, &mut seen));
+        assert_eq!(r, Err(KmsError::InvalidCiphertext("no".into())));
+        // A UTF-8 path has one context only.
+        seen.clear();
+        let utf8 = PlainPath::from_bytes(b"/s/a".to_vec());
+        let r = with_file_context("v", &utf8, unwrap_under("x", None, &mut seen));
+        assert!(r.is_err());
+        assert_eq!(seen, ["/s/a"]);
+    }
 }

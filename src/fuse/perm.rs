@@ -23,9 +23,11 @@
 //! else the other class; uid 0 may do everything except execute a
 //! non-directory that has no execute bit at all. Supplementary groups are
 //! read from `/proc/<pid>/status` only when the owner and primary-group
-//! tests do not decide.
+//! tests do not decide; when they cannot be determined at all, only the
+//! rights both the group and the other class grant are given.
 
 use super::errno::{FsError, FsResult};
+use kms_engine::{Principal, Resolver};
 use std::cell::OnceCell;
 use std::os::unix::fs::MetadataExt;
 
@@ -42,7 +44,7 @@ pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pid: u32,
-    groups: OnceCell<Vec<u32>>,
+    principal: OnceCell<Principal>,
 }
 
 impl Caller {
@@ -51,14 +53,16 @@ impl Caller {
             uid,
             gid,
             pid,
-            groups: OnceCell::new(),
+            principal: OnceCell::new(),
         }
     }
 
     /// A caller whose supplementary groups are known (tests).
     pub fn with_groups(uid: u32, gid: u32, groups: Vec<u32>) -> Self {
         let c = Caller::new(uid, gid, 0);
-        let _ = c.groups.set(groups);
+        let _ = c
+            .principal
+            .set(Resolver::system().principal(uid, gid, Some(&groups)));
         c
     }
 
@@ -66,44 +70,48 @@ impl Caller {
         Caller::new(req.uid(), req.gid(), req.pid())
     }
 
-    /// True when `gid` is the caller's primary or a supplementary group.
-    pub fn in_group(&self, gid: u32) -> bool {
-        gid == self.gid
-            || self
-                .groups
-                .get_or_init(|| proc_groups(self.pid))
-                .contains(&gid)
+    /// Whether `gid` is the caller's primary or a supplementary group;
+    /// `None` when its groups could not be determined.
+    pub fn in_group(&self, gid: u32) -> Option<bool> {
+        if gid == self.gid {
+            return Some(true);
+        }
+        let p = self.principal();
+        if p.groups.contains(&gid) {
+            Some(true)
+        } else if p.unresolved.groups {
+            None
+        } else {
+            Some(false)
+        }
     }
 
-    /// The caller as an engine principal: uid, gid and supplementary groups
-    /// (read once per caller, shared with the permission checks).
-    pub fn principal(&self) -> kms_engine::Principal {
-        let groups = self.groups.get_or_init(|| proc_groups(self.pid));
-        let others = groups.iter().copied().filter(|g| *g != self.gid).collect();
-        kms_engine::Principal::from_ids(self.uid, self.gid, others)
+    /// The caller as an engine principal, resolved once per caller by the
+    /// one identity resolver (names, and groups from `/proc/<pid>/status`
+    /// or, when that is unreadable, from the account database), shared
+    /// with the permission checks.
+    pub fn principal(&self) -> &Principal {
+        self.principal.get_or_init(|| {
+            Resolver::system().principal(self.uid, self.gid, proc_groups(self.pid).as_deref())
+        })
     }
 
-    /// True once the supplementary groups were read (tests).
+    /// True once the principal (and with it the groups) was resolved
+    /// (tests).
     pub fn groups_read(&self) -> bool {
-        self.groups.get().is_some()
+        self.principal.get().is_some()
     }
 }
 
-/// Supplementary groups of `pid` from `/proc/<pid>/status`; none when the
-/// process is gone or the file unreadable (which can only deny access).
-fn proc_groups(pid: u32) -> Vec<u32> {
+/// Supplementary groups of `pid` from `/proc/<pid>/status`; `None` when
+/// the process is gone or the file unreadable (`hidepid`).
+fn proc_groups(pid: u32) -> Option<Vec<u32>> {
+    if pid == 0 {
+        return None;
+    }
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Groups:").map(|rest| {
-                    rest.split_whitespace()
-                        .filter_map(|g| g.parse::<u32>().ok())
-                        .collect()
-                })
-            })
-        })
-        .unwrap_or_default()
+        .and_then(|s| kms_engine::principal::status_groups(&s))
 }
 
 /// True when `caller` may access a file of type and mode `st_mode`, owner
@@ -117,10 +125,13 @@ pub fn may_access(caller: &Caller, st_mode: u32, uid: u32, gid: u32, mask: u32) 
     }
     let bits = if caller.uid == uid {
         st_mode >> 6
-    } else if caller.in_group(gid) {
-        st_mode >> 3
     } else {
-        st_mode
+        match caller.in_group(gid) {
+            Some(true) => st_mode >> 3,
+            Some(false) => st_mode,
+            // Unknown groups: only what both classes grant (fail closed).
+            None => (st_mode >> 3) & st_mode,
+        }
     } & 7;
     bits & mask == mask
 }
@@ -508,24 +519,35 @@ mod tests {
 
     #[test]
     fn principal_carries_the_groups_read_for_the_checks_without_the_primary_one() {
-        let c = Caller::with_groups(1000, 100, vec![100, 5, 7]);
+        let c = Caller::with_groups(1000, 100, vec![100, 7, 5]);
         let p = c.principal();
-        assert_eq!((p.uid, p.gid, p.groups), (1000, 100, vec![5, 7]));
+        assert_eq!((p.uid, p.gid, p.groups.clone()), (1000, 100, vec![5, 7]));
     }
 
     #[test]
     fn proc_groups_of_this_process_and_of_none() {
-        let own = proc_groups(std::process::id());
+        let own = proc_groups(std::process::id()).unwrap();
         let want: Vec<u32> = rustix::process::getgroups()
             .unwrap()
             .into_iter()
             .map(|g| g.as_raw())
             .collect();
         assert_eq!(own, want);
-        // A pid that cannot exist: no groups, so only owner/primary group/other apply.
-        assert!(proc_groups(u32::MAX).is_empty());
-        let c = Caller::new(1001, 100, u32::MAX);
+        // A pid that cannot exist, or none at all: groups unreadable.
+        assert_eq!(proc_groups(u32::MAX), None);
+        assert_eq!(proc_groups(0), None);
+    }
+
+    #[test]
+    fn unknown_groups_grant_only_what_group_and_other_both_allow() {
+        // A uid with no user entry and an unreadable /proc: groups unknown.
+        let c = Caller::new(4_000_000_001, 4_000_000_001, u32::MAX);
+        assert_eq!(c.in_group(5), None);
+        assert_eq!(c.in_group(4_000_000_001), Some(true));
         assert!(!may_access(&c, REG | 0o060, 1000, 5, MAY_READ));
+        assert!(!may_access(&c, REG | 0o604, 1000, 5, MAY_READ));
+        assert!(may_access(&c, REG | 0o644, 1000, 5, MAY_READ));
+        assert!(!may_access(&c, REG | 0o646, 1000, 5, MAY_WRITE));
     }
 
     #[test]

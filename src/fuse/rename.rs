@@ -233,18 +233,15 @@ impl Core {
             }
         };
         let caller = principal_for(req.uid(), req.gid(), req.pid());
-        let wrapped = self
-            .keys
-            .rewrap_data_key(
-                &caller,
-                &header.wrapped_dek,
-                &self.file_context(old),
-                &self.file_context(new),
-            )
-            .map_err(|e| {
-                log::info!("{}: ReEncrypt refused: {e}", old.display());
-                FsError::Kms(e)
-            })?;
+        let to = self.file_context(new);
+        let wrapped = super::with_file_context(&self.vol.config.volume_id, old, |from| {
+            self.keys
+                .rewrap_data_key(&caller, &header.wrapped_dek, from, &to)
+        })
+        .map_err(|e| {
+            log::info!("{}: ReEncrypt refused: {e}", old.display());
+            FsError::Kms(e)
+        })?;
         let header = FileHeader::new(header.file_id, wrapped).map_err(FsError::internal)?;
         out.push(Rewrap {
             new_backing,

@@ -108,6 +108,17 @@ fn cache_key(wrapped: &[u8], ctx: &EncryptionContext, caller: &Principal) -> Cac
         ids.extend_from_slice(&g.to_be_bytes());
     }
     put(&mut d, &ids);
+    // Names follow from the ids; what could not be resolved does not, and
+    // changes decisions (fail closed).
+    let u = &caller.unresolved;
+    put(
+        &mut d,
+        &[
+            u8::from(u.user_name),
+            u8::from(u.groups),
+            u8::from(u.group_names),
+        ],
+    );
     let out = d.finish();
     let mut key = [0u8; 32];
     key.copy_from_slice(out.as_ref());
@@ -310,8 +321,15 @@ mod tests {
         let alice_other_groups = Principal::from_ids(1000, 1000, vec![]);
         c.decrypt_data_key(&alice_other_groups, &[5], &ctx).unwrap();
         assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 3);
+        // Unknown groups (which a Deny on a group fails closed on) are not
+        // the known-empty groups of the entry just made.
+        let mut alice_unknown_groups = alice_other_groups.clone();
+        alice_unknown_groups.unresolved.groups = true;
+        c.decrypt_data_key(&alice_unknown_groups, &[5], &ctx)
+            .unwrap();
+        assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 4);
         let s = c.stats();
-        assert_eq!((s.hits, s.misses), (1, 3));
+        assert_eq!((s.hits, s.misses), (1, 4));
     }
 
     #[test]

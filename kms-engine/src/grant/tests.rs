@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::context::context_from;
+use crate::principal::Unresolved;
 
 fn alice() -> Principal {
     Principal {
@@ -11,6 +12,7 @@ fn alice() -> Principal {
         groups: vec![50],
         user_name: Some("alice".into()),
         group_names: vec!["alice".into(), "staff".into()],
+        unresolved: Unresolved::default(),
     }
 }
 

@@ -156,7 +156,7 @@ pub(super) fn applies(s: &Statement, ctx: &RequestContext<'_>) -> Applies {
     if !s.action_matches(ctx.action) {
         return Applies::ActionMismatch;
     }
-    if !s.principals.matches(ctx.principal) {
+    if !s.principals.covers(ctx.principal, s.effect) {
         return Applies::PrincipalMismatch;
     }
     if !s.resource_matches(ctx.resource_arn, ctx.key_id) {

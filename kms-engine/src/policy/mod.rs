@@ -110,15 +110,53 @@ impl PrincipalId {
         }
     }
 
-    /// True when this id names `p`; the same answer as
-    /// [`Principal::matches`] on the id's string form, without allocating.
+    /// Whether this id names `p`: [`Match::Unknown`] when it could only
+    /// through a part of `p` the resolver could not determine (its groups,
+    /// a group's name, its user name).
+    pub fn test(&self, p: &Principal) -> Match {
+        let u = &p.unresolved;
+        let (hit, undecided) = match self {
+            PrincipalId::Any => (true, false),
+            PrincipalId::Uid(uid) => (p.uid == *uid, false),
+            PrincipalId::Gid(g) => (p.gid == *g || p.groups.contains(g), u.groups),
+            PrincipalId::User(n) => (p.user_name.as_deref() == Some(n.as_str()), u.user_name),
+            PrincipalId::Group(n) => (
+                p.group_names.iter().any(|g| g == n),
+                u.groups || u.group_names,
+            ),
+        };
+        match (hit, undecided) {
+            (true, _) => Match::Yes,
+            (false, true) => Match::Unknown,
+            (false, false) => Match::No,
+        }
+    }
+
+    /// True when this id certainly names `p` (what an allow needs); the
+    /// same answer as [`Principal::matches`] on the id's string form for a
+    /// fully resolved principal.
     pub fn matches(&self, p: &Principal) -> bool {
+        self.test(p) == Match::Yes
+    }
+}
+
+/// Whether a principal id (or list) names a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    Yes,
+    No,
+    /// It would depend on something about the caller that could not be
+    /// determined (unreadable groups): an Allow does not apply, a Deny
+    /// does (fail closed).
+    Unknown,
+}
+
+impl Match {
+    fn negate(self) -> Match {
         match self {
-            PrincipalId::Any => true,
-            PrincipalId::Uid(u) => p.uid == *u,
-            PrincipalId::Gid(g) => p.gid == *g || p.groups.contains(g),
-            PrincipalId::User(n) => p.user_name.as_deref() == Some(n.as_str()),
-            PrincipalId::Group(n) => p.group_names.iter().any(|g| g == n),
+            Match::Yes => Match::No,
+            Match::No => Match::Yes,
+            Match::Unknown => Match::Unknown,
         }
     }
 }
@@ -143,10 +181,37 @@ pub enum Principals {
 }
 
 impl Principals {
-    pub fn matches(&self, p: &Principal) -> bool {
+    /// Whether the Principal (any id names `p`) or NotPrincipal (no id
+    /// names `p`) element covers `p`.
+    pub fn test(&self, p: &Principal) -> Match {
+        let ids = match self {
+            Principals::Principal(ids) | Principals::NotPrincipal(ids) => ids,
+        };
+        let mut any = Match::No;
+        for id in ids {
+            match id.test(p) {
+                Match::Yes => {
+                    any = Match::Yes;
+                    break;
+                }
+                Match::Unknown => any = Match::Unknown,
+                Match::No => {}
+            }
+        }
         match self {
-            Principals::Principal(ids) => ids.iter().any(|i| i.matches(p)),
-            Principals::NotPrincipal(ids) => !ids.iter().any(|i| i.matches(p)),
+            Principals::Principal(_) => any,
+            Principals::NotPrincipal(_) => any.negate(),
+        }
+    }
+
+    /// True when a statement with `effect` applies to `p` as far as its
+    /// principals go: certainly covered for an Allow, possibly covered for
+    /// a Deny (fail closed when `p` is not fully resolved).
+    pub fn covers(&self, p: &Principal, effect: Effect) -> bool {
+        match self.test(p) {
+            Match::Yes => true,
+            Match::No => false,
+            Match::Unknown => effect == Effect::Deny,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::cli::{EngineArgs, Output};
 use crate::engine_access;
 use crate::exit::CliError;
 use clap::{Args, Subcommand};
-use kms_engine::{EncryptionContext, Principal};
+use kms_engine::{EncryptionContext, Principal, Resolver};
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -26,7 +26,8 @@ pub struct CheckArgs {
     /// Key id, key ARN, alias name or alias ARN
     #[arg(long, value_name = "KEY")]
     pub key_id: String,
-    /// The caller: uid:N or user:NAME (groups are looked up in /etc/group)
+    /// The caller: uid:N or user:NAME (name and groups are looked up in the
+    /// account database, as the mount does for its callers)
     #[arg(long, value_name = "PRINCIPAL")]
     pub principal: String,
     /// The action, e.g. kms:Decrypt or Decrypt
@@ -43,43 +44,39 @@ pub fn run(engine: &EngineArgs, args: PolicyArgs) -> Result<(), CliError> {
     }
 }
 
-/// Resolves `uid:N` / `user:NAME` against /etc/passwd and /etc/group.
-fn principal(spec: &str, passwd: &str, group: &str) -> Result<Principal, CliError> {
-    let entry = |pred: &dyn Fn(&[&str]) -> bool| {
-        passwd.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && pred(&f)).then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
-        })
-    };
-    let (uid, gid) = match spec.split_once(':') {
-        Some(("uid", n)) => {
-            let uid: u32 = n
-                .parse()
-                .map_err(|_| CliError::Usage(format!("--principal {spec:?}: bad uid")))?;
-            let gid = entry(&|f| f[2] == n).and_then(|(_, g)| g).unwrap_or(uid);
-            (uid, gid)
-        }
-        Some(("user", name)) => match entry(&|f| f[0] == name) {
-            Some((Some(u), Some(g))) => (u, g),
-            _ => {
-                return Err(CliError::Usage(format!(
-                    "--principal {spec:?}: no such user in /etc/passwd"
-                )));
-            }
-        },
-        _ => {
-            return Err(CliError::Usage(format!(
-                "--principal {spec:?} must be uid:N or user:NAME"
-            )));
-        }
-    };
-    Ok(Principal::resolve_from(uid, gid, passwd, group))
+/// Resolves `uid:N` / `user:NAME` with `resolver` (the same resolver the
+/// mount uses for its callers, so the answers agree).
+fn principal(spec: &str, resolver: &Resolver) -> Result<Principal, CliError> {
+    resolver
+        .principal_for_spec(spec)
+        .map_err(|e| CliError::Usage(format!("--principal {spec:?}: {e}")))
+}
+
+/// A note for a principal the resolver could not fully determine.
+fn unresolved_note(p: &Principal) -> String {
+    let u = &p.unresolved;
+    let mut parts = Vec::new();
+    if u.user_name {
+        parts.push("user name");
+    }
+    if u.groups {
+        parts.push("supplementary groups");
+    }
+    if u.group_names {
+        parts.push("group names");
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "note: {} could not be determined; statements that could name the principal \
+         through them deny (fail closed) and do not allow\n",
+        parts.join(", ")
+    )
 }
 
 fn check(engine_args: &EngineArgs, a: &CheckArgs) -> Result<(), CliError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let who = principal(&a.principal, &passwd, &group)?;
+    let who = principal(&a.principal, Resolver::system())?;
     let mut ctx = EncryptionContext::new();
     for part in &a.encryption_context {
         for (k, v) in part {
@@ -98,7 +95,11 @@ fn check(engine_args: &EngineArgs, a: &CheckArgs) -> Result<(), CliError> {
             "{}\n",
             serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()
         ),
-        Output::Text => format!("principal {who} ({})\n{e}", a.principal),
+        Output::Text => format!(
+            "principal {who} ({})\n{}{e}",
+            a.principal,
+            unresolved_note(&who)
+        ),
     };
     print(&text)
 }
@@ -108,19 +109,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    use kms_engine::identity::{DEFAULT_TTL, FileAccounts};
+
     const PASSWD: &str = "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/h:/bin/sh\n";
     const GROUP: &str = "users:x:100:\nstaff:x:50:alice\n";
 
     #[test]
     fn resolves_principals() {
-        let p = principal("user:alice", PASSWD, GROUP).unwrap();
+        let r = Resolver::new(
+            Box::new(FileAccounts {
+                passwd: PASSWD.into(),
+                group: GROUP.into(),
+            }),
+            DEFAULT_TTL,
+        );
+        let p = principal("user:alice", &r).unwrap();
         assert_eq!((p.uid, p.gid), (1000, 100));
         assert!(p.matches("group:staff"));
-        let p = principal("uid:1000", PASSWD, GROUP).unwrap();
+        assert_eq!(unresolved_note(&p), "");
+        let p = principal("uid:1000", &r).unwrap();
         assert_eq!(p.user_name.as_deref(), Some("alice"));
-        let p = principal("uid:4242", PASSWD, GROUP).unwrap();
+        let p = principal("uid:4242", &r).unwrap();
         assert_eq!((p.uid, p.gid), (4242, 4242));
-        assert!(principal("user:nobody-here", PASSWD, GROUP).is_err());
-        assert!(principal("gid:5", PASSWD, GROUP).is_err());
+        assert!(unresolved_note(&p).contains("supplementary groups"));
+        assert!(principal("user:nobody-here", &r).is_err());
+        assert!(principal("gid:5", &r).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod malformed;
 use super::*;
 use crate::context::{EncryptionContext, context_from};
 use crate::grant::{Grant, GrantConstraints, GrantOperation, GrantRequest};
+use crate::principal::Unresolved;
 use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:kms:local:000000000000:key/k1";
@@ -22,6 +23,7 @@ fn alice() -> Principal {
         groups: vec![50],
         user_name: Some("alice".into()),
         group_names: vec!["alice".into(), "staff".into()],
+        unresolved: Unresolved::default(),
     }
 }
 
@@ -32,6 +34,7 @@ fn bob() -> Principal {
         groups: vec![60],
         user_name: Some("bob".into()),
         group_names: vec!["bob".into(), "other".into()],
+        unresolved: Unresolved::default(),
     }
 }
 
