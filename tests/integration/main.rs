@@ -10,6 +10,7 @@ mod fs_basic;
 mod fs_config;
 mod fs_crash;
 mod fs_fulldisk;
+mod fs_identity;
 mod fs_keys;
 mod fs_killpriv;
 mod fs_model;
