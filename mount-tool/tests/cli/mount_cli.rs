@@ -203,10 +203,11 @@ fn mount_process_audits_the_calls_it_makes_for_the_filesystem() {
         rec["resources"][0]["ARN"],
         format!("arn:aws:kms:local:000000000000:key/{key_id}")
     );
-    // Made for the FUSE caller: this test process's uid.
+    // Made for the FUSE caller: this test process, named as the resolver
+    // names it (`user:NAME` when the uid has an account).
     assert_eq!(
         rec["userIdentity"]["principal"],
-        format!("uid:{}", nix::unistd::getuid())
+        kms_engine::Principal::current_process().to_string()
     );
     assert!(rec.get("errorCode").is_none(), "{rec}");
     // Opening the volume unwrapped its names key: audited too.
