@@ -87,7 +87,20 @@ fn seed_corpora_pass_their_checks() {
 
 #[test]
 fn fixed_regressions_pass_their_checks() {
-    replay("regressions", false);
+    // Every directory under regressions/ is a target's: a misspelt one
+    // would hold inputs that are never replayed.
+    let dir = fuzz_dir().join("regressions");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for e in entries.flatten() {
+        let name = e.file_name();
+        assert!(
+            e.path().is_dir() && TARGETS.iter().any(|(t, _)| name == *t),
+            "fuzz/regressions/{} is not a fuzz target's directory",
+            name.to_string_lossy()
+        );
+    }
+    let ran = replay("regressions", false);
+    assert!(ran > 0, "no inputs in fuzz/regressions/<target>/ to replay");
 }
 
 #[test]

@@ -71,7 +71,8 @@ static STORE_DIR: Mutex<Option<tempfile::TempDir>> = Mutex::new(None);
 /// The engine store file. Mode 0: the input is a whole store file:
 /// `StoreHeader::decode`, unlocking the store key with a fixed root key and
 /// `open_file`, then `Engine::open` on it in a real directory; all must refuse
-/// (random bytes never authenticate) without panicking. Mode 1: the input is
+/// (random bytes never authenticate) without panicking, and a passphrase
+/// header that decodes has Argon2id costs within the caps. Mode 1: the input is
 /// the *plaintext state*, sealed properly under the fixed root key, so the
 /// state decoder and `Engine::open` see arbitrary authenticated state; the
 /// engine may open it or refuse it, and when it opens, listing and
@@ -81,6 +82,15 @@ pub fn engine_store(data: &[u8]) {
         return;
     };
     let file = if m % 2 == 0 {
+        // The header is read before anything is authenticated: one that
+        // decodes never asks Argon2id for more than the caps (a tampered
+        // header must not make `open` exhaust memory or hang).
+        if let Ok(h) = StoreHeader::decode(rest)
+            && h.root().kind == RootKind::Passphrase
+            && let Err(e) = h.root().kdf.validate()
+        {
+            panic!("a decoded store header asks for {e}");
+        }
         if let Ok(h) = StoreHeader::decode(rest)
             && h.root().kind == RootKind::KeyFile
             && let Ok(store_key) = h.unlock(&FIXED_ROOT_KEY)
