@@ -79,6 +79,9 @@ impl Core {
 
     pub(crate) fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
         let node = self.node(ino)?;
+        if !node.linked {
+            return self.orphan_attr(&node);
+        }
         let meta = match std::fs::symlink_metadata(&node.backing) {
             Ok(m) => m,
             // Unlinked while open: the open handle still has the file.
@@ -89,6 +92,18 @@ impl Core {
             Err(e) => return Err(e.into()),
         };
         Ok(self.attr_from(ino, &node.backing, &meta))
+    }
+
+    /// Attributes of a removed node (unlinked, or replaced by a rename):
+    /// from an open handle when there is one, else as it was when removed;
+    /// its link count is 0 (`fstat` after `unlink` or a rename over it).
+    /// Its old paths name something else now and are not looked at.
+    fn orphan_attr(&self, node: &NodeRef) -> FsResult<FileAttr> {
+        let attr = match self.any_handle_of(node.ino) {
+            Some(h) => self.attr_from(node.ino, &node.backing, &h.file.metadata()?),
+            None => node.orphan_attr.ok_or(FsError::NotFound)?,
+        };
+        Ok(FileAttr { nlink: 0, ..attr })
     }
 
     /// Some open handle of `ino`, if any.
@@ -112,8 +127,14 @@ impl Core {
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let node = self.node(ino)?;
-        // An unlinked but open file is changed through its handle.
-        let (meta, fd) = match std::fs::symlink_metadata(&node.backing) {
+        // An unlinked but open file is changed through its handle; a
+        // removed node's old path names something else.
+        let at_path = if node.linked {
+            std::fs::symlink_metadata(&node.backing)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+        let (meta, fd) = match at_path {
             Ok(m) => (m, None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match self.any_handle_of(ino) {
                 Some(h) => (h.file.metadata()?, Some(h)),
@@ -212,7 +233,12 @@ impl Core {
             _ => match self.any_handle_of(node.ino) {
                 // Another open handle of the file already has its key.
                 Some(h) if fh.is_some() => h,
-                _ => std::sync::Arc::new(self.open_backing(req, node, true, None)?),
+                _ => {
+                    // Opened at the node's current path, under that path.
+                    let _paths = self.paths_shared()?;
+                    let node = self.node(node.ino)?;
+                    std::sync::Arc::new(self.open_backing(req, &node, true, None)?)
+                }
             },
         };
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;

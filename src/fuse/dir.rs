@@ -54,6 +54,7 @@ impl Core {
     /// The node of `name` in `parent` if the backing entry exists: records
     /// a kernel lookup.
     pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let (backing, _) = self.child_backing(&dir, name)?;
         self.lookup_backing(&dir, name, backing)
@@ -215,6 +216,7 @@ impl Core {
         umask: u32,
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
@@ -267,6 +269,7 @@ impl Core {
 
     pub(crate) fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
@@ -316,12 +319,16 @@ impl Core {
             return Err(e);
         }
         self.remove_side_file(&dir.backing, &bn);
-        self.table().unlinked(&plain);
+        let attr = victim
+            .as_ref()
+            .map(|v| self.attr_from(v.ino, &backing, &meta));
+        self.table().unlinked(&plain, attr);
         Ok(())
     }
 
     pub(crate) fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
@@ -329,7 +336,8 @@ impl Core {
         // and ENOENT on a missing entry.
         fs::remove_file(&backing).map_err(not_found)?;
         self.remove_side_file(&dir.backing, &bn);
-        self.table().unlinked(&dir.plain.child(name));
+        // An open handle still has the file (see `getattr`).
+        self.table().unlinked(&dir.plain.child(name), None);
         Ok(())
     }
 

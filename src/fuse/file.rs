@@ -108,6 +108,8 @@ impl Core {
         flags: Option<i32>,
     ) -> FsResult<(FileAttr, Option<u64>)> {
         self.check_writable()?;
+        // The key is bound to the path read here: no rename in between.
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
@@ -177,11 +179,18 @@ impl Core {
     }
 
     pub(crate) fn open(&self, req: &Request, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
-        let node = self.node(ino)?;
         let acc = flags & libc::O_ACCMODE;
         let wants_write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if wants_write {
             self.check_writable()?;
+        }
+        // The header is read from the file at the path read here, and its
+        // key unwrapped under that path: no rename in between.
+        let paths = self.paths_shared()?;
+        let node = self.node(ino)?;
+        if !node.linked {
+            // Its path names another file now (or none).
+            return Err(FsError::NotFound);
         }
         // Open the backing file writable when allowed: a write-only handle
         // still reads for read-modify-write. A read-only open must still
@@ -199,6 +208,7 @@ impl Core {
             }
             r => r?,
         };
+        drop(paths);
         if flags & libc::O_TRUNC != 0 && wants_write {
             let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
             BlockIo {

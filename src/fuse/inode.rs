@@ -143,6 +143,10 @@ pub struct Node {
     /// False once unlinked or replaced; the node lives on while the kernel
     /// holds references (open handles keep their own file descriptors).
     linked: bool,
+    /// The attributes it had when it was removed, when known (a replaced
+    /// rename target, a removed directory): what `fstat` on a descriptor
+    /// still open on it reports, with a link count of 0.
+    orphan_attr: Option<fuser::FileAttr>,
 }
 
 /// What a caller gets back from the table: a snapshot of the paths.
@@ -152,6 +156,11 @@ pub struct NodeRef {
     pub plain: PlainPath,
     pub backing: PathBuf,
     pub state: Arc<InodeState>,
+    /// False once removed: `plain` and `backing` then name whatever took
+    /// its place (or nothing) and must not be used to reach it.
+    pub linked: bool,
+    /// See [`Node::orphan_attr`].
+    pub orphan_attr: Option<fuser::FileAttr>,
 }
 
 /// The table. Callers wrap it in a mutex.
@@ -183,6 +192,7 @@ impl InodeTable {
                 lookups: 1,
                 backing_ino: 0,
                 linked: true,
+                orphan_attr: None,
             },
         );
         t.by_path.insert(PlainPath::root(), ROOT_INO);
@@ -195,6 +205,8 @@ impl InodeTable {
             plain: n.plain.clone(),
             backing: n.backing.clone(),
             state: n.state.clone(),
+            linked: n.linked,
+            orphan_attr: n.orphan_attr,
         })
     }
 
@@ -221,6 +233,8 @@ impl InodeTable {
                 plain,
                 backing: n.backing.clone(),
                 state: n.state.clone(),
+                linked: true,
+                orphan_attr: None,
             };
         }
         let ino = match self.by_backing.get(&backing_ino) {
@@ -243,6 +257,7 @@ impl InodeTable {
                 lookups: 1,
                 backing_ino,
                 linked: true,
+                orphan_attr: None,
             },
         );
         self.by_path.insert(plain.clone(), ino);
@@ -251,6 +266,8 @@ impl InodeTable {
             plain,
             backing,
             state,
+            linked: true,
+            orphan_attr: None,
         }
     }
 
@@ -275,12 +292,14 @@ impl InodeTable {
         }
     }
 
-    /// `plain` was removed from its directory.
-    pub fn unlinked(&mut self, plain: &PlainPath) {
+    /// `plain` was removed from its directory; `attr`: its attributes just
+    /// before, when known (see [`Node::orphan_attr`]).
+    pub fn unlinked(&mut self, plain: &PlainPath, attr: Option<fuser::FileAttr>) {
         if let Some(ino) = self.by_path.remove(plain)
             && let Some(n) = self.nodes.get_mut(&ino)
         {
             n.linked = false;
+            n.orphan_attr = attr.map(|a| fuser::FileAttr { nlink: 0, ..a });
             if self.by_backing.get(&n.backing_ino) == Some(&ino) {
                 self.by_backing.remove(&n.backing_ino);
             }
@@ -288,18 +307,25 @@ impl InodeTable {
     }
 
     /// `from` (and everything beneath it) now lives at `to`, whose backing
-    /// path is `to_backing`. A node previously at `to` is unlinked.
-    pub fn renamed(&mut self, from: &PlainPath, to: &PlainPath, to_backing: &Path) {
+    /// path is `to_backing`. A node previously at `to` is unlinked
+    /// (`replaced`: its attributes before).
+    pub fn renamed(
+        &mut self,
+        from: &PlainPath,
+        to: &PlainPath,
+        to_backing: &Path,
+        replaced: Option<fuser::FileAttr>,
+    ) {
         let from_backing = match self.ino_of(from).and_then(|i| self.nodes.get(&i)) {
             Some(n) => n.backing.clone(),
             None => {
                 // Not known to the kernel: only the destination changes.
-                self.unlinked(to);
+                self.unlinked(to, replaced);
                 self.rebase_all(from, to, None, to_backing);
                 return;
             }
         };
-        self.unlinked(to);
+        self.unlinked(to, replaced);
         self.rebase_all(from, to, Some(&from_backing), to_backing);
     }
 
@@ -415,7 +441,7 @@ mod tests {
         let a = t.lookup(p("/a"), PathBuf::from("/c/A"), 10);
         let b = t.lookup(p("/a/b"), PathBuf::from("/c/A/B"), 11);
         assert_eq!(t.lookup(p("/a"), PathBuf::from("/c/A"), 10).ino, a.ino);
-        t.renamed(&p("/a"), &p("/z"), Path::new("/c/Z"));
+        t.renamed(&p("/a"), &p("/z"), Path::new("/c/Z"), None);
         let b2 = t.get(b.ino).unwrap();
         assert_eq!(b2.plain, p("/z/b"));
         assert_eq!(b2.backing, PathBuf::from("/c/Z/B"));
@@ -437,7 +463,7 @@ mod tests {
         assert_eq!(t.get(x.ino).unwrap().plain, p("/y"));
         assert_eq!(t.get(x.ino).unwrap().backing, PathBuf::from("/c/Y"));
         assert_eq!(t.get(y.ino).unwrap().plain, p("/x"));
-        t.renamed(&p("/x"), &p("/y"), Path::new("/c/Y"));
+        t.renamed(&p("/x"), &p("/y"), Path::new("/c/Y"), None);
         assert_eq!(t.ino_of(&p("/y")), Some(y.ino));
         // x's node is unlinked but alive until forgotten.
         assert!(t.get(x.ino).is_some());
@@ -451,7 +477,7 @@ mod tests {
         let a = t.lookup(p("/a"), PathBuf::from("/c/A"), 77);
         t.forget(a.ino, 1);
         assert_eq!(t.lookup(p("/a"), PathBuf::from("/c/A"), 77).ino, a.ino);
-        t.unlinked(&p("/a"));
+        t.unlinked(&p("/a"), None);
         assert_ne!(t.lookup(p("/a"), PathBuf::from("/c/A"), 77).ino, a.ino);
     }
 }

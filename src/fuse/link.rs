@@ -19,6 +19,7 @@ impl Core {
         target: &Path,
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
@@ -76,6 +77,7 @@ impl Core {
             libc::S_IFBLK => rustix::fs::FileType::BlockDevice,
             _ => return Err(FsError::InvalidArgument),
         };
+        let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;

@@ -33,7 +33,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// How long the kernel may cache attributes and entries.
@@ -89,8 +89,16 @@ pub struct Core {
     pub(crate) files: RwLock<HashMap<u64, Arc<OpenFile>>>,
     pub(crate) dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
     next_fh: AtomicU64,
-    /// Serializes renames (they share the one journal file).
-    pub(crate) rename_lock: Mutex<()>,
+    /// Keeps plaintext paths stable while an operation binds one to a
+    /// backing entry or a data key. Renames (which move paths and re-wrap
+    /// keys, and share the one journal file) hold it exclusively; creates,
+    /// opens, lookups and removals hold it shared from reading their
+    /// parent's path until the table and the backing directory agree again.
+    /// So a file created in `/d` while `/d` is renamed is created wholly
+    /// before the rename's re-wrap walk (and re-wrapped by it) or wholly
+    /// after it (under the new path), never bound to the old path below
+    /// the new name.
+    path_lock: RwLock<()>,
     pub(crate) opts: FsOptions,
     pub(crate) xattrs: xattr::XattrCipher,
     /// Sizes of the write requests served (for `kmsfs status`).
@@ -122,7 +130,7 @@ impl Core {
             files: RwLock::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            rename_lock: Mutex::new(()),
+            path_lock: RwLock::new(()),
             write_counters: status::WriteCounters::default(),
             op_counters: status::OpCounters::default(),
             unsupported: unsupported::UnsupportedLog::default(),
@@ -135,6 +143,18 @@ impl Core {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    /// Shared hold on the paths (see `path_lock`): taken before reading a
+    /// parent's path, held until the operation is done with it. Never
+    /// taken twice by one thread (a waiting rename would deadlock it).
+    pub(crate) fn paths_shared(&self) -> FsResult<RwLockReadGuard<'_, ()>> {
+        self.path_lock.read().map_err(|_| FsError::Stale)
+    }
+
+    /// Exclusive hold on the paths, for a rename.
+    pub(crate) fn paths_exclusive(&self) -> FsResult<RwLockWriteGuard<'_, ()>> {
+        self.path_lock.write().map_err(|_| FsError::Stale)
     }
 
     pub(crate) fn node(&self, ino: u64) -> FsResult<NodeRef> {

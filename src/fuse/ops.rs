@@ -346,6 +346,11 @@ impl Filesystem for KmsFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let _t = self.core.op_counters.start(Op::Readdirplus);
+        // Each entry is registered under the directory's current path.
+        let _paths = match self.core.paths_shared() {
+            Ok(g) => g,
+            Err(e) => return reply.error(log_err("readdirplus", &e)),
+        };
         let listed = self
             .core
             .dir_handle(fh.0)

@@ -327,7 +327,7 @@ impl Core {
         if whiteout && exchange {
             return Err(FsError::InvalidArgument);
         }
-        let _lock = self.rename_lock.lock().map_err(|_| FsError::Stale)?;
+        let _paths = self.paths_exclusive()?;
         let sdir = self.node(parent)?;
         let ddir = self.node(newparent)?;
         let (src_b, src_bn) = self.child_backing(&sdir, name)?;
@@ -371,6 +371,14 @@ impl Core {
                 (false, false) => {}
             }
         }
+        // What `fstat` on a descriptor still open on a replaced target says.
+        let replaced = match (&dmeta, exchange) {
+            (Some(dm), false) => {
+                let known = self.table().ino_of(&dst_p);
+                known.map(|ino| self.attr_from(ino, &dst_b, dm))
+            }
+            _ => None,
+        };
         // 1. ReEncrypt.
         let mut rewraps = Vec::new();
         self.plan_move(req, &src_p, &src_b, &dst_p, &dst_b, &mut rewraps)?;
@@ -440,7 +448,7 @@ impl Core {
         if exchange {
             t.exchanged(&src_p, &src_b, &dst_p, &dst_b);
         } else {
-            t.renamed(&src_p, &dst_p, &dst_b);
+            t.renamed(&src_p, &dst_p, &dst_b, replaced);
         }
         Ok(())
     }
