@@ -270,3 +270,167 @@ fn the_long_names_flag_selects_long_name_storage() {
     }));
     assert_eq!(fs::read(m.path(&longest_short)).unwrap(), b"short enough");
 }
+
+/// The root key of the frozen format-1 volume's engine store (a raw key,
+/// so that opening it costs no Argon2id).
+const FROZEN_ROOT_KEY: [u8; 32] = [0x5a; 32];
+
+/// What the frozen volume holds: (path, contents) of regular files.
+fn frozen_files() -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("hello.txt".into(), b"hello from format 1\n".to_vec()),
+        (
+            "dir/nested.bin".into(),
+            (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+        ),
+        (format!("dir/{}", "L".repeat(200)), b"a long name".to_vec()),
+        ("empty".into(), Vec::new()),
+    ]
+}
+
+fn frozen_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/volume_v1")
+}
+
+/// A fixture over copies of the frozen engine store and cipher directory.
+fn frozen_fixture() -> Fixture {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(frozen_dir().join("engine"))
+        .arg(frozen_dir().join("cipher"))
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let engine_dir = tmp.path().join("engine");
+    fs::set_permissions(&engine_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    for e in fs::read_dir(&engine_dir).unwrap() {
+        fs::set_permissions(e.unwrap().path(), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let engine = Arc::new(
+        kms_engine::Engine::open(
+            &engine_dir,
+            kms_engine::RootKeySource::Key(zeroize::Zeroizing::new(FROZEN_ROOT_KEY)),
+            Arc::new(kms_engine::SystemClock),
+            Arc::new(kms_engine::audit::NullSink),
+        )
+        .unwrap(),
+    );
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let key_id = String::from_utf8(fs::read(frozen_dir().join("key_id")).unwrap()).unwrap();
+    Fixture {
+        cipher: tmp.path().join("cipher"),
+        mnt,
+        engine_dir,
+        engine,
+        key_id,
+        tmp,
+    }
+}
+
+/// A volume written by kmsfs before config format 2 (frozen in
+/// tests/vectors/volume_v1: engine store and cipher directory) still opens
+/// and mounts, every file, name and symlink reads as written, a new file can
+/// be added, and after `upgrade_config` it all still reads.
+#[test]
+fn frozen_format_1_volume_mounts_and_upgrades() {
+    let fx = frozen_fixture();
+    let conf = config_json(&fx);
+    assert_eq!(conf["format_version"], 1, "the frozen volume is format 1");
+    let check = |fx: &Fixture| {
+        let m = fx.mount();
+        for (path, data) in frozen_files() {
+            assert_eq!(fs::read(m.path(&path)).unwrap(), data, "{path}");
+        }
+        assert_eq!(
+            fs::read_link(m.path("link")).unwrap(),
+            std::path::Path::new("hello.txt")
+        );
+        assert_eq!(fs::read(m.path("link")).unwrap(), b"hello from format 1\n");
+        let mut names: Vec<String> = fs::read_dir(m.path("dir"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [&"L".repeat(200), "nested.bin"]);
+        m
+    };
+    let mut vol = open(&fx).unwrap();
+    assert!(!vol.config.is_authenticated());
+    {
+        let m = check(&fx);
+        fs::write(m.path("added"), b"added under format 1").unwrap();
+    }
+    assert!(vol.upgrade_config(&keys(&fx), &root()).unwrap());
+    assert_eq!(config_json(&fx)["format_version"], 2);
+    let report = kmsfs::fsck::check(&vol, &keys(&fx), &root()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.files, report.symlinks), (5, 1));
+    let m = check(&fx);
+    assert_eq!(fs::read(m.path("added")).unwrap(), b"added under format 1");
+}
+
+/// Writes tests/vectors/volume_v1 (run by hand, once, when the frozen
+/// volume must be made again: `cargo test --test integration
+/// fs_config::write_frozen_format_1_volume -- --ignored`).
+#[test]
+#[ignore = "writes the frozen volume into the source tree; run by hand"]
+fn write_frozen_format_1_volume() {
+    let out = frozen_dir();
+    assert!(!out.exists(), "{} exists; remove it first", out.display());
+    let engine_dir = out.join("engine");
+    let engine = Arc::new(
+        kms_engine::Engine::create(
+            &engine_dir,
+            kms_engine::RootKeySource::Key(zeroize::Zeroizing::new(FROZEN_ROOT_KEY)),
+            kms_engine::KdfParams::insecure_for_tests(),
+            Arc::new(kms_engine::SystemClock),
+            Arc::new(kms_engine::audit::NullSink),
+        )
+        .unwrap(),
+    );
+    let key_id = engine
+        .create_key(&root(), CreateKeyRequest::default())
+        .unwrap()
+        .key_metadata
+        .key_id;
+    let cipher = out.join("cipher");
+    fs::create_dir(&cipher).unwrap();
+    volume::init(
+        &cipher,
+        &engine,
+        &root(),
+        &InitOptions {
+            master_key_id: key_id.clone(),
+            block_size: 4096,
+            names_mode: NamesMode::Encrypted,
+            long_names: true,
+        },
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let fx = Fixture {
+        tmp,
+        cipher,
+        mnt,
+        engine_dir,
+        engine,
+        key_id: key_id.clone(),
+    };
+    {
+        let m = fx.mount();
+        fs::create_dir(m.path("dir")).unwrap();
+        for (path, data) in frozen_files() {
+            fs::write(m.path(&path), data).unwrap();
+        }
+        std::os::unix::fs::symlink("hello.txt", m.path("link")).unwrap();
+    }
+    downgrade_to_format_1(&fx);
+    let _ = fs::remove_file(fx.engine_dir.join("engine.lock"));
+    fs::write(out.join("key_id"), key_id).unwrap();
+}
