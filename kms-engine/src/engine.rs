@@ -9,7 +9,7 @@ use crate::ids::{KeyId, new_request_id};
 use crate::key::KeyRecord;
 use crate::policy::{Decision, DecisionReason, Policy, RequestContext, evaluate_with_grants};
 use crate::state::State;
-use crate::store::format::{RootParams, StoreHeader, open_file, seal_file};
+use crate::store::format::{RootParams, STORE_VERSION, StoreHeader, open_file, seal_file};
 use crate::store::root::{self, KdfParams, RootKeySource};
 use crate::store::{Fingerprint, StoreFiles, WriteLock};
 use crate::wire::SYMMETRIC_DEFAULT;
@@ -150,8 +150,9 @@ pub struct Engine {
     /// this engine keeps reading and writing the store after another
     /// process changed the root key.
     store_key: Zeroizing<[u8; 32]>,
-    /// For a store opened in format 1: the format-2 header its first write
-    /// uses (the store key wrapped under the root key it was opened with).
+    /// For a store opened in an older format (1 or 2): the header of the
+    /// current format its first write uses (the store key wrapped under the
+    /// root key it was opened with).
     conversion: Option<StoreHeader>,
     snap: RwLock<Arc<Snapshot>>,
     refresh_guard: Mutex<()>,
@@ -221,14 +222,13 @@ impl Engine {
         let header = StoreHeader::decode(&bytes)?;
         let root_key = root_key_for(header.root(), &root)?;
         let store_key = header.unlock(&root_key)?;
-        let conversion = match header {
-            StoreHeader::V1 { root: params, .. } => {
-                Some(StoreHeader::wrap(params, &root_key, &store_key)?)
-            }
-            StoreHeader::V2 { .. } => None,
+        let conversion = if header.version() == STORE_VERSION {
+            None
+        } else {
+            Some(StoreHeader::wrap(*header.root(), &root_key, &store_key)?)
         };
         drop(root_key);
-        let state = State::decode(&open_file(&store_key, &bytes)?)?;
+        let state = State::decode(&open_file(&store_key, &bytes)?, header.version())?;
         let snap = Snapshot::build(state, (fp, &bytes), header, None)?;
         let engine = Self::assemble(files, store_key, conversion, snap, clock, audit);
         {
@@ -316,7 +316,7 @@ impl Engine {
         // The header may have changed (another process changed the root
         // key); the state's tag authenticates all of it under the store key.
         let header = StoreHeader::decode(&bytes)?;
-        let state = State::decode(&open_file(&self.store_key, &bytes)?)?;
+        let state = State::decode(&open_file(&self.store_key, &bytes)?, header.version())?;
         Snapshot::build(state, (fp, &bytes), header, Some(old))
     }
 
@@ -399,17 +399,18 @@ impl Engine {
         state: State,
     ) -> Result<(), KmsError> {
         let header = match old.header {
-            h @ StoreHeader::V2 { .. } => h,
-            StoreHeader::V1 { root, .. } => match self.conversion {
-                // The first write converts a format-1 store to format 2,
-                // keeping its store key (the format-1 sealing key).
-                Some(h) if *h.root() == root => h,
+            h if h.version() == STORE_VERSION => h,
+            old_format => match self.conversion {
+                // The first write converts a store of format 1 or 2 to the
+                // current format, keeping its store key (for format 1 its
+                // sealing key).
+                Some(h) if h.root() == old_format.root() => h,
                 _ => {
-                    return Err(KmsError::StoreCorrupted(
-                        "the engine store was replaced by a format-1 copy this process \
-                         cannot convert; open it again"
-                            .into(),
-                    ));
+                    return Err(KmsError::StoreCorrupted(format!(
+                        "the engine store was replaced by a format-{} copy this process \
+                         cannot convert; open it again",
+                        old_format.version()
+                    )));
                 }
             },
         };
@@ -557,7 +558,7 @@ impl Engine {
             Ok(_) => (None, None),
             Err(e) => (Some(e.exception_name().to_string()), Some(e.message())),
         };
-        let event = AuditEvent {
+        let mut event = AuditEvent {
             event_time: rfc3339(self.clock.now_unix()),
             event_name: event_name.to_string(),
             principal: caller.to_string(),
@@ -568,11 +569,18 @@ impl Engine {
             error_message,
             request_parameters: info.request_parameters,
         };
+        // Paths as the store's audit path mode says, in this record only.
+        let snap = self.current()?;
+        crate::audit::paths::redact_event(
+            &mut event,
+            snap.state.audit_paths,
+            snap.state.audit_path_key.as_ref(),
+        );
         // After a store write the record is sealed at once by a digest
         // anchoring the new generation. Any thread's record may take the
         // anchor; it names the current state, at least as new as the write.
         if self.anchor_due.swap(false, Ordering::AcqRel) {
-            let anchor = self.current()?.anchor.clone();
+            let anchor = snap.anchor.clone();
             if let Err(e) = self.audit.record_anchored(&event, &anchor) {
                 self.anchor_due.store(true, Ordering::Release);
                 return Err(e);

@@ -33,6 +33,7 @@ pub use identity::Resolver;
 pub use ids::KeyId;
 pub use key::{KeyRecord, KeyState};
 pub use ops::aliases::*;
+pub use ops::audit_settings::AuditPathChange;
 pub use ops::crypto::*;
 pub use ops::datakeys::*;
 pub use ops::grants::*;

@@ -3,6 +3,7 @@
 //! rotations that fell due and deletion windows that passed.
 
 use crate::KmsError;
+use crate::audit::paths::AuditPathMode;
 use crate::grant::Grant;
 use crate::ids::{KeyId, KeyRef, alias_arn, parse_key_ref};
 use crate::key::{AliasRecord, KeyMaterial, KeyRecord, KeyState, KeyVersion, RotationType};
@@ -10,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
-/// Everything the store seals. Encoded with postcard (not self-describing:
-/// any field change needs a new store format version).
+/// Everything the store seals (store format 3). Encoded with postcard (not
+/// self-describing: any field change needs a new store format version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Incremented on every write; tells a reader which copy is newer.
@@ -25,6 +26,39 @@ pub struct State {
     pub destroyed: BTreeSet<KeyId>,
     /// Grants per key, in creation order.
     pub grants: BTreeMap<KeyId, Vec<Grant>>,
+    /// How audit records carry file paths (format 3).
+    pub audit_paths: AuditPathMode,
+    /// The key of the `hmac` path mode, made when that mode is first chosen
+    /// and kept afterwards, so records of every hmac period stay searchable
+    /// (format 3).
+    pub audit_path_key: Option<KeyMaterial>,
+}
+
+/// The state of store formats 1 and 2: [`State`] without the audit path
+/// settings (which read as plain, without a key).
+#[derive(Deserialize)]
+struct StateV2 {
+    generation: u64,
+    audit_seed: KeyMaterial,
+    keys: BTreeMap<KeyId, KeyRecord>,
+    aliases: BTreeMap<String, AliasRecord>,
+    destroyed: BTreeSet<KeyId>,
+    grants: BTreeMap<KeyId, Vec<Grant>>,
+}
+
+impl From<StateV2> for State {
+    fn from(s: StateV2) -> State {
+        State {
+            generation: s.generation,
+            audit_seed: s.audit_seed,
+            keys: s.keys,
+            aliases: s.aliases,
+            destroyed: s.destroyed,
+            grants: s.grants,
+            audit_paths: AuditPathMode::Plain,
+            audit_path_key: None,
+        }
+    }
 }
 
 impl State {
@@ -36,6 +70,8 @@ impl State {
             aliases: BTreeMap::new(),
             destroyed: BTreeSet::new(),
             grants: BTreeMap::new(),
+            audit_paths: AuditPathMode::Plain,
+            audit_path_key: None,
         })
     }
 
@@ -45,9 +81,25 @@ impl State {
             .map_err(|e| KmsError::Internal(format!("cannot encode engine state: {e}")))
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<State, KmsError> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| KmsError::StoreCorrupted(format!("cannot decode engine state: {e}")))
+    /// Decodes the state of a store of format `version` (1 and 2: without
+    /// the audit path settings). Trailing bytes are refused.
+    pub fn decode(bytes: &[u8], version: u8) -> Result<State, KmsError> {
+        let bad = |e: postcard::Error| {
+            KmsError::StoreCorrupted(format!("cannot decode engine state: {e}"))
+        };
+        let (state, rest) = if version >= crate::store::format::STORE_VERSION {
+            postcard::take_from_bytes::<State>(bytes).map_err(bad)?
+        } else {
+            let (old, rest) = postcard::take_from_bytes::<StateV2>(bytes).map_err(bad)?;
+            (State::from(old), rest)
+        };
+        if !rest.is_empty() {
+            return Err(KmsError::StoreCorrupted(format!(
+                "cannot decode engine state: {} bytes after its end",
+                rest.len()
+            )));
+        }
+        Ok(state)
     }
 
     /// The id named by a key id, key ARN, alias name or alias ARN.

@@ -223,6 +223,23 @@ fn attach(
 /// the seed sealed in the store — when the store exists and a key file or
 /// passphrase file is given (this never prompts). `None` otherwise.
 pub fn audit_public_key(args: &EngineArgs) -> Result<Option<PublicKey>, CliError> {
+    let Some(engine) = open_to_read(args)? else {
+        return Ok(None);
+    };
+    let dir = engine_dir(args)?;
+    let seed = engine.audit_signing_seed()?;
+    let key = SigningKey::from_seed(&seed).map_err(|source| CliError::AuditTrail {
+        dir: audit_dir_of(&dir),
+        source,
+    })?;
+    Ok(Some(key.public_key()))
+}
+
+/// The store the arguments name, opened to read settings only — when it
+/// exists and a key file or passphrase file is given (this never prompts).
+/// `None` otherwise. Its audit sink is never attached: it makes no call,
+/// and any call it made would fail instead of going unaudited.
+pub fn open_to_read(args: &EngineArgs) -> Result<Option<Engine>, CliError> {
     if args.key_file.is_none() && args.passphrase_file.is_none() {
         return Ok(None);
     }
@@ -231,19 +248,12 @@ pub fn audit_public_key(args: &EngineArgs) -> Result<Option<PublicKey>, CliError
         return Ok(None);
     }
     let secret = root_secret(args, Purpose::Open)?;
-    // A sink that is never attached: this engine makes no call, and any
-    // call it made would fail instead of going unaudited.
     let sink = Arc::new(DeferredTrail::new(
         audit_dir_of(&dir),
         TrailOptions::default(),
     ));
     let engine = Engine::open(&dir, secret.into_source(), Arc::new(SystemClock), sink)?;
-    let seed = engine.audit_signing_seed()?;
-    let key = SigningKey::from_seed(&seed).map_err(|source| CliError::AuditTrail {
-        dir: audit_dir_of(&dir),
-        source,
-    })?;
-    Ok(Some(key.public_key()))
+    Ok(Some(engine))
 }
 
 /// An open engine and the principal every call is made as.

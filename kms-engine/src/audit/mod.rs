@@ -10,6 +10,7 @@ pub mod deferred;
 pub mod digest;
 pub mod error;
 mod group;
+pub mod paths;
 pub mod query;
 pub mod record;
 pub mod segment;
@@ -19,6 +20,7 @@ pub mod verify;
 pub use deferred::DeferredTrail;
 pub use digest::{PublicKey, StoreAnchor};
 pub use error::AuditError;
+pub use paths::AuditPathMode;
 pub use trail::{FileAuditTrail, SyncMode, TrailOptions};
 pub use verify::{Anchor, BadRecord, VerifyOptions, VerifyReport, verify, verify_with};
 

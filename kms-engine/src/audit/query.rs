@@ -62,6 +62,10 @@ pub struct Filter {
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub errors_only: bool,
+    /// Matches a record with a `kmsfs:path` value (in any encryption context
+    /// of its request) equal to one of these: a path and its hmac forms
+    /// ([`crate::Engine::audit_path_forms`]).
+    pub path_forms: Option<Vec<String>>,
 }
 
 /// Parses an RFC 3339 time (for `--since` / `--until`).
@@ -98,6 +102,11 @@ impl Filter {
             return false;
         }
         if self.errors_only && r.get("errorCode").is_none_or(Value::is_null) {
+            return false;
+        }
+        if let Some(forms) = &self.path_forms
+            && !super::paths::record_has_path(r, forms)
+        {
             return false;
         }
         if self.since.is_some() || self.until.is_some() {

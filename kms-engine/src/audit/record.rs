@@ -38,6 +38,8 @@ const MUTATING_PREFIXES: &[&str] = &[
     "Replicate",
     "Connect",
     "Disconnect",
+    // kmsfs's own: AcceptStoreRollback writes the store.
+    "Accept",
 ];
 
 /// Whether an operation name only reads state (CloudTrail's `readOnly`).

@@ -3,6 +3,7 @@
 //! AWS operation name.
 
 pub mod aliases;
+pub mod audit_settings;
 pub mod crypto;
 pub mod datakeys;
 pub mod dispatch;

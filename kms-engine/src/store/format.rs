@@ -1,9 +1,10 @@
-//! The sealed store file. Format 2 (written): a plaintext header (KDF
-//! parameters, salt, the store key wrapped under the root key, nonce)
-//! followed by the postcard-encoded state sealed with AES-256-GCM-SIV under
-//! the store key. Format 1 (read, converted at the first write): the state
-//! sealed under a key derived from the root key, with a key check value.
-//! See "Engine store" in `docs/file-format.md`.
+//! The sealed store file. Formats 3 (written) and 2 (read, converted at the
+//! first write): a plaintext header (KDF parameters, salt, the store key
+//! wrapped under the root key, nonce) followed by the postcard-encoded state
+//! sealed with AES-256-GCM-SIV under the store key; format 3's state has the
+//! audit path settings. Format 1 (read, converted at the first write): the
+//! state sealed under a key derived from the root key, with a key check
+//! value. See "Engine store" in `docs/file-format.md`.
 
 use super::root::{self, KdfParams, RootKind};
 use crate::KmsError;
@@ -14,12 +15,15 @@ use zeroize::Zeroizing;
 
 pub const MAGIC: &[u8; 8] = b"KMSFSENG";
 /// The format every write produces.
-pub const STORE_VERSION: u8 = 2;
+pub const STORE_VERSION: u8 = 3;
+/// Format 2: format 3's layout, with a state without the audit path
+/// settings. Still read, never written by the engine.
+pub const STORE_VERSION_2: u8 = 2;
 /// The first format: still read, never written by the engine.
 pub const STORE_VERSION_1: u8 = 1;
 /// Header length of format 1; the header is the AAD of the sealed state.
 pub const V1_HEADER_LEN: usize = ROOT_PARAMS_LEN + 32 + NONCE_LEN;
-/// Header length of format 2; the header is the AAD of the sealed state.
+/// Header length of formats 2 and 3; the header is the AAD of the sealed state.
 pub const HEADER_LEN: usize = ROOT_PARAMS_LEN + NONCE_LEN + WRAPPED_LEN + NONCE_LEN;
 /// Bytes 0..38 of both formats: magic, version, root kind, KDF parameters,
 /// salt. In format 2 they are the AAD of the wrapped store key.
@@ -97,9 +101,10 @@ pub enum StoreHeader {
     /// Format 1: the state is sealed under a key derived from the root key;
     /// `check` tells a wrong root key apart from a damaged store.
     V1 { root: RootParams, check: [u8; 32] },
-    /// Format 2: the state is sealed under the store key, which is wrapped
-    /// under the root key.
-    V2 {
+    /// Formats 2 and 3 (`version`): the state is sealed under the store
+    /// key, which is wrapped under the root key.
+    Wrapped {
+        version: u8,
         root: RootParams,
         wrapped: WrappedStoreKey,
     },
@@ -119,25 +124,27 @@ fn random_nonce() -> Result<[u8; NONCE_LEN], KmsError> {
 }
 
 impl StoreHeader {
-    /// A format-2 header holding `store_key` wrapped under `root_key` (the
-    /// key `root` gives), with a random nonce.
+    /// A header of the current format holding `store_key` wrapped under
+    /// `root_key` (the key `root` gives), with a random nonce.
     pub fn wrap(
         root: RootParams,
         root_key: &[u8; 32],
         store_key: &[u8; 32],
     ) -> Result<StoreHeader, KmsError> {
-        Self::wrap_with_nonce(root, root_key, store_key, random_nonce()?)
+        Self::wrap_with_nonce(STORE_VERSION, root, root_key, store_key, random_nonce()?)
     }
 
-    /// [`StoreHeader::wrap`] with a given nonce; for the known-answer test.
+    /// [`StoreHeader::wrap`] for format `version` (2 or 3) with a given
+    /// nonce; for the known-answer tests.
     pub fn wrap_with_nonce(
+        version: u8,
         root: RootParams,
         root_key: &[u8; 32],
         store_key: &[u8; 32],
         nonce: [u8; NONCE_LEN],
     ) -> Result<StoreHeader, KmsError> {
         let wrap_key = root::wrap_key(root_key);
-        let aad = root.encode(STORE_VERSION);
+        let aad = root.encode(version);
         let mut sealed = [0u8; WRAPPED_LEN];
         sealed[..32].copy_from_slice(store_key);
         let tag = aead_key(&wrap_key, "store key wrapping key")?
@@ -148,7 +155,8 @@ impl StoreHeader {
             )
             .map_err(|_| KmsError::Internal("wrapping the store key failed".into()))?;
         sealed[32..].copy_from_slice(tag.as_ref());
-        Ok(StoreHeader::V2 {
+        Ok(StoreHeader::Wrapped {
+            version,
             root,
             wrapped: WrappedStoreKey { nonce, sealed },
         })
@@ -157,7 +165,7 @@ impl StoreHeader {
     /// How the root key of this store is obtained.
     pub fn root(&self) -> &RootParams {
         match self {
-            StoreHeader::V1 { root, .. } | StoreHeader::V2 { root, .. } => root,
+            StoreHeader::V1 { root, .. } | StoreHeader::Wrapped { root, .. } => root,
         }
     }
 
@@ -165,7 +173,7 @@ impl StoreHeader {
     pub fn version(&self) -> u8 {
         match self {
             StoreHeader::V1 { .. } => STORE_VERSION_1,
-            StoreHeader::V2 { .. } => STORE_VERSION,
+            StoreHeader::Wrapped { version, .. } => *version,
         }
     }
 
@@ -173,7 +181,7 @@ impl StoreHeader {
     pub fn len(&self) -> usize {
         match self {
             StoreHeader::V1 { .. } => V1_HEADER_LEN,
-            StoreHeader::V2 { .. } => HEADER_LEN,
+            StoreHeader::Wrapped { .. } => HEADER_LEN,
         }
     }
 
@@ -188,7 +196,7 @@ impl StoreHeader {
         h.extend_from_slice(&self.root().encode(self.version()));
         match self {
             StoreHeader::V1 { check, .. } => h.extend_from_slice(check),
-            StoreHeader::V2 { wrapped, .. } => {
+            StoreHeader::Wrapped { wrapped, .. } => {
                 h.extend_from_slice(&wrapped.nonce);
                 h.extend_from_slice(&wrapped.sealed);
             }
@@ -197,7 +205,7 @@ impl StoreHeader {
         h
     }
 
-    /// Parses the header of a store file of format 1 or 2.
+    /// Parses the header of a store file of format 1, 2 or 3.
     pub fn decode(file: &[u8]) -> Result<StoreHeader, KmsError> {
         if file.len() < ROOT_PARAMS_LEN {
             return Err(KmsError::StoreCorrupted("store file is truncated".into()));
@@ -207,7 +215,7 @@ impl StoreHeader {
         }
         let header_len = match file[8] {
             STORE_VERSION_1 => V1_HEADER_LEN,
-            STORE_VERSION => HEADER_LEN,
+            STORE_VERSION_2 | STORE_VERSION => HEADER_LEN,
             v => {
                 return Err(KmsError::StoreCorrupted(format!(
                     "unsupported store format version {v}"
@@ -248,14 +256,15 @@ impl StoreHeader {
         nonce.copy_from_slice(&file[38..50]);
         let mut sealed = [0u8; WRAPPED_LEN];
         sealed.copy_from_slice(&file[50..98]);
-        Ok(StoreHeader::V2 {
+        Ok(StoreHeader::Wrapped {
+            version: file[8],
             root,
             wrapped: WrappedStoreKey { nonce, sealed },
         })
     }
 
     /// The store key, from the root key this header's [`RootParams`] give:
-    /// format 2 unwraps it, format 1 derives it (its sealing key). A root
+    /// formats 2 and 3 unwrap it, format 1 derives it (its sealing key). A root
     /// key that does not fit (the wrap fails to authenticate, or the key
     /// check value differs) gives `WrongPassphrase`.
     pub fn unlock(&self, root_key: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KmsError> {
@@ -266,9 +275,13 @@ impl StoreHeader {
                     .map_err(|_| KmsError::WrongPassphrase)?;
                 Ok(derived.seal)
             }
-            StoreHeader::V2 { root, wrapped } => {
+            StoreHeader::Wrapped {
+                version,
+                root,
+                wrapped,
+            } => {
                 let wrap_key = root::wrap_key(root_key);
-                let aad = root.encode(STORE_VERSION);
+                let aad = root.encode(*version);
                 let mut buf = Zeroizing::new(wrapped.sealed);
                 let (ct, tag) = buf.split_at_mut(32);
                 aead_key(&wrap_key, "store key wrapping key")?
@@ -372,7 +385,7 @@ mod tests {
         let root_key = [0x11; 32];
         let store_key = [0x22; 32];
         let h =
-            StoreHeader::wrap_with_nonce(kat_root(), &root_key, &store_key, [0x33; 12]).unwrap();
+            StoreHeader::wrap_with_nonce(2, kat_root(), &root_key, &store_key, [0x33; 12]).unwrap();
         let file = seal_file_with_nonce(&h, &store_key, b"kmsfs", [0x44; 12]).unwrap();
         assert_eq!(hex(&file), KAT_V2_HEX);
         assert_eq!(file.len(), HEADER_LEN + 5 + TAG_LEN);
@@ -381,6 +394,43 @@ mod tests {
         assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
         assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
     }
+
+    /// Format 3: format 2's layout with version byte 3, which is part of the
+    /// wrap's associated data (cross-checked as for format 2).
+    #[test]
+    fn known_answer_v3() {
+        let root_key = [0x11; 32];
+        let store_key = [0x22; 32];
+        let h =
+            StoreHeader::wrap_with_nonce(3, kat_root(), &root_key, &store_key, [0x33; 12]).unwrap();
+        let file = seal_file_with_nonce(&h, &store_key, b"kmsfs", [0x44; 12]).unwrap();
+        let want = KAT_V2_HEX
+            .replacen("4b4d534653454e4702", "4b4d534653454e4703", 1)
+            .replace(KAT_V2_WRAPPED, KAT_V3_WRAPPED)
+            .replace(KAT_V2_STATE, KAT_V3_STATE);
+        assert_eq!(hex(&file), want);
+        let back = StoreHeader::decode(&file).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.version(), STORE_VERSION);
+        assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
+        assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
+        // The same bytes with version byte 2 do not unwrap.
+        let mut as_v2 = file.clone();
+        as_v2[8] = 2;
+        let h2 = StoreHeader::decode(&as_v2).unwrap();
+        assert_eq!(h2.unlock(&root_key).unwrap_err(), KmsError::WrongPassphrase);
+    }
+
+    const KAT_V2_WRAPPED: &str = concat!(
+        "46d6c3cf33297eb3f72fc5d906638803cb3b900b811799b467b3ec0e27aff242",
+        "cdf727e2875eeabc4c392e838aa5f9c1",
+    );
+    const KAT_V2_STATE: &str = "04e2f184f82207cd5630ef5bf51db88fe06aafd574";
+    const KAT_V3_WRAPPED: &str = concat!(
+        "c9e871eaddfee75323ca9881f467eaa984c6cb14e36c5f72e97ae47c36121ad0",
+        "3db5474f82f34633ea6dc4a867f32732",
+    );
+    const KAT_V3_STATE: &str = "18501ba5563fbae5d84fff24e17bbc06f18b39e2a1";
 
     const KAT_V2_HEX: &str = concat!(
         "4b4d534653454e47", // magic

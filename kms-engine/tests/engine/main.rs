@@ -9,6 +9,7 @@ mod aliases_tags;
 mod audit_events;
 mod audit_group_commit;
 mod audit_head_cache;
+mod audit_paths;
 mod audit_tamper;
 mod audit_trail;
 mod crypto_ops;

@@ -1,8 +1,8 @@
-//! Store format versions: the frozen format-1 stores in `tests/vectors`
-//! (written by the engine before format 2) open with everything in them,
-//! stay format 1 while only read, and become format 2 at the first write —
-//! an ordinary change or a root-key change — while engines that opened
-//! them as format 1 keep working.
+//! Store format versions: the frozen format-1 and format-2 stores in
+//! `tests/vectors` (written by the engine before format 2 and 3) open with
+//! everything in them, keep their format while only read, and become format
+//! 3 at the first write — an ordinary change or a root-key change — while
+//! engines that opened them in the older format keep working.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
 use crate::common;
@@ -127,14 +127,14 @@ fn frozen_v1_stores_convert_at_the_first_write() {
             .unwrap()
             .key_metadata
             .key_id;
-        assert_eq!(version(&f.dir), 2);
+        assert_eq!(version(&f.dir), 3);
         // The other format-1 engine reads the converted store and writes it.
         assert_eq!(key_count(&other), 3);
         assert_data_key(&f, &other);
         other
             .create_key(&alice(), CreateKeyRequest::default())
             .unwrap();
-        assert_eq!(version(&f.dir), 2);
+        assert_eq!(version(&f.dir), 3);
         let e = open_at(&f.dir, (f.secret)()).unwrap();
         assert_eq!(key_count(&e), 4);
         assert!(
@@ -173,8 +173,8 @@ fn frozen_v1_stores_convert_at_a_root_key_change() {
             )
             .unwrap();
         assert!(r.converted_from_v1);
-        assert_eq!(r.format_version, 2);
-        assert_eq!(version(&f.dir), 2);
+        assert_eq!(r.format_version, 3);
+        assert_eq!(version(&f.dir), 3);
         assert_eq!(
             open_at(&f.dir, (f.secret)()).unwrap_err(),
             KmsError::WrongPassphrase
@@ -215,14 +215,54 @@ fn frozen_v1_stores_convert_at_a_root_key_change() {
     }
 }
 
-/// New stores are format 2 from the start.
+/// New stores are format 3 from the start.
 #[test]
-fn new_stores_are_format_2() {
+fn new_stores_are_format_3() {
     let f = fixture();
-    assert_eq!(version(&f.engine_dir()), 2);
+    assert_eq!(version(&f.engine_dir()), 3);
     let raw = std::fs::read(f.engine_dir().join("engine.store")).unwrap();
     // magic, version, kind, KDF, salt, wrap nonce + wrapped key + tag,
     // state nonce, then the sealed state and its tag.
-    assert_eq!(&raw[..10], b"KMSFSENG\x02\x01");
+    assert_eq!(&raw[..10], b"KMSFSENG\x03\x01");
     assert!(raw.len() > 110 + 16);
+}
+
+/// The frozen format-2 store (format 1's passphrase store converted by a
+/// root-key change to the same passphrase, commit db29e25): opens with
+/// everything in it and plain audit paths, stays format 2 while only read,
+/// becomes format 3 at the first write, and an engine that opened it as
+/// format 2 keeps reading and writing.
+#[test]
+fn frozen_v2_store_opens_and_converts_at_the_first_write() {
+    let f = frozen("store-v2-passphrase", v1_passphrase);
+    let before = std::fs::read(f.dir.join("engine.store")).unwrap();
+    assert_eq!(before[8], 2);
+    let e = open_at(&f.dir, (f.secret)()).unwrap();
+    let other = open_at(&f.dir, (f.secret)()).unwrap();
+    other.set_refresh_interval(Duration::ZERO);
+    assert_eq!(inventory(&e), f.expected["inventory"]);
+    assert_data_key(&f, &e);
+    assert_eq!(
+        e.audit_path_mode().unwrap(),
+        kms_engine::audit::AuditPathMode::Plain
+    );
+    assert_eq!(std::fs::read(f.dir.join("engine.store")).unwrap(), before);
+    e.set_audit_path_mode(&alice(), kms_engine::audit::AuditPathMode::Hmac)
+        .unwrap();
+    assert_eq!(version(&f.dir), 3);
+    // The format-2 engine writes the converted store (and so reads it).
+    other
+        .create_key(&alice(), CreateKeyRequest::default())
+        .unwrap();
+    assert_eq!(
+        other.audit_path_mode().unwrap(),
+        kms_engine::audit::AuditPathMode::Hmac
+    );
+    let again = open_at(&f.dir, (f.secret)()).unwrap();
+    assert_eq!(key_count(&again), 3);
+    assert_data_key(&f, &again);
+    assert_eq!(
+        again.audit_path_mode().unwrap(),
+        kms_engine::audit::AuditPathMode::Hmac
+    );
 }

@@ -5,10 +5,11 @@ use crate::cli::{EngineArgs, Output};
 use crate::engine_access;
 use crate::exit::CliError;
 use clap::{Args, Subcommand};
-use kms_engine::KmsError;
+use kms_engine::audit::AuditPathMode;
 use kms_engine::audit::query::{self, Filter, Follower, StoredRecord};
 use kms_engine::audit::segment::PUBLIC_KEY_FILE;
 use kms_engine::audit::{Anchor, AuditError, PublicKey, VerifyOptions, verify_with};
+use kms_engine::{KmsError, Principal};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,22 @@ pub enum AuditCommand {
     /// derived from the engine store when --passphrase-file or --key-file is
     /// given, else the trail's own copy (with a warning)
     ExportPublicKey,
+    /// Show, or set, how records carry file paths: plain, hmac (HMAC-SHA256
+    /// under a key sealed in the engine store; `show --path` still finds
+    /// them) or omit. Kept in the engine store, so every process using it
+    /// (mounts included, within a second) follows the same setting
+    Paths(PathsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PathsArgs {
+    /// The new setting; without it the current one is printed
+    #[arg(value_parser = parse_mode)]
+    pub mode: Option<AuditPathMode>,
+}
+
+fn parse_mode(s: &str) -> Result<AuditPathMode, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +72,11 @@ pub struct ShowArgs {
     /// Only calls that failed (denied or in error)
     #[arg(long)]
     pub errors_only: bool,
+    /// Only calls on this file path (`kmsfs:path`, e.g. /docs/a.txt), also
+    /// where records carry it as HMAC: then the engine store must open
+    /// (--passphrase-file or --key-file)
+    #[arg(long)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,10 +110,11 @@ pub struct VerifyArgs {
 pub fn run(engine: &EngineArgs, args: AuditArgs) -> Result<(), CliError> {
     let dir = audit_dir(engine)?;
     match args.command {
-        AuditCommand::Show(a) => show(&dir, engine.output, &a),
+        AuditCommand::Show(a) => show(engine, &dir, &a),
         AuditCommand::Tail(a) => tail(&dir, engine.output, &a),
         AuditCommand::Verify(a) => verify(engine, &dir, &a),
         AuditCommand::ExportPublicKey => export_public_key(engine, &dir),
+        AuditCommand::Paths(a) => paths(engine, &a),
     }
 }
 
@@ -150,7 +173,7 @@ fn print_records(records: &[StoredRecord], output: Output) -> Result<(), CliErro
         .map_err(|e| CliError::io("writing to stdout", e))
 }
 
-fn show(dir: &Path, output: Output, a: &ShowArgs) -> Result<(), CliError> {
+fn show(engine: &EngineArgs, dir: &Path, a: &ShowArgs) -> Result<(), CliError> {
     let time = |s: &Option<String>| -> Result<_, CliError> {
         s.as_deref()
             .map(query::parse_time)
@@ -164,9 +187,60 @@ fn show(dir: &Path, output: Output, a: &ShowArgs) -> Result<(), CliError> {
         since: time(&a.since)?,
         until: time(&a.until)?,
         errors_only: a.errors_only,
+        path_forms: a
+            .path
+            .as_deref()
+            .map(|p| path_forms(engine, p))
+            .transpose()?,
     };
     let records = query::show(dir, &filter).map_err(audit_err)?;
-    print_records(&records, output)
+    print_records(&records, engine.output)
+}
+
+/// The forms `path` has in records: itself and, when the store opens here
+/// and has an hmac key, its HMAC. Warns when some records cannot match.
+fn path_forms(engine: &EngineArgs, path: &str) -> Result<Vec<String>, CliError> {
+    let Some(e) = engine_access::open_to_read(engine)? else {
+        eprintln!(
+            "kmsfs: warning: the engine store cannot be opened here (no --passphrase-file or \
+             --key-file): matching the plaintext path only, records written in hmac mode \
+             are not found"
+        );
+        return Ok(vec![path.to_string()]);
+    };
+    if e.audit_path_mode()? == AuditPathMode::Omit {
+        eprintln!(
+            "kmsfs: warning: the audit path setting is omit: records written under it carry \
+             no path and cannot be found by path (records from plain or hmac periods can)"
+        );
+    }
+    Ok(e.audit_path_forms(path)?)
+}
+
+/// `audit paths [MODE]`.
+fn paths(engine: &EngineArgs, a: &PathsArgs) -> Result<(), CliError> {
+    let e = engine_access::open_engine(engine)?;
+    let (previous, now) = match a.mode {
+        Some(mode) => {
+            let c = e.set_audit_path_mode(&Principal::current_process(), mode)?;
+            (Some(c.previous), c.now)
+        }
+        None => (None, e.audit_path_mode()?),
+    };
+    match engine.output {
+        Output::Json => {
+            let mut v = serde_json::json!({"AuditPaths": now.name()});
+            if let Some(p) = previous {
+                v["Previous"] = p.name().into();
+            }
+            println!("{v}");
+        }
+        Output::Text => match previous {
+            Some(p) => println!("audit paths: {now} (was {p})"),
+            None => println!("audit paths: {now}"),
+        },
+    }
+    Ok(())
 }
 
 fn tail(dir: &Path, output: Output, a: &TailArgs) -> Result<(), CliError> {

@@ -4,6 +4,7 @@
 
 mod audit_cli;
 mod audit_e2e;
+mod audit_paths_cli;
 mod config_cli;
 mod fsck_cli;
 mod kms_cli;

@@ -483,3 +483,38 @@ fn mount_process_limits() {
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
 }
+
+/// The audit path setting is kept in the engine store: a mount started after
+/// `audit paths hmac` writes no plaintext path (and no encrypted name) into
+/// the trail, and `audit show --path` still finds the file's records.
+#[test]
+fn a_mount_follows_the_stored_audit_path_setting() {
+    let env = Env::new();
+    env.init_volume();
+    env.ok(&["audit", "paths", "hmac"]);
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    std::fs::create_dir(mnt.join("payroll")).unwrap();
+    std::fs::write(mnt.join("payroll/bonus-list.txt"), b"names\n").unwrap();
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    for entry in std::fs::read_dir(env.engine.join("audit")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(7).any(|w| w == b"payroll"),
+            "a path reached the audit trail"
+        );
+    }
+    let found = records(&env.ok(&["audit", "show", "--path", "/payroll/bonus-list.txt"]));
+    assert!(
+        found.iter().any(|r| r["eventName"] == "GenerateDataKey"),
+        "{found:#?}"
+    );
+    assert!(found.iter().all(|r| {
+        let p = &r["requestParameters"]["encryptionContext"]["kmsfs:path"];
+        p.as_str().is_some_and(|s| s.starts_with("hmac-sha256:"))
+    }));
+    assert_verifies(&env);
+}
