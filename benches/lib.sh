@@ -119,10 +119,13 @@ gocryptfs_setup() {
   gocryptfs -q -init -scryptn 10 -extpass "echo pw" "$1" >/dev/null || die "gocryptfs -init $1"
 }
 
+# gocryptfs_mount CIPHERDIR MOUNTPOINT [extra gocryptfs options...]
 gocryptfs_mount() {
-  mkdir -p "$2"
-  gocryptfs -q -nosyslog -extpass "echo pw" "$1" "$2" || die "gocryptfs mount $1 $2"
-  BENCH_MOUNTS+=("$2")
+  local cipher=$1 mnt=$2
+  shift 2
+  mkdir -p "$mnt"
+  gocryptfs -q -nosyslog -extpass "echo pw" "$@" "$cipher" "$mnt" || die "gocryptfs mount $cipher $mnt"
+  BENCH_MOUNTS+=("$mnt")
 }
 
 gocryptfs_pid() { fuse_pid gocryptfs "$1"; }

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Run the original C pjdfstest suite (github.com/pjd/pjdfstest, ~8,800
+# assertions in ~240 test files, driven by `prove`) against a fresh kmsfs
+# mount and a fresh gocryptfs mount, one after the other, and print the
+# counts and the failing assertions side by side.
+#
+# Both mounts are made for other users (kmsfs --allow-other with a key policy
+# that lets every local user use the key for file data, gocryptfs
+# -allow_other), over a private tmpfs each (1 GiB: a filesystem that stores
+# holes as ciphertext runs out of space in open/25's 2 GiB sparse file and
+# truncate/12's 999,999,999,999,999-byte one instead of exhausting memory),
+# and the suite runs as root from inside the mount as its README says
+# (`cd MOUNT; prove -r TESTS`).
+#
+# Usage: benches/pjdfstest_c.sh [--no-build] [--only kmsfs|gocryptfs]
+#                               [--jobs N] [--logs DIR] [--backing SIZE]
+#                               PJDFSTEST_DIR [TEST...]
+#   PJDFSTEST_DIR  a built pjdfstest checkout (it holds the `pjdfstest`
+#                  binary and tests/); build it with
+#                  `autoreconf -ifs && ./configure && make pjdfstest`
+#   TEST...        test directories or files relative to PJDFSTEST_DIR/tests
+#                  (default: all of them), e.g. `truncate symlink/03.t`
+#   --only FS      run one filesystem only
+#   --jobs N       prove -j N: test files run N at a time (default 2)
+#   --logs DIR     keep prove's verbose output there (default: a new /tmp dir)
+#   --backing SIZE size of each backing tmpfs (default 1g)
+#   --no-build     use $CARGO_TARGET_DIR/release/kmsfs as is
+# Needs root, perl's prove, fuse3, gocryptfs and jq.
+# Exit status: 0 when every suite ran to its end (whatever it found).
+set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ONLY=""
+JOBS=2
+BACKING=1g
+LOGS=""
+PJD_DIR=""
+TESTS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --no-build) BENCH_NO_BUILD=1 ;;
+    --only) ONLY=$2; shift ;;
+    --jobs) JOBS=$2; shift ;;
+    --logs) LOGS=$2; shift ;;
+    --backing) BACKING=$2; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown argument $1" ;;
+    *) if [ -z "$PJD_DIR" ]; then PJD_DIR=$1; else TESTS+=("$1"); fi ;;
+  esac
+  shift
+done
+[ -n "$PJD_DIR" ] || die "usage: $0 [options] PJDFSTEST_DIR [TEST...] (see --help)"
+PJD_DIR=$(cd "$PJD_DIR" && pwd)
+{ [ -x "$PJD_DIR/pjdfstest" ] && [ -d "$PJD_DIR/tests" ]; } \
+  || die "$PJD_DIR has no built pjdfstest (autoreconf -ifs && ./configure && make pjdfstest)"
+case $ONLY in ''|kmsfs|gocryptfs) ;; *) die "--only takes kmsfs or gocryptfs" ;; esac
+FSES=(kmsfs gocryptfs)
+[ -z "$ONLY" ] || FSES=("$ONLY")
+need_root
+for c in prove fusermount3 jq; do command -v "$c" >/dev/null || die "$c not installed"; done
+[ "$ONLY" = kmsfs ] || command -v gocryptfs >/dev/null || die "gocryptfs not installed"
+[ "$ONLY" = gocryptfs ] || build_kmsfs
+
+BENCH_WORK=$(mktemp -d /tmp/kmsfs-pjdfstest-c.XXXXXX)
+chmod 755 "$BENCH_WORK"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+[ -n "$LOGS" ] || LOGS=$(mktemp -d /tmp/kmsfs-pjdfstest-c-logs.XXXXXX)
+mkdir -p "$LOGS"
+TARGETS=()
+if [ ${#TESTS[@]} -eq 0 ]; then
+  TARGETS=("$PJD_DIR/tests")
+else
+  for t in "${TESTS[@]}"; do TARGETS+=("$PJD_DIR/tests/$t"); done
+fi
+
+# mount_fs FS: a fresh volume of FS over its own tmpfs, mounted for other
+# users on $BENCH_WORK/mnt-FS (not in a subshell: the mounts are recorded for
+# bench_cleanup).
+mount_fs() {
+  local fs=$1 back=$BENCH_WORK/back-$1 mnt=$BENCH_WORK/mnt-$1
+  make_tmpfs "$back" "$BACKING"
+  case $fs in
+    kmsfs)
+      kmsfs_setup "$back/engine" "$back/pass" "$back/cipher"
+      kmsfs_allow_everyone "$back/cipher"
+      kmsfs_mount "$back/cipher" "$mnt" --allow-other
+      ;;
+    gocryptfs)
+      gocryptfs_setup "$back/cipher"
+      gocryptfs_mount "$back/cipher" "$mnt" -allow_other
+      ;;
+  esac
+  chmod 755 "$mnt"
+}
+
+# summarize LOG: from prove's verbose output, "files tests failed todo"
+# on the first line, then one line per failing assertion:
+# "tests/DIR/NN.t #N: message" (pjdfstest's random names shown as NAME).
+summarize() {
+  awk -v root="$PJD_DIR/" '
+    /^\/.*\.t \.+ *$/ { file = $1; sub(root, "", file); next }
+    /^Files=[0-9]+, Tests=[0-9]+/ { split($1, f, "[=,]"); split($2, t, "[=,]"); files = f[2]; tests = t[2] + 0 }
+    /^not ok [0-9]+/ {
+      if ($0 ~ /# TODO/) { todo++; next }
+      n = $3; msg = $0; sub(/^not ok [0-9]+ *-? */, "", msg)
+      gsub(/pjdfstest_[0-9a-f]+/, "NAME", msg)
+      # symlink/03 and friends pass 4 KiB paths: show their length instead
+      k = split(msg, w, " "); msg = ""
+      for (j = 1; j <= k; j++) {
+        if (length(w[j]) > 80) w[j] = "<" length(w[j]) "-byte path>"
+        msg = msg (j > 1 ? " " : "") w[j]
+      }
+      if (msg == "") msg = "(no message: the result was none of those the test accepts)"
+      fail[++nf] = file " #" n ": " msg
+    }
+    END {
+      printf "%s %s %d %d\n", files == "" ? "?" : files, tests == "" ? "?" : tests, nf, todo
+      for (i = 1; i <= nf; i++) print fail[i]
+    }' "$1"
+}
+
+declare -A SUMMARY
+SECS=()
+for fs in "${FSES[@]}"; do
+  mount_fs "$fs"
+  mnt=$BENCH_WORK/mnt-$fs
+  log "$fs: prove -r -j $JOBS on $mnt (log: $LOGS/$fs.log)"
+  start=$(now)
+  set +e
+  (cd "$mnt" && prove -r -v -j "$JOBS" "${TARGETS[@]}") > "$LOGS/$fs.log" 2>&1
+  set -e
+  SECS[${#SECS[@]}]=$(elapsed "$start")
+  summarize "$LOGS/$fs.log" > "$LOGS/$fs.summary"
+  SUMMARY[$fs]=$(head -1 "$LOGS/$fs.summary")
+  log "$fs: done in ${SECS[-1]} s: files, assertions, failed, todo = ${SUMMARY[$fs]}"
+done
+
+echo
+echo "# C pjdfstest from $PJD_DIR, $(date -u +%FT%TZ), kmsfs $KMSFS_BIN"
+printf '%-22s' ""; for fs in "${FSES[@]}"; do printf '%12s' "$fs"; done; echo
+row() {
+  local label=$1 col=$2 fs
+  printf '%-22s' "$label"
+  for fs in "${FSES[@]}"; do
+    read -r -a v <<< "${SUMMARY[$fs]}"
+    case $col in
+      passed) if [ "${v[1]}" = "?" ]; then printf '%12s' "?"; else printf '%12s' "$((v[1] - v[2]))"; fi ;;
+      *) printf '%12s' "${v[$col]}" ;;
+    esac
+  done
+  echo
+}
+row "test files" 0
+row "assertions" 1
+row "passed" passed
+row "failed" 2
+row "todo (not counted)" 3
+i=0
+printf '%-22s' "seconds"; for fs in "${FSES[@]}"; do printf '%12s' "${SECS[$i]}"; i=$((i + 1)); done; echo
+for fs in "${FSES[@]}"; do
+  echo
+  echo "failing assertions on $fs, by test file:"
+  tail -n +2 "$LOGS/$fs.summary" | awk '{ n[$1]++ } END { for (f in n) printf "  %-24s %d\n", f, n[f] }' \
+    | sort | grep . || echo "  (none)"
+  echo "failing assertions on $fs:"
+  tail -n +2 "$LOGS/$fs.summary" | sed 's/^/  /' | grep . || echo "  (none)"
+done
+if [ ${#FSES[@]} -eq 2 ]; then
+  echo
+  echo "failing on one of them only (by file and assertion number):"
+  diff <(tail -n +2 "$LOGS/kmsfs.summary" | cut -d: -f1 | sort -u) \
+       <(tail -n +2 "$LOGS/gocryptfs.summary" | cut -d: -f1 | sort -u) \
+    | sed -n 's/^< /  kmsfs only:     /p; s/^> /  gocryptfs only: /p' | grep . || echo "  (none)"
+fi
+echo
+echo "logs: $LOGS"
