@@ -26,6 +26,7 @@
 #   XFSTESTS_DIR  a built xfstests checkout (`make` in it)
 #   TEST...       run these tests (e.g. generic/035) instead of the list
 #   --logs DIR    keep check's output, results and the per-test table there
+#   --report      run nothing: print the report again from --logs DIR
 # Needs root, fuse3, gocryptfs, jq and xfstests' run-time tools (xfsprogs for
 # xfs_io, attr, acl, bc, psmisc, ...; see the xfstests README).
 # Exit status: 0 when every run went to its end (whatever it found).
@@ -34,6 +35,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 ONLY=""
+REPORT_ONLY=0
 LIST=$BENCH_REPO/benches/xfstests.list
 LOGS=""
 TEST_TIMEOUT=600
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     --list) LIST=$2; shift ;;
     --logs) LOGS=$2; shift ;;
     --test-timeout) TEST_TIMEOUT=$2; shift ;;
+    --report) REPORT_ONLY=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown argument $1" ;;
     *) if [ -z "$XFS_DIR" ]; then XFS_DIR=$1; else TESTS+=("$1"); fi ;;
@@ -62,10 +65,14 @@ if [ ${#TESTS[@]} -eq 0 ]; then
   mapfile -t TESTS < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$LIST")
 fi
 [ ${#TESTS[@]} -gt 0 ] || die "no tests selected"
-need_root
-for c in fusermount3 jq findmnt xfs_io; do command -v "$c" >/dev/null || die "$c not installed"; done
-[ "$ONLY" = kmsfs ] || command -v gocryptfs >/dev/null || die "gocryptfs not installed"
-[ "$ONLY" = gocryptfs ] || build_kmsfs
+if [ "$REPORT_ONLY" = 1 ]; then
+  { [ -n "$LOGS" ] && [ -d "$LOGS" ]; } || die "--report needs --logs DIR of an earlier run"
+else
+  need_root
+  for c in fusermount3 jq findmnt xfs_io unshare; do command -v "$c" >/dev/null || die "$c not installed"; done
+  [ "$ONLY" = kmsfs ] || command -v gocryptfs >/dev/null || die "gocryptfs not installed"
+  [ "$ONLY" = gocryptfs ] || build_kmsfs
+fi
 
 BENCH_WORK=$(mktemp -d /tmp/kmsfs-xfstests.XXXXXX)
 chmod 755 "$BENCH_WORK"
@@ -269,10 +276,11 @@ classify() {
 
 CHECK_PID=""
 declare -A ELAPSED
-write_shims
-for fs in "${FSES[@]}"; do
+# run_fs FS: the selection on FS, going on after a test that hangs; writes
+# LOGS/FS.results and LOGS/FS.seconds.
+run_fs() {
+  local fs=$1 out=$LOGS/$1.check.out start rc stuck seen t m todo rest
   setup_fs "$fs"
-  out=$LOGS/$fs.check.out
   : > "$out"
   todo=("${TESTS[@]}")
   start=$(now)
@@ -294,8 +302,14 @@ for fs in "${FSES[@]}"; do
     todo=(${rest[@]+"${rest[@]}"})
   done
   classify "$out" > "$LOGS/$fs.results"
-  ELAPSED[$fs]=$(elapsed "$start")
-  log "$fs: done in ${ELAPSED[$fs]} s"
+  elapsed "$start" > "$LOGS/$fs.seconds"
+  log "$fs: done in $(cat "$LOGS/$fs.seconds") s"
+}
+
+[ "$REPORT_ONLY" = 1 ] || write_shims
+for fs in "${FSES[@]}"; do
+  [ "$REPORT_ONLY" = 1 ] || run_fs "$fs"
+  ELAPSED[$fs]=$(cat "$LOGS/$fs.seconds" 2>/dev/null || echo "?")
 done
 
 count() { awk -v s="$2" '$2 == s || (s == "fail" && $2 == "timeout")' "$LOGS/$1.results" | wc -l; }
@@ -314,10 +328,11 @@ done
 if [ ${#FSES[@]} -eq 2 ]; then
   echo
   echo "tests whose result differs (kmsfs, gocryptfs; not-run reason of kmsfs):"
-  join -a1 -a2 -e missing -o 0,1.2,2.2,1.3 \
-    <(awk '{ r = $0; sub(/^[^ ]+ [^ ]+ ?/, "", r); gsub(/ /, "_", r); print $1, $2, (r == "" ? "-" : r) }' "$LOGS/kmsfs.results" | sort) \
-    <(awk '{ print $1, $2 }' "$LOGS/gocryptfs.results" | sort) \
-    | awk '$2 != $3 { r = $4; gsub(/_/, " ", r); printf "  %-12s %-8s %-8s %s\n", $1, $2, $3, ($2 == "notrun" ? r : "") }' \
+  tab=$'\t'
+  join -t "$tab" -a1 -a2 -e missing -o 0,1.2,2.2,1.3 \
+    <(awk -v OFS="\t" '{ r = $0; sub(/^[^ ]+ [^ ]+ ?/, "", r); print $1, $2, r }' "$LOGS/kmsfs.results" | sort) \
+    <(awk -v OFS="\t" '{ print $1, $2 }' "$LOGS/gocryptfs.results" | sort) \
+    | awk -F "\t" '$2 != $3 { printf "  %-12s %-8s %-8s %s\n", $1, $2, $3, ($2 == "notrun" ? $4 : "") }' \
     | grep . || echo "  (none)"
 fi
 echo
