@@ -189,8 +189,9 @@ impl IdentityFixture {
             .unwrap();
     }
 
-    /// `kmsfs policy check` for `who` decrypting `context_path`.
-    fn policy_check_allows(&self, who: Who<'_>, context_path: &str) -> bool {
+    /// `kmsfs policy check` for `who` decrypting `context_path`: the JSON
+    /// answer.
+    fn policy_check(&self, who: Who<'_>, context_path: &str) -> Value {
         let ctx = json!({ "kmsfs:path": context_path }).to_string();
         let out = Command::new(kmsfs_bin())
             .args(self.fx.engine_args())
@@ -204,8 +205,13 @@ impl IdentityFixture {
             "policy check: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["Allowed"].as_bool().unwrap()
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn policy_check_allows(&self, who: Who<'_>, context_path: &str) -> bool {
+        self.policy_check(who, context_path)["Allowed"]
+            .as_bool()
+            .unwrap()
     }
 
     /// Checks that `who` reading `rel` below `mnt` (plaintext path
@@ -389,6 +395,12 @@ fn unreadable_groups_come_from_the_account_database_or_fail_closed() {
     ]);
     let m = PidNsMount::start(&f.fx);
     let nameless = Who::Uid(unknown_uid());
+    // policy check says why it fails closed for the uid without an account.
+    let v = f.policy_check(nameless, "/open/f");
+    assert_eq!(v["Principal"]["Unresolved"], json!(["Groups"]), "{v}");
+    let v = f.policy_check(Who::User(ALICE), "/open/f");
+    assert_eq!(v["Principal"]["Unresolved"], json!([]), "{v}");
+    assert_eq!(v["Principal"]["Name"], format!("user:{ALICE}"));
     // (file, alice, bob, a uid without an account)
     let cases = [
         // alice's staff membership comes from getgrouplist; the uid with

@@ -58,6 +58,9 @@ pub struct Filter {
     /// Matches `requestParameters.keyId` or the end of a resource ARN.
     pub key_id: Option<String>,
     pub principal: Option<String>,
+    /// Other names of `principal` (`uid:N` for `user:NAME` and back); a
+    /// record naming any of them matches too.
+    pub principal_aliases: Vec<String>,
     pub event_name: Option<String>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
@@ -91,10 +94,12 @@ impl Filter {
                 return false;
             }
         }
-        if let Some(p) = &self.principal
-            && r.str_at(&["userIdentity", "principal"]) != Some(p.as_str())
-        {
-            return false;
+        if let Some(p) = &self.principal {
+            let recorded = r.str_at(&["userIdentity", "principal"]);
+            let named = |n: &String| recorded == Some(n.as_str());
+            if !named(p) && !self.principal_aliases.iter().any(named) {
+                return false;
+            }
         }
         if let Some(e) = &self.event_name
             && r.str_at(&["eventName"]) != Some(e.as_str())

@@ -9,7 +9,7 @@ use kms_engine::audit::AuditPathMode;
 use kms_engine::audit::query::{self, Filter, Follower, StoredRecord};
 use kms_engine::audit::segment::PUBLIC_KEY_FILE;
 use kms_engine::audit::{Anchor, AuditError, PublicKey, VerifyOptions, verify_with};
-use kms_engine::{KmsError, Principal};
+use kms_engine::{KmsError, Principal, Resolver};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,7 +57,8 @@ pub struct ShowArgs {
     /// Only calls on this key id (or key ARN)
     #[arg(long)]
     pub key_id: Option<String>,
-    /// Only calls by this principal, e.g. uid:1000
+    /// Only calls by this principal, e.g. uid:1000 or user:alice (either
+    /// form finds the other's records)
     #[arg(long)]
     pub principal: Option<String>,
     /// Only this operation, e.g. Decrypt
@@ -173,6 +174,19 @@ fn print_records(records: &[StoredRecord], output: Output) -> Result<(), CliErro
         .map_err(|e| CliError::io("writing to stdout", e))
 }
 
+/// The other name of `uid:N` / `user:NAME` (records name a caller as
+/// `user:NAME` when its uid has an account, else `uid:N`; older mount
+/// records always as `uid:N`).
+fn principal_aliases(spec: &str, resolver: &Resolver) -> Vec<String> {
+    let Ok(p) = resolver.principal_for_spec(spec) else {
+        return Vec::new();
+    };
+    std::iter::once(format!("uid:{}", p.uid))
+        .chain(p.user_name.map(|n| format!("user:{n}")))
+        .filter(|n| n != spec)
+        .collect()
+}
+
 fn show(engine: &EngineArgs, dir: &Path, a: &ShowArgs) -> Result<(), CliError> {
     let time = |s: &Option<String>| -> Result<_, CliError> {
         s.as_deref()
@@ -183,6 +197,11 @@ fn show(engine: &EngineArgs, dir: &Path, a: &ShowArgs) -> Result<(), CliError> {
     let filter = Filter {
         key_id: a.key_id.clone(),
         principal: a.principal.clone(),
+        principal_aliases: a
+            .principal
+            .as_deref()
+            .map(|p| principal_aliases(p, Resolver::system()))
+            .unwrap_or_default(),
         event_name: a.event.clone(),
         since: time(&a.since)?,
         until: time(&a.until)?,
@@ -331,4 +350,41 @@ fn export_public_key(engine: &EngineArgs, dir: &Path) -> Result<(), CliError> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kms_engine::identity::{DEFAULT_TTL, FileAccounts};
+
+    #[test]
+    fn a_principal_filter_finds_both_names_of_a_caller() {
+        let r = Resolver::new(
+            Box::new(FileAccounts {
+                passwd: "alice:x:1000:100::/h:/bin/sh\n".into(),
+                group: "users:x:100:\n".into(),
+            }),
+            DEFAULT_TTL,
+        );
+        assert_eq!(principal_aliases("uid:1000", &r), ["user:alice"]);
+        assert_eq!(principal_aliases("user:alice", &r), ["uid:1000"]);
+        assert!(principal_aliases("uid:4242", &r).is_empty());
+        assert!(principal_aliases("group:users", &r).is_empty());
+        assert!(principal_aliases("user:nobody-here", &r).is_empty());
+        let rec = |p: &str| {
+            serde_json::json!({"userIdentity": {"type": "LocalUser", "principal": p}})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let f = Filter {
+            principal: Some("uid:1000".into()),
+            principal_aliases: principal_aliases("uid:1000", &r),
+            ..Filter::default()
+        };
+        assert!(f.matches(&rec("uid:1000")));
+        assert!(f.matches(&rec("user:alice")));
+        assert!(!f.matches(&rec("user:bob")));
+    }
 }

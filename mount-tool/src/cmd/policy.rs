@@ -52,6 +52,29 @@ fn principal(spec: &str, resolver: &Resolver) -> Result<Principal, CliError> {
         .map_err(|e| CliError::Usage(format!("--principal {spec:?}: {e}")))
 }
 
+/// The resolved principal for `--output json`: ids, names and what could
+/// not be determined.
+fn principal_json(p: &Principal) -> serde_json::Value {
+    let u = &p.unresolved;
+    let unresolved: Vec<&str> = [
+        (u.user_name, "UserName"),
+        (u.groups, "Groups"),
+        (u.group_names, "GroupNames"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    serde_json::json!({
+        "Name": p.to_string(),
+        "Uid": p.uid,
+        "Gid": p.gid,
+        "Groups": p.groups,
+        "UserName": p.user_name,
+        "GroupNames": p.group_names,
+        "Unresolved": unresolved,
+    })
+}
+
 /// A note for a principal the resolver could not fully determine.
 fn unresolved_note(p: &Principal) -> String {
     let u = &p.unresolved;
@@ -91,10 +114,13 @@ fn check(engine_args: &EngineArgs, a: &CheckArgs) -> Result<(), CliError> {
     let ctx = (!a.encryption_context.is_empty()).then_some(&ctx);
     let e = engine.explain_access(&a.key_id, &who, &a.action, ctx)?;
     let text = match engine_args.output {
-        Output::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()
-        ),
+        Output::Json => {
+            let mut v = e.to_json();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("Principal".into(), principal_json(&who));
+            }
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
         Output::Text => format!(
             "principal {who} ({})\n{}{e}",
             a.principal,
@@ -132,6 +158,9 @@ mod tests {
         let p = principal("uid:4242", &r).unwrap();
         assert_eq!((p.uid, p.gid), (4242, 4242));
         assert!(unresolved_note(&p).contains("supplementary groups"));
+        let j = principal_json(&p);
+        assert_eq!(j["Name"], "uid:4242");
+        assert_eq!(j["Unresolved"], serde_json::json!(["Groups"]));
         assert!(principal("user:nobody-here", &r).is_err());
         assert!(principal("gid:5", &r).is_err());
     }
