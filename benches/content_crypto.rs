@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use kmsfs::content::{BLOCK_OVERHEAD, ContentCipher};
+use kmsfs::content::{BLOCK_OVERHEAD, BlockMark, ContentCipher};
 use kmsfs::format::FileId;
 use kmsfs::names::{DirIv, NamesCipher};
 
@@ -29,12 +29,14 @@ fn bench_blocks(block_size: usize) {
     for _ in 0..RUNS {
         let t = Instant::now();
         for (i, chunk) in stored.chunks_mut(block_size + BLOCK_OVERHEAD).enumerate() {
-            c.seal_block_into(i as u64, &plain, chunk).unwrap();
+            c.seal_block_into(i as u64, BlockMark::Middle, &plain, chunk)
+                .unwrap();
         }
         seal.push(TOTAL as f64 / t.elapsed().as_secs_f64() / 1e6);
         let t = Instant::now();
         for (i, chunk) in stored.chunks(block_size + BLOCK_OVERHEAD).enumerate() {
-            c.open_block_into(i as u64, chunk, &mut out).unwrap();
+            c.open_block_into(i as u64, BlockMark::Middle, chunk, &mut out)
+                .unwrap();
         }
         open.push(TOTAL as f64 / t.elapsed().as_secs_f64() / 1e6);
     }

@@ -4,8 +4,8 @@
 //! xattrs); data keys are unwrapped through the key service under each
 //! file's path context, exactly as a mount would.
 
-use crate::content::{BlockLayout, ContentCipher, ContentError};
-use crate::format::{CONFIG_FILE_NAME, FileHeader, HEADER_LEN};
+use crate::content::{BlockLayout, BlockMark, ContentCipher, ContentError, Opened};
+use crate::format::{CONFIG_FILE_NAME, FileHeader, HEADER_FORMAT_V1, HEADER_LEN};
 use crate::fuse::inode::PlainPath;
 use crate::fuse::with_file_context;
 use crate::fuse::xattr::{XattrCipher, XattrObject};
@@ -48,6 +48,12 @@ pub struct Report {
     /// Special files (FIFOs, sockets, devices made through the mount).
     pub other: u64,
     pub xattrs: u64,
+    /// Regular files still in content format 1 (no end mark: a cut at a
+    /// block boundary is not detectable in them); each converts to format
+    /// 2 when truncated to zero bytes.
+    pub old_format_files: u64,
+    /// Files whose end mark says they may contain holes.
+    pub sparse_files: u64,
     /// A rename journal is pending (`kmsfs.journal`): mount once to finish it.
     pub journal_pending: bool,
     pub problems: Vec<Problem>,
@@ -334,9 +340,11 @@ impl Checker<'_> {
             return;
         }
         // Blocks that are whole enough to check, and the plaintext size.
+        let mut cut_mid_block = false;
         let plain_size = match self.layout.plain_size(cipher_size) {
             Ok(n) => n,
             Err(ContentError::TruncatedBlock { block, .. }) => {
+                cut_mid_block = true;
                 self.problem(
                     shown.into(),
                     backing,
@@ -368,6 +376,19 @@ impl Checker<'_> {
                 return;
             }
         };
+        if header.version == HEADER_FORMAT_V1 {
+            self.report.old_format_files += 1;
+        }
+        if !cut_mid_block && let Err(e) = self.layout.check_size(header.version, cipher_size) {
+            let what = match e {
+                ContentError::MissingEnd { .. } => "no end mark: the file was cut down to its \
+                    header (its content is lost)"
+                    .to_string(),
+                other => other.to_string(),
+            };
+            self.problem(shown.into(), backing, what);
+            return;
+        }
         self.object_xattrs(shown, backing, Some(XattrObject::File(header.file_id.0)));
         let Some(plain) = plain else { return };
         let dek = match with_file_context(&self.vol.config.volume_id, plain, |ctx| {
@@ -401,53 +422,126 @@ impl Checker<'_> {
                 return;
             }
         };
-        let blocks = self.layout.block_count(plain_size);
-        let bad = self.bad_blocks(&f, &cipher, plain_size, blocks);
-        match bad {
-            Ok(bad) if bad.is_empty() => {}
-            Ok(bad) => {
-                let mut list: Vec<String> = bad
-                    .iter()
-                    .take(MAX_LISTED_BLOCKS)
-                    .map(u64::to_string)
-                    .collect();
-                if bad.len() > MAX_LISTED_BLOCKS {
-                    list.push("...".into());
-                }
-                self.problem(
-                    shown.into(),
-                    backing,
-                    format!(
-                        "{} of {blocks} blocks fail authentication (damaged or tampered): \
-                         block {}",
-                        bad.len(),
-                        list.join(", ")
-                    ),
-                );
+        let scan = match self.scan_blocks(&f, &cipher, header.version, plain_size) {
+            Ok(scan) => scan,
+            Err(e) => {
+                self.problem(shown.into(), backing, format!("read error: {e}"));
+                return;
             }
-            Err(e) => self.problem(shown.into(), backing, format!("read error: {e}")),
+        };
+        self.report_scan(shown, backing, &scan, !cut_mid_block);
+    }
+
+    /// Problems from the blocks of one file.
+    fn report_scan(&mut self, shown: &str, backing: &Path, scan: &BlockScan, check_end: bool) {
+        if !scan.bad.is_empty() {
+            self.problem(
+                shown.into(),
+                backing,
+                format!(
+                    "{} of {} blocks fail authentication (damaged or tampered): block {}",
+                    scan.bad.len(),
+                    scan.blocks,
+                    list_blocks(&scan.bad)
+                ),
+            );
+        }
+        if scan.end_unmarked && check_end {
+            self.problem(
+                shown.into(),
+                backing,
+                format!(
+                    "the last block (block {}) has no end mark: whole blocks were cut off the \
+                     end of the file",
+                    scan.blocks - 1
+                ),
+            );
+        }
+        match scan.end {
+            Some(true) => self.report.sparse_files += 1,
+            Some(false) if !scan.holes.is_empty() => self.problem(
+                shown.into(),
+                backing,
+                format!(
+                    "{} all-zero blocks in a file without holes (zeroed, not written by kmsfs): \
+                     block {}",
+                    scan.holes.len(),
+                    list_blocks(&scan.holes)
+                ),
+            ),
+            _ => {}
         }
     }
 
-    /// The indices of the blocks of `f` that do not authenticate.
-    fn bad_blocks(
+    /// Opens every block of `f` by the rules of content format `version`.
+    fn scan_blocks(
         &self,
         f: &File,
         cipher: &ContentCipher,
+        version: u16,
         plain_size: u64,
-        blocks: u64,
-    ) -> std::io::Result<Vec<u64>> {
-        let mut bad = Vec::new();
+    ) -> std::io::Result<BlockScan> {
+        let v1 = version == HEADER_FORMAT_V1;
+        let mut blocks = self.layout.block_count(plain_size);
+        if !v1 {
+            // An empty format-2 file holds its empty end block.
+            blocks = blocks.max(1);
+        }
+        let mut scan = BlockScan {
+            blocks,
+            ..BlockScan::default()
+        };
+        let last = blocks.saturating_sub(1);
         let mut stored = vec![0u8; self.layout.stored_block_size() as usize];
         let mut out = vec![0u8; self.layout.block_size() as usize];
         for i in 0..blocks {
             let len = BlockLayout::stored_len(self.layout.block_plain_len(i, plain_size));
             let buf = &mut stored[..len];
             f.read_exact_at(buf, self.layout.block_cipher_offset(i))?;
-            if cipher.open_block_into(i, buf, &mut out).is_err() {
-                bad.push(i);
+            match cipher.open_at(version, i, last, buf, &mut out) {
+                Ok(Opened::Data { sparse, .. }) => scan.end = scan.end.or(sparse),
+                Ok(Opened::Hole { .. }) => scan.holes.push(i),
+                Err(_) if i == last && !v1 => {
+                    if cipher
+                        .open_block_into(i, BlockMark::Middle, buf, &mut out)
+                        .is_ok()
+                    {
+                        scan.end_unmarked = true;
+                    } else {
+                        scan.bad.push(i);
+                    }
+                }
+                Err(_) => scan.bad.push(i),
             }
         }
-        Ok(bad)
+        Ok(scan)
     }
+}
+
+/// What the blocks of one file turned out to be.
+#[derive(Debug, Default)]
+struct BlockScan {
+    /// Blocks the file has (an empty format-2 file: 1, its end block).
+    blocks: u64,
+    /// Blocks that do not authenticate.
+    bad: Vec<u64>,
+    /// All-zero blocks before the last (holes).
+    holes: Vec<u64>,
+    /// The end mark of the last block: whether it allows holes.
+    end: Option<bool>,
+    /// The last block opens, but as a middle block: blocks were cut off.
+    end_unmarked: bool,
+}
+
+/// "1, 5, 9" with at most [`MAX_LISTED_BLOCKS`] entries, then "...".
+fn list_blocks(blocks: &[u64]) -> String {
+    let mut list: Vec<String> = blocks
+        .iter()
+        .take(MAX_LISTED_BLOCKS)
+        .map(u64::to_string)
+        .collect();
+    if blocks.len() > MAX_LISTED_BLOCKS {
+        list.push("...".into());
+    }
+    list.join(", ")
 }

@@ -19,7 +19,7 @@ use kms_engine::ops::dispatch::OPERATIONS;
 use kms_engine::store::format::{StoreHeader, open_file};
 use kms_engine::store::root::KdfParams;
 use kms_engine::{Engine, KeyId, ManualClock, Principal, RootKeySource};
-use kmsfs::content::ContentCipher;
+use kmsfs::content::{BlockMark, ContentCipher};
 use kmsfs::format::{FileHeader, FileId, NamesMode, VolumeConfig};
 use kmsfs::names::{BackingName, DirIv, NameTransform};
 use kmsfs_fuzz::checks::{
@@ -132,7 +132,7 @@ fn content(out: &Out) -> Res<()> {
     // Mode 0: blocks sealed under another file's key: must be refused.
     for (bs_byte, bs, len) in [(3u8, 4096u32, 4096usize), (0, 512, 100), (7, 65536, 1)] {
         let other = ContentCipher::new(&[0x43; 32], FileId([0x12; 16]), bs)?;
-        let block = other.seal_block(2, &vec![b'k'; len])?;
+        let block = other.seal_block(2, BlockMark::V1, &vec![b'k'; len])?;
         let input = cat(&[&[0, bs_byte], &2u64.to_be_bytes(), &block]);
         out.put(
             "content_block",

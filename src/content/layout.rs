@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::ContentError;
 use crate::crypto::{NONCE_LEN, TAG_LEN};
-use crate::format::{HEADER_LEN, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::format::{HEADER_FORMAT_V1, HEADER_LEN, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
 /// Bytes a stored block adds to its plaintext: nonce (12) + tag (16).
 pub const BLOCK_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
@@ -68,8 +68,48 @@ impl BlockLayout {
         plain_len + BLOCK_OVERHEAD
     }
 
-    /// Backing file size for a plaintext size (header included). Saturates
-    /// at `u64::MAX` for absurd sizes.
+    /// Backing file size of a file of format `version` and `plain_size`
+    /// bytes: as [`Self::cipher_size`], except that an empty format-2 file
+    /// holds its end mark, an empty block 0 of 28 bytes (156 in all).
+    pub fn file_cipher_size(&self, version: u16, plain_size: u64) -> u64 {
+        if plain_size == 0 && version != HEADER_FORMAT_V1 {
+            HEADER + OVERHEAD
+        } else {
+            self.cipher_size(plain_size)
+        }
+    }
+
+    /// The largest plaintext size whose backing size still fits in an
+    /// `off_t` (i64): beyond it a size is refused with EFBIG before
+    /// anything is written. About 2^63 × B / (B + 28).
+    pub fn max_plain_size(&self) -> u64 {
+        let body = i64::MAX.unsigned_abs() - HEADER;
+        let full = body / self.stored_block_size();
+        let rem = body % self.stored_block_size();
+        full * self.b() + rem.saturating_sub(OVERHEAD)
+    }
+
+    /// Checks that a backing size is one a file of format `version` can
+    /// have: format 1 has no 156-byte form, and a format-2 file of only a
+    /// header (128 bytes) has lost its end mark.
+    pub fn check_size(&self, version: u16, cipher_size: u64) -> Result<u64, ContentError> {
+        let n = self.plain_size(cipher_size)?;
+        let v1 = version == HEADER_FORMAT_V1;
+        if v1 && cipher_size == HEADER + OVERHEAD {
+            return Err(ContentError::TruncatedBlock {
+                block: 0,
+                cipher_size,
+            });
+        }
+        if !v1 && cipher_size <= HEADER {
+            return Err(ContentError::MissingEnd { cipher_size });
+        }
+        Ok(n)
+    }
+
+    /// Backing file size for a plaintext size (header included), format 1
+    /// (and format 2 for every size but 0). Saturates at `u64::MAX` for
+    /// absurd sizes.
     pub fn cipher_size(&self, plain_size: u64) -> u64 {
         let full = plain_size / self.b();
         let rem = plain_size % self.b();
@@ -79,10 +119,13 @@ impl BlockLayout {
             .saturating_add(partial)
     }
 
-    /// Plaintext size of a backing file of `cipher_size` bytes. A size of 0
-    /// (no header yet) is an empty file. A backing file shorter than the
-    /// header, or ending within the first 28 bytes of a block (so the block
-    /// cannot hold even one byte), is damaged.
+    /// Plaintext size of a backing file of `cipher_size` bytes, whatever its
+    /// format version (so that `stat` needs no read). A size of 0 (no
+    /// header yet), 128 (a format-1 header) and 156 (a format-2 header and
+    /// the empty end block) are empty files. A backing file shorter than
+    /// the header, or ending within the first 28 bytes of any other block
+    /// (so the block cannot hold even one byte), is damaged. Whether the
+    /// size fits the file's version is [`Self::check_size`].
     pub fn plain_size(&self, cipher_size: u64) -> Result<u64, ContentError> {
         if cipher_size == 0 {
             return Ok(0);
@@ -95,6 +138,9 @@ impl BlockLayout {
         let rem = body % self.stored_block_size();
         if rem == 0 {
             return Ok(full * self.b());
+        }
+        if full == 0 && rem == OVERHEAD {
+            return Ok(0);
         }
         if rem <= OVERHEAD {
             return Err(ContentError::TruncatedBlock {
@@ -229,7 +275,21 @@ mod tests {
             x.plain_size(1),
             Err(ContentError::TruncatedHeader { cipher_size: 1 })
         );
-        for bad in 129..=156 {
+        assert_eq!(x.plain_size(156), Ok(0));
+        assert_eq!(x.check_size(2, 156), Ok(0));
+        assert!(matches!(
+            x.check_size(1, 156),
+            Err(ContentError::TruncatedBlock { .. })
+        ));
+        assert_eq!(x.check_size(1, 128), Ok(0));
+        assert_eq!(
+            x.check_size(2, 128),
+            Err(ContentError::MissingEnd { cipher_size: 128 })
+        );
+        assert_eq!(x.file_cipher_size(2, 0), 156);
+        assert_eq!(x.file_cipher_size(1, 0), 128);
+        assert_eq!(x.file_cipher_size(2, 5), x.cipher_size(5));
+        for bad in 129..=155 {
             assert_eq!(
                 x.plain_size(bad),
                 Err(ContentError::TruncatedBlock {
@@ -240,6 +300,10 @@ mod tests {
         }
         assert_eq!(x.plain_size(157), Ok(1));
         assert_eq!(x.plain_size(4252), Ok(4096));
+        assert!(matches!(
+            x.plain_size(4252 + 28),
+            Err(ContentError::TruncatedBlock { block: 1, .. })
+        ));
         assert!(matches!(
             x.plain_size(4252 + 28),
             Err(ContentError::TruncatedBlock { block: 1, .. })
@@ -290,6 +354,19 @@ mod tests {
         assert!(!spans[0].is_full(4096));
     }
 
+    /// The largest size maps to a backing size that fits an i64, one
+    /// more byte does not.
+    #[test]
+    fn max_plain_size_fits_off_t() {
+        for s in 9..=16 {
+            let x = l(1 << s);
+            let m = x.max_plain_size();
+            assert!(x.cipher_size(m) <= i64::MAX as u64, "B = {}", 1 << s);
+            assert!(x.cipher_size(m + 1) > i64::MAX as u64, "B = {}", 1 << s);
+        }
+        assert!(l(4096).max_plain_size() > 9_000_000_000_000_000_000);
+    }
+
     fn any_layout() -> impl Strategy<Value = BlockLayout> {
         (9u32..=16).prop_map(|s| l(1 << s))
     }
@@ -312,7 +389,7 @@ mod tests {
         #[test]
         fn every_valid_cipher_size_comes_from_a_plain_size(x in any_layout(), c in 0u64..(1 << 40)) {
             if let Ok(n) = x.plain_size(c) {
-                prop_assert!(c == 0 || x.cipher_size(n) == c);
+                prop_assert!(c == 0 || x.cipher_size(n) == c || x.file_cipher_size(2, n) == c);
             }
         }
 

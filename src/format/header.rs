@@ -4,7 +4,7 @@
 //! ```text
 //! offset len  field
 //!      0   4  magic "KMSF"
-//!      4   2  format version, u16 BE (1)
+//!      4   2  format version, u16 BE (2; 1 is still read)
 //!      6   2  flags, u16 BE (0; any other value is refused)
 //!      8  16  file id (random)
 //!     24   2  wrapped DEK length n, u16 BE (1..=102)
@@ -18,8 +18,16 @@ use crate::crypto::{self, CryptoError};
 pub const HEADER_LEN: usize = 128;
 /// The four magic bytes at offset 0.
 pub const HEADER_MAGIC: [u8; 4] = *b"KMSF";
-/// The header (and content) format version written by this code.
-pub const HEADER_FORMAT_VERSION: u16 = 1;
+/// The header (and content) format version written by this code for new
+/// files: version 2, whose content blocks carry an end mark (see
+/// `crate::content::BlockMark`).
+pub const HEADER_FORMAT_VERSION: u16 = 2;
+/// The first format version: no end mark, no holes. Still read and written
+/// in place; a file converts to the current version when it is truncated to
+/// zero bytes.
+pub const HEADER_FORMAT_V1: u16 = 1;
+/// Offset of the format version in the header.
+pub const VERSION_OFFSET: u64 = 4;
 /// Length of a file id.
 pub const FILE_ID_LEN: usize = 16;
 /// Offset of the wrapped data key in the header.
@@ -55,7 +63,8 @@ pub enum HeaderError {
     BadMagic,
     /// A header version this code does not know.
     #[error(
-        "unsupported file header version {found} (this build supports {HEADER_FORMAT_VERSION})"
+        "unsupported file header version {found} (this build supports {HEADER_FORMAT_V1} and \
+         {HEADER_FORMAT_VERSION})"
     )]
     UnsupportedVersion { found: u16 },
     /// The flags field is not zero.
@@ -72,7 +81,7 @@ pub enum HeaderError {
 /// A decoded file header.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct FileHeader {
-    /// Header format version (always [`HEADER_FORMAT_VERSION`] once decoded).
+    /// Header format version: [`HEADER_FORMAT_V1`] or [`HEADER_FORMAT_VERSION`].
     pub version: u16,
     /// The file's id.
     pub file_id: FileId,
@@ -92,11 +101,22 @@ impl FileHeader {
         })
     }
 
+    /// The same header (same version and file id) with another wrapped
+    /// data key: what a rename writes.
+    pub fn rewrapped(&self, wrapped_dek: Vec<u8>) -> Result<Self, HeaderError> {
+        check_wrapped_len(wrapped_dek.len())?;
+        Ok(Self {
+            version: self.version,
+            file_id: self.file_id,
+            wrapped_dek,
+        })
+    }
+
     /// Encodes the header into exactly [`HEADER_LEN`] bytes.
     pub fn encode(&self) -> Result<[u8; HEADER_LEN], HeaderError> {
         let len = self.wrapped_dek.len();
         check_wrapped_len(len)?;
-        if self.version != HEADER_FORMAT_VERSION {
+        if !is_known_version(self.version) {
             return Err(HeaderError::UnsupportedVersion {
                 found: self.version,
             });
@@ -124,7 +144,7 @@ impl FileHeader {
             return Err(HeaderError::BadMagic);
         }
         let version = u16::from_be_bytes([b[4], b[5]]);
-        if version != HEADER_FORMAT_VERSION {
+        if !is_known_version(version) {
             return Err(HeaderError::UnsupportedVersion { found: version });
         }
         let flags = u16::from_be_bytes([b[6], b[7]]);
@@ -145,6 +165,10 @@ impl FileHeader {
             wrapped_dek: b[WRAPPED_OFFSET..end].to_vec(),
         })
     }
+}
+
+fn is_known_version(v: u16) -> bool {
+    v == HEADER_FORMAT_V1 || v == HEADER_FORMAT_VERSION
 }
 
 fn check_wrapped_len(len: usize) -> Result<(), HeaderError> {
@@ -169,12 +193,27 @@ mod tests {
         let bytes = sample().encode().unwrap();
         let mut expected = Vec::new();
         expected.extend_from_slice(b"KMSF");
-        expected.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]);
+        expected.extend_from_slice(&[0x00, 0x02, 0x00, 0x00]);
         expected.extend_from_slice(&[0x11; 16]);
         expected.extend_from_slice(&[0x00, 0x03, 0xAB, 0xCD, 0xEF]);
         expected.resize(HEADER_LEN, 0);
         assert_eq!(bytes.to_vec(), expected);
         assert_eq!(FileHeader::decode(&bytes).unwrap(), sample());
+    }
+
+    /// Version 1 headers still decode, re-encode byte for byte, and keep
+    /// their version through a re-wrap (a rename of an old file).
+    #[test]
+    fn version_1_still_decodes() {
+        let mut bytes = sample().encode().unwrap();
+        bytes[5] = 1;
+        let h = FileHeader::decode(&bytes).unwrap();
+        assert_eq!(h.version, HEADER_FORMAT_V1);
+        assert_eq!(h.encode().unwrap(), bytes);
+        let r = h.rewrapped(vec![1, 2]).unwrap();
+        assert_eq!(r.version, HEADER_FORMAT_V1);
+        assert_eq!(r.file_id, h.file_id);
+        assert_eq!(r.wrapped_dek, vec![1, 2]);
     }
 
     #[test]
@@ -207,10 +246,10 @@ mod tests {
     #[test]
     fn fail_unknown_version() {
         let mut bytes = sample().encode().unwrap();
-        bytes[5] = 2;
+        bytes[5] = 3;
         assert_eq!(
             FileHeader::decode(&bytes),
-            Err(HeaderError::UnsupportedVersion { found: 2 })
+            Err(HeaderError::UnsupportedVersion { found: 3 })
         );
         bytes[5] = 0;
         assert_eq!(

@@ -16,6 +16,6 @@ pub use config::{
 };
 pub use features::{FLAG_LONG_NAMES, Features};
 pub use header::{
-    FILE_ID_LEN, FileHeader, FileId, HEADER_FORMAT_VERSION, HEADER_LEN, HEADER_MAGIC, HeaderError,
-    MAX_WRAPPED_DEK_LEN,
+    FILE_ID_LEN, FileHeader, FileId, HEADER_FORMAT_V1, HEADER_FORMAT_VERSION, HEADER_LEN,
+    HEADER_MAGIC, HeaderError, MAX_WRAPPED_DEK_LEN, VERSION_OFFSET,
 };

@@ -2,7 +2,6 @@
 //! size from the backing size; symlink size from the decrypted target),
 //! getattr and setattr (chmod, chown, truncate, utimens).
 
-use super::blockio::BlockIo;
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
 use super::{Core, OpenFile};
@@ -242,12 +241,7 @@ impl Core {
             },
         };
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;
-        BlockIo {
-            file: &handle.file,
-            cipher: &handle.cipher,
-            path: &|| node.plain.display(),
-        }
-        .truncate(size)
+        handle.io(&|| node.plain.display()).truncate(size)
     }
 }
 

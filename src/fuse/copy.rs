@@ -1,6 +1,6 @@
 //! copy_file_range: copies a byte range between two open files of the mount
 //! (or within one) by decrypting blocks of the source and encrypting them
-//! into the destination through the ordinary block path ([`BlockIo`]), so
+//! into the destination through the ordinary block path ([`BlockIo`](super::blockio::BlockIo)), so
 //! the copy gets the destination's own key and file id, never the source's
 //! ciphertext.
 //!
@@ -11,7 +11,6 @@
 //! copies at most [`MAX_COPY`] bytes per request: a short copy is allowed,
 //! and the caller (cp, the C library) asks again for the rest.
 
-use super::blockio::BlockIo;
 use super::errno::{FsError, FsResult};
 use super::{Core, OpenFile};
 use std::sync::Arc;
@@ -76,16 +75,10 @@ impl Core {
         off_out: u64,
         len: u64,
     ) -> FsResult<u64> {
-        let from = BlockIo {
-            file: &src.file,
-            cipher: &src.cipher,
-            path: &|| self.path_of(src.ino),
-        };
-        let to = BlockIo {
-            file: &dst.file,
-            cipher: &dst.cipher,
-            path: &|| self.path_of(dst.ino),
-        };
+        let src_path = || self.path_of(src.ino);
+        let dst_path = || self.path_of(dst.ino);
+        let from = src.io(&src_path);
+        let to = dst.io(&dst_path);
         let (size_in, _) = from.sizes()?;
         let len = len.min(size_in.saturating_sub(off_in));
         let mut done = 0;

@@ -1,12 +1,12 @@
 //! Regular files: create, open (Decrypt of the data key through the cache,
-//! as the caller), read, write, flush, release, fsync, fallocate.
+//! as the caller), read, write, flush, release, fsync, fallocate, lseek.
 
-use super::blockio::BlockIo;
+use super::blockio::Seek;
 use super::dir::new_owner;
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
 use super::{Core, OpenFile, principal_for};
-use crate::content::ContentCipher;
+use crate::content::{BlockMark, ContentCipher};
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keys::KeyService;
 use fuser::{FileAttr, FopenFlags, Request};
@@ -17,8 +17,10 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// fallocate mode bits kmsfs implements.
+/// fallocate mode bits kmsfs implements (linux/falloc.h).
 const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
 impl Core {
     fn principal(&self, req: &Request) -> kms_engine::Principal {
@@ -65,11 +67,18 @@ impl Core {
         }
         let path = node.plain.display();
         let mut hdr = [0u8; HEADER_LEN];
+        // Under the inode's lock, so that the version recorded for every
+        // handle is not one a conversion (truncate to zero) just replaced.
+        let io_guard = node.state.io.read().map_err(|_| FsError::Stale)?;
         let n = read_full_at(&file, &mut hdr, 0)?;
         let header = FileHeader::decode(&hdr[..n]).map_err(|e| {
             log::warn!("{path}: bad file header: {e}");
             FsError::tampered(&path, e.to_string())
         })?;
+        node.state
+            .content_version
+            .store(header.version, std::sync::atomic::Ordering::Release);
+        drop(io_guard);
         let dek = super::with_file_context(&self.vol.config.volume_id, &node.plain, |ctx| {
             self.keys
                 .decrypt_data_key(caller.principal(), &header.wrapped_dek, ctx)
@@ -77,13 +86,20 @@ impl Core {
         .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
         let cipher = ContentCipher::new(&dek, header.file_id, self.vol.block_size())
             .map_err(FsError::internal)?;
-        Ok(OpenFile {
+        let of = OpenFile {
             ino: node.ino,
             file,
             cipher,
             append: false,
             state: node.state.clone(),
-        })
+        };
+        {
+            // An empty file is never read by the kernel: check its end mark
+            // here, so that a file cut down to its header gives EIO.
+            let _g = node.state.io.read().map_err(|_| FsError::Stale)?;
+            of.io(&|| node.plain.display()).check_if_empty()?;
+        }
+        Ok(of)
     }
 
     fn register(&self, mut of: OpenFile, append: bool) -> FsResult<u64> {
@@ -133,6 +149,10 @@ impl Core {
             .map_err(FsError::internal)?;
         let cipher = ContentCipher::new(&generated.plaintext, file_id, self.vol.block_size())
             .map_err(FsError::internal)?;
+        // A new file is format 2: the header, then the empty end block.
+        let end = cipher
+            .seal_block(0, BlockMark::Last { sparse: false }, &[])
+            .map_err(FsError::internal)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -147,7 +167,9 @@ impl Core {
                 }
             })?;
         let finish = || -> FsResult<()> {
-            file.write_all_at(&header, 0)?;
+            let mut first = header.to_vec();
+            first.extend_from_slice(&end);
+            file.write_all_at(&first, 0)?;
             self.write_side_file(&dir.backing, &bn)?;
             std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
             rustix::fs::fchmod(
@@ -162,6 +184,10 @@ impl Core {
             return Err(e);
         }
         let (node, attr) = self.entry_created(&dir, name, backing)?;
+        node.state.content_version.store(
+            crate::format::HEADER_FORMAT_VERSION,
+            std::sync::atomic::Ordering::Release,
+        );
         let fh = match flags {
             Some(flags) => Some(self.register(
                 OpenFile {
@@ -211,12 +237,7 @@ impl Core {
         drop(paths);
         if flags & libc::O_TRUNC != 0 && wants_write {
             let _g = node.state.io.write().map_err(|_| FsError::Stale)?;
-            BlockIo {
-                file: &of.file,
-                cipher: &of.cipher,
-                path: &|| node.plain.display(),
-            }
-            .truncate(0)?;
+            of.io(&|| node.plain.display()).truncate(0)?;
         }
         let mut fopen = FopenFlags::empty();
         let stamp = cache_stamp(&of.file);
@@ -233,12 +254,7 @@ impl Core {
     pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.file_handle(fh)?;
         let _g = h.state.io.read().map_err(|_| FsError::Stale)?;
-        BlockIo {
-            file: &h.file,
-            cipher: &h.cipher,
-            path: &|| self.path_of(h.ino),
-        }
-        .read(offset, u64::from(size))
+        h.io(&|| self.path_of(h.ino)).read(offset, u64::from(size))
     }
 
     /// Writes `data` at `offset`. `kill_suidgid`: the kernel asks for the
@@ -258,11 +274,8 @@ impl Core {
         if kill_suidgid {
             super::attr::drop_suidgid(&h.file, h.file.metadata()?.mode())?;
         }
-        let io = BlockIo {
-            file: &h.file,
-            cipher: &h.cipher,
-            path: &|| self.path_of(h.ino),
-        };
+        let path = || self.path_of(h.ino);
+        let io = h.io(&path);
         let offset = if h.append { io.sizes()?.0 } else { offset };
         io.write(offset, data)?;
         u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument)
@@ -287,37 +300,36 @@ impl Core {
         Ok(())
     }
 
+    /// fallocate: mode 0 and KEEP_SIZE reserve backing space (mode 0 also
+    /// grows the file), PUNCH_HOLE|KEEP_SIZE makes holes, ZERO_RANGE zeroes
+    /// (and grows without KEEP_SIZE). Other modes: EOPNOTSUPP.
     pub(crate) fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
         self.check_writable()?;
         let h = self.file_handle(fh)?;
-        if mode & !FALLOC_FL_KEEP_SIZE != 0 {
-            return Err(FsError::Unsupported);
-        }
-        let end = offset.checked_add(length).ok_or(FsError::TooBig)?;
         let _g = h.state.io.write().map_err(|_| FsError::Stale)?;
-        let io = BlockIo {
-            file: &h.file,
-            cipher: &h.cipher,
-            path: &|| self.path_of(h.ino),
+        let path = || self.path_of(h.ino);
+        let io = h.io(&path);
+        let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
+        match mode & !FALLOC_FL_KEEP_SIZE {
+            0 => io.allocate(offset, length, keep),
+            FALLOC_FL_PUNCH_HOLE if keep => io.punch(offset, length),
+            FALLOC_FL_ZERO_RANGE => io.zero_range(offset, length, keep),
+            _ => Err(FsError::Unsupported),
+        }
+    }
+
+    /// lseek with SEEK_DATA or SEEK_HOLE (the kernel answers the others).
+    pub(crate) fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let h = self.file_handle(fh)?;
+        let what = match whence {
+            libc::SEEK_DATA => Seek::Data,
+            libc::SEEK_HOLE => Seek::Hole,
+            _ => return Err(FsError::InvalidArgument),
         };
-        let layout = h.cipher.layout();
-        if mode & FALLOC_FL_KEEP_SIZE != 0 {
-            // Reserve backing space only; the plaintext size does not change.
-            let start = layout.block_cipher_offset(offset / u64::from(layout.block_size()));
-            let cend = layout.cipher_size(end);
-            rustix::fs::fallocate(
-                &h.file,
-                rustix::fs::FallocateFlags::KEEP_SIZE,
-                start,
-                cend.saturating_sub(start),
-            )?;
-            return Ok(());
-        }
-        let (size, _) = io.sizes()?;
-        if end > size {
-            io.truncate(end)?;
-        }
-        Ok(())
+        let offset = u64::try_from(offset).map_err(|_| FsError::InvalidArgument)?;
+        let _g = h.state.io.read().map_err(|_| FsError::Stale)?;
+        let at = h.io(&|| self.path_of(h.ino)).seek(offset, what)?;
+        i64::try_from(at).map_err(|_| FsError::TooBig)
     }
 
     /// The current plaintext path of `ino` for log lines.

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -30,6 +31,10 @@ pub struct InodeState {
     /// The regular file's id from its header, once read (regular files
     /// only; the id never changes, rename keeps it).
     pub file_id: Mutex<Option<[u8; 16]>>,
+    /// The regular file's content format version (1 or 2) from its
+    /// header, set at every open under `io`; 0 until then. Shared, so that
+    /// every handle follows a conversion to format 2.
+    pub content_version: AtomicU16,
 }
 
 /// A plaintext path: `/` for the root, `/a/b` below it. Bytes, not UTF-8.

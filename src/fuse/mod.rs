@@ -62,6 +62,19 @@ pub(crate) struct OpenFile {
     pub state: Arc<InodeState>,
 }
 
+impl OpenFile {
+    /// Block I/O on this handle's backing file; the caller holds the
+    /// inode's `io` lock.
+    pub(crate) fn io<'a>(&'a self, path: blockio::PathFn<'a>) -> blockio::BlockIo<'a> {
+        blockio::BlockIo {
+            file: &self.file,
+            cipher: &self.cipher,
+            path,
+            version: &self.state.content_version,
+        }
+    }
+}
+
 /// An open directory. The backing directory is opened at opendir, so that
 /// opendir reports a missing or unreadable directory; its entries are read
 /// and their names decrypted at the first readdir (`rm -rf` opens every

@@ -113,7 +113,12 @@ fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
         Ok(h) if h.file_id.as_bytes().as_slice() == file_id => {}
         _ => return Ok(false),
     }
-    f.write_all_at(header, 0)?;
+    // Everything but the format version: a file converted to the current
+    // format (truncated to zero bytes) after the rename read its header
+    // keeps its new version.
+    let v = crate::format::VERSION_OFFSET as usize;
+    f.write_all_at(&header[..v], 0)?;
+    f.write_all_at(&header[v + 2..], (v + 2) as u64)?;
     f.sync_data()?;
     Ok(true)
 }
@@ -242,7 +247,7 @@ impl Core {
             log::info!("{}: ReEncrypt refused: {e}", old.display());
             FsError::Kms(e)
         })?;
-        let header = FileHeader::new(header.file_id, wrapped).map_err(FsError::internal)?;
+        let header = header.rewrapped(wrapped).map_err(FsError::internal)?;
         out.push(Rewrap {
             new_backing,
             header,

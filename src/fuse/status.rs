@@ -76,11 +76,12 @@ pub enum Op {
     Create,
     Fallocate,
     CopyFileRange,
+    Lseek,
 }
 
 impl Op {
     /// Every operation, in the order of the enum.
-    pub const ALL: [Op; 32] = [
+    pub const ALL: [Op; 33] = [
         Op::Lookup,
         Op::Forget,
         Op::Getattr,
@@ -113,6 +114,7 @@ impl Op {
         Op::Create,
         Op::Fallocate,
         Op::CopyFileRange,
+        Op::Lseek,
     ];
 
     /// The FUSE name of the operation, lower case.
@@ -150,6 +152,7 @@ impl Op {
             Op::Create => "create",
             Op::Fallocate => "fallocate",
             Op::CopyFileRange => "copy_file_range",
+            Op::Lseek => "lseek",
         }
     }
 }

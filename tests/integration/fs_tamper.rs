@@ -131,7 +131,7 @@ fn ciphertext_copied_to_another_path_is_eio_with_encrypted_names() {
     m.unmount();
     let target = backing_files(&fx.cipher)
         .into_iter()
-        .find(|f| fs::metadata(f).unwrap().len() == HDR as u64)
+        .find(|f| fs::metadata(f).unwrap().len() == (HDR + 28) as u64)
         .unwrap();
     fs::copy(&victim, &target).unwrap();
     check_after(&fx, &["target"]);

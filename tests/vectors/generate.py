@@ -30,6 +30,27 @@ def seal(dek: bytes, file_id: bytes, index: int, nonce: bytes, plain: bytes) -> 
     return nonce + AESGCMSIV(dek).encrypt(nonce, plain, aad)
 
 
+def seal_v2(dek, file_id, index, nonce, plain, mark):
+    """Format 2: the associated data ends with the end-mark byte (0 middle,
+    1 last of a file without holes, 3 last of a file that may hold holes)."""
+    aad = struct.pack(">H", 2) + file_id + struct.pack(">Q", index) + bytes([mark])
+    return nonce + AESGCMSIV(dek).encrypt(nonce, plain, aad)
+
+
+def backing_v2(dek, file_id, block_size, plain, sparse=False, holes=(), wrapped=b"\xaa" * 90):
+    out = header(file_id, wrapped, version=2)
+    n = max(1, -(-len(plain) // block_size))
+    for i in range(n):
+        piece = plain[i * block_size:(i + 1) * block_size]
+        if i in holes:
+            assert i < n - 1 and piece == bytes(block_size)
+            out += bytes(block_size + 28)
+            continue
+        mark = (3 if sparse else 1) if i == n - 1 else 0
+        out += seal_v2(dek, file_id, i, bytes([0x40 + i]) * 12, piece, mark)
+    return out
+
+
 def backing(dek, file_id, block_size, plain, wrapped=b"\xaa" * 90):
     out = header(file_id, wrapped)
     for i in range(0, len(plain), block_size):
@@ -68,9 +89,32 @@ def content_vectors():
     write("fail_content_header_swapped.txt", "fail tampered block 0", block_size=512, dek=dek,
           backing=good[:128] + other[128:])
     write("fail_header_version.txt", "fail header", block_size=512, dek=dek,
-          backing=header(fid, b"\xaa" * 90, version=2) + good[128:])
+          backing=header(fid, b"\xaa" * 90, version=3) + good[128:])
     write("fail_header_magic.txt", "fail header", block_size=512, dek=dek,
           backing=b"KMSG" + good[4:])
+
+
+def content_v2_vectors():
+    dek = bytes(range(32))
+    fid = bytes(range(0x10, 0x20))
+    plain = bytes((i * 7) & 0xFF for i in range(1300))
+    good = backing_v2(dek, fid, 512, plain)
+    write("content_ok_v2_1300_bytes.txt", "ok", block_size=512, dek=dek, plain=plain, backing=good)
+    write("content_ok_v2_empty.txt", "ok", block_size=4096, dek=dek, plain=b"",
+          backing=backing_v2(dek, fid, 4096, b""))
+    holey = plain[:512] + bytes(512) + plain[1024:]
+    write("content_ok_v2_hole.txt", "ok", block_size=512, dek=dek, plain=holey,
+          backing=backing_v2(dek, fid, 512, holey, sparse=True, holes=(1,)))
+    s = 540
+    write("fail_content_v2_cut_at_block_boundary.txt", "fail tampered block 1", block_size=512,
+          dek=dek, backing=good[:128 + 2 * s])
+    write("fail_content_v2_cut_to_header.txt", "fail end", block_size=512, dek=dek,
+          backing=good[:128])
+    dense_zeroed = good[:128] + bytes(s) + good[128 + s:]
+    write("fail_content_v2_zeroed_block.txt", "fail zero block 0", block_size=512, dek=dek,
+          backing=dense_zeroed)
+    write("fail_content_v2_as_v1.txt", "fail tampered block 0", block_size=512, dek=dek,
+          backing=header(fid, b"\xaa" * 90, version=1) + good[128:])
 
 
 def hkdf(ikm, info):
@@ -156,5 +200,6 @@ def config_vectors():
 
 
 content_vectors()
+content_v2_vectors()
 name_vectors()
 config_vectors()

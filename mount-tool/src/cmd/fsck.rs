@@ -52,6 +52,13 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
             report.xattrs,
             report.problems.len()
         );
+        if report.old_format_files > 0 {
+            println!(
+                "{} files in content format 1 (no end mark: a file cut at a block boundary \
+                 is not detected in them); each converts when truncated to zero bytes",
+                report.old_format_files
+            );
+        }
     }
     if report.problems.is_empty() {
         Ok(())
