@@ -164,7 +164,7 @@ pub struct NodeRef {
     /// False once removed: `plain` and `backing` then name whatever took
     /// its place (or nothing) and must not be used to reach it.
     pub linked: bool,
-    /// See [`Node::orphan_attr`].
+    /// See `Node::orphan_attr` (private).
     pub orphan_attr: Option<fuser::FileAttr>,
 }
 
@@ -298,7 +298,7 @@ impl InodeTable {
     }
 
     /// `plain` was removed from its directory; `attr`: its attributes just
-    /// before, when known (see [`Node::orphan_attr`]).
+    /// before, when known (see `Node::orphan_attr`).
     pub fn unlinked(&mut self, plain: &PlainPath, attr: Option<fuser::FileAttr>) {
         if let Some(ino) = self.by_path.remove(plain)
             && let Some(n) = self.nodes.get_mut(&ino)
