@@ -272,6 +272,12 @@ fn deny_by_user_group_supplementary_gid_and_not_principal_agree_with_policy_chec
             json!({"Principal": {"AWS": format!("gid:{staff}")}}),
             "/by-gid",
         ),
+        // bob's primary group (useradd -U names it after him).
+        deny(
+            "DenyBobsGroupByName",
+            json!({"Principal": {"AWS": format!("group:{BOB}")}}),
+            "/by-primary-group",
+        ),
         deny(
             "OnlyAlice",
             json!({"NotPrincipal": {"AWS": [format!("user:{ALICE}"), "uid:0"]}}),
@@ -284,6 +290,7 @@ fn deny_by_user_group_supplementary_gid_and_not_principal_agree_with_policy_chec
         ("by-user/f", true, false),
         ("by-group/f", false, true),
         ("by-gid/f", false, true),
+        ("by-primary-group/f", true, false),
         ("alice-only/f", true, false),
         ("open/f", true, true),
     ];
