@@ -42,7 +42,7 @@ use kms_engine::{
     CreateKeyRequest, Engine, KdfParams, Principal, PutKeyPolicyRequest, RootKeySource, SystemClock,
 };
 use kmsfs::format::NamesMode;
-use kmsfs::fuse::{Core, FsOptions, KmsFs, mount_config};
+use kmsfs::fuse::{Core, FsOptions, KmsFs};
 use kmsfs::keys::KeyService;
 use kmsfs::keys::cache::CacheConfig;
 use kmsfs::volume::{self, InitOptions, Volume};
@@ -130,7 +130,7 @@ struct Setup {
 
 /// A live mount; unmounted on drop.
 struct Mounted {
-    session: Option<fuser::BackgroundSession>,
+    session: Option<kmsfs::fuse::mount::Background>,
     mnt: PathBuf,
 }
 
@@ -261,7 +261,14 @@ impl Setup {
             },
         };
         let core = Core::new(vol, ks, opts).expect("core");
-        let session = fuser::spawn_mount(KmsFs::new(core), &self.mnt, &mount_config(false, false))
+        let spec = kmsfs::fuse::mount::MountSpec {
+            cipherdir: self.cipher.clone(),
+            mountpoint: self.mnt.clone(),
+            read_only: false,
+            allow_other: false,
+        };
+        let session = kmsfs::fuse::mount::mount(KmsFs::new(core), &spec)
+            .and_then(|m| m.spawn())
             .expect("mount");
         Mounted {
             session: Some(session),

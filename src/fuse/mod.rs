@@ -12,6 +12,7 @@ pub mod fault;
 pub mod file;
 pub mod inode;
 pub mod link;
+pub mod mount;
 pub mod naming;
 pub mod ops;
 pub mod perm;
@@ -267,12 +268,12 @@ impl KmsFs {
     }
 }
 
-/// The fuser session configuration kmsfs mounts with.
+/// The fuser session configuration kmsfs mounts with (through
+/// [`mount::mount`], which adds the source and type).
 pub fn mount_config(read_only: bool, allow_other: bool) -> fuser::Config {
     let mut cfg = fuser::Config::default();
+    // The source and type are set by `mount::mount`.
     cfg.mount_options = vec![
-        fuser::MountOption::FSName(status::FS_NAME.to_string()),
-        fuser::MountOption::Subtype(status::FS_NAME.to_string()),
         fuser::MountOption::NoAtime,
         if read_only {
             fuser::MountOption::RO

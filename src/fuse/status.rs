@@ -5,9 +5,6 @@ use crate::keys::cache::CacheStats;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The filesystem name every kmsfs mount shows in /proc/mounts.
-pub const FS_NAME: &str = "kmsfs";
-
 /// What a running mount reports about itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusReport {
@@ -358,21 +355,25 @@ pub fn read_status(path: &Path) -> std::io::Result<StatusReport> {
 /// A kmsfs entry of /proc/mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount's source: the cipher directory.
+    pub source: PathBuf,
     pub mountpoint: PathBuf,
     pub options: String,
 }
 
-/// The kmsfs mounts listed in a /proc/mounts (or /proc/self/mountinfo
-/// style "source target fstype options" text).
+/// The kmsfs mounts listed in a /proc/mounts style text ("source target
+/// fstype options ..."): those of type [`MOUNT_TYPE`](super::mount::MOUNT_TYPE),
+/// whatever their source.
 pub fn kmsfs_mounts(proc_mounts: &str) -> Vec<MountEntry> {
     proc_mounts
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            if f.len() < 4 || f[0] != FS_NAME || !f[2].starts_with("fuse") {
+            if f.len() < 4 || f[2] != super::mount::MOUNT_TYPE {
                 return None;
             }
             Some(MountEntry {
+                source: PathBuf::from(unescape_mount_field(f[0])),
                 mountpoint: PathBuf::from(unescape_mount_field(f[1])),
                 options: f[3].to_string(),
             })
@@ -523,11 +524,13 @@ mod tests {
     #[test]
     fn parses_proc_mounts() {
         let text = "proc /proc proc rw 0 0\n\
-                    kmsfs /mnt/my\\040dir fuse rw,nosuid,nodev,user_id=0 0 0\n\
+                    /srv/c\\040one /mnt/my\\040dir fuse.kmsfs rw,nosuid,nodev,user_id=0 0 0\n\
+                    kmsfs /mnt/other fuse rw 0 0\n\
                     gocryptfs /mnt/g fuse.gocryptfs rw 0 0\n";
         let m = kmsfs_mounts(text);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].mountpoint, PathBuf::from("/mnt/my dir"));
+        assert_eq!(m[0].source, PathBuf::from("/srv/c one"));
     }
 
     #[test]

@@ -73,10 +73,14 @@ pub(crate) fn refuse_if_mounted(root: &std::path::Path) -> Result<(), CliError> 
         return Ok(());
     };
     for m in status::kmsfs_mounts(&text) {
-        let Ok(st) = status::read_status(&status::status_file_for(&m.mountpoint)) else {
-            continue;
+        // The mount's source is its cipher directory (the status file says
+        // so too, with the path the mount was given).
+        let from_status = || {
+            status::read_status(&status::status_file_for(&m.mountpoint))
+                .ok()
+                .and_then(|st| std::fs::canonicalize(st.cipherdir).ok())
         };
-        if std::fs::canonicalize(&st.cipherdir).ok().as_deref() == Some(root) {
+        if m.source == root || from_status().as_deref() == Some(root) {
             return Err(CliError::Usage(format!(
                 "{} is mounted on {}: unmount it first (fsck checks an unmounted volume)",
                 root.display(),

@@ -14,7 +14,7 @@ use clap::Args;
 use kms_engine::audit::{SyncMode, TrailOptions};
 use kms_engine::{Engine, Principal};
 use kmsfs::format::{CONFIG_FILE_NAME, NamesMode};
-use kmsfs::fuse::{Core, FsOptions, KmsFs, mount_config, status};
+use kmsfs::fuse::{Core, FsOptions, KmsFs, status};
 use kmsfs::keys::KeyService;
 use kmsfs::volume::Volume;
 use nix::sys::signal::{SigSet, Signal};
@@ -366,8 +366,14 @@ fn serve(
         .map_err(|e| CliError::Mount(format!("opening the volume: {e}")))?;
     let fs = KmsFs::new(core);
     let core = fs.core.clone();
-    let cfg = mount_config(args.read_only, args.allow_other);
-    let session = fuser::Session::new(fs, mountpoint, &cfg)
+    let spec = kmsfs::fuse::mount::MountSpec {
+        cipherdir: std::fs::canonicalize(&args.cipherdir)
+            .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?,
+        mountpoint: mountpoint.to_path_buf(),
+        read_only: args.read_only,
+        allow_other: args.allow_other,
+    };
+    let session = kmsfs::fuse::mount::mount(fs, &spec)
         .map_err(|e| CliError::Mount(format!("mounting {}: {e}", mountpoint.display())))?;
 
     let mp = mountpoint.to_path_buf();

@@ -15,6 +15,8 @@ pub struct StatusArgs {}
 #[derive(Debug, Serialize)]
 struct MountStatus {
     mountpoint: PathBuf,
+    /// The mount's source in /proc/mounts: the cipher directory.
+    source: PathBuf,
     options: String,
     /// None when the mount process left no (readable) status file, or is gone.
     status: Option<StatusReport>,
@@ -38,6 +40,7 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                 };
             MountStatus {
                 mountpoint: m.mountpoint,
+                source: m.source,
                 options: m.options,
                 status,
                 dead_pid,
@@ -56,7 +59,7 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                 println!("no kmsfs volumes mounted");
             }
             for m in &mounts {
-                println!("{}", m.mountpoint.display());
+                println!("{} (from {})", m.mountpoint.display(), m.source.display());
                 match &m.status {
                     Some(s) => {
                         println!("  cipherdir:   {}", s.cipherdir.display());

@@ -518,3 +518,60 @@ fn a_mount_follows_the_stored_audit_path_setting() {
     }));
     assert_verifies(&env);
 }
+
+/// The `findmnt` SOURCE and FSTYPE of the mount at `mnt`.
+fn findmnt(mnt: &Path) -> String {
+    let out = Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE,FSTYPE", "--mountpoint"])
+        .arg(mnt)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn two_volumes_show_their_cipher_directory_and_type_fuse_kmsfs() {
+    let env = Env::new();
+    let (mnt, guard) = env.mounted();
+    // A second volume of the same engine, with a space in both paths.
+    let cipher2 = env.tmp.path().join("cipher two");
+    let mnt2 = env.tmp.path().join("mnt two");
+    std::fs::create_dir(&mnt2).unwrap();
+    env.ok(&["init", Env::s(&cipher2)]);
+    let guard2 = MountGuard::new(&mnt2);
+    env.ok(&["mount", Env::s(&cipher2), Env::s(&mnt2)]);
+    let cipher = std::fs::canonicalize(&env.cipher).unwrap();
+    let shown = findmnt(&mnt);
+    assert_eq!(shown, format!("{} fuse.kmsfs", cipher.display()));
+    assert_eq!(findmnt(&mnt2), format!("{} fuse.kmsfs", cipher2.display()));
+    // status lists both, with their sources.
+    let v: Value = serde_json::from_str(&env.ok(&["--output", "json", "status"])).unwrap();
+    let mut listed: Vec<(String, String)> = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountpoint"].as_str().unwrap().to_string(),
+                m["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(mp, _)| mp.starts_with(Env::s(env.tmp.path())))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            (Env::s(&mnt).to_string(), Env::s(&cipher).to_string()),
+            (Env::s(&mnt2).to_string(), Env::s(&cipher2).to_string()),
+        ]
+    );
+    // unmount finds a mount by its mount point, whatever its source.
+    env.ok(&["unmount", Env::s(&mnt2)]);
+    guard2.wait_for_mount_process();
+    assert!(!kmsfs::fuse::status::is_mounted(&mnt2));
+    assert!(kmsfs::fuse::status::is_mounted(&mnt));
+    std::fs::write(mnt.join("f"), b"still served").unwrap();
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+}

@@ -6,7 +6,7 @@
 use kms_engine::audit::NullSink;
 use kms_engine::{CreateKeyRequest, Engine, KdfParams, Principal, RootKeySource, SystemClock};
 use kmsfs::format::NamesMode;
-use kmsfs::fuse::{Core, FsOptions, KmsFs, mount_config};
+use kmsfs::fuse::{Core, FsOptions, KmsFs};
 use kmsfs::keys::KeyService;
 use kmsfs::keys::cache::CacheConfig;
 use kmsfs::volume::{self, InitOptions, Volume};
@@ -113,8 +113,15 @@ impl Fixture {
         let core = Core::new(vol, ks, opts).expect("core");
         let fs = KmsFs::new(core);
         let core = fs.core.clone();
-        let cfg = mount_config(read_only, allow_other);
-        let session = fuser::spawn_mount(fs, &self.mnt, &cfg).expect("mount");
+        let spec = kmsfs::fuse::mount::MountSpec {
+            cipherdir: self.cipher.clone(),
+            mountpoint: self.mnt.clone(),
+            read_only,
+            allow_other,
+        };
+        let session = kmsfs::fuse::mount::mount(fs, &spec)
+            .and_then(|m| m.spawn())
+            .expect("mount");
         Mounted {
             session: Some(session),
             mnt: self.mnt.clone(),
@@ -135,7 +142,7 @@ impl Fixture {
 
 /// A live mount; unmounted on drop, also when a test panics.
 pub struct Mounted {
-    session: Option<fuser::BackgroundSession>,
+    session: Option<kmsfs::fuse::mount::Background>,
     pub mnt: PathBuf,
     pub core: Arc<Core>,
 }
