@@ -175,7 +175,13 @@ impl Checker<'_> {
                         || (is_root
                             && (raw == CONFIG_FILE_NAME.as_bytes()
                                 || raw == JOURNAL_FILE_NAME.as_bytes()));
-                    if !known {
+                    if kms_engine::safe_fs::is_temp_name(raw) {
+                        self.problem(
+                            self.rel(&backing),
+                            &backing,
+                            "leftover temporary file of an interrupted write (safe to remove)",
+                        );
+                    } else if !known {
                         self.problem(
                             self.rel(&backing),
                             &backing,

@@ -5,9 +5,10 @@
 use crate::format::{CONFIG_FILE_NAME, ConfigError, Features, NamesMode, VolumeConfig};
 use crate::keys::{DataKeyBytes, KeyService};
 use crate::names::{NameError, NameTransform};
+use kms_engine::safe_fs::{self, Dir};
 use kms_engine::{KmsError, Principal};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -84,39 +85,33 @@ impl std::fmt::Debug for Volume {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+/// Mode of `kmsfs.conf` (no secret in it; readable like the directory).
+pub const CONFIG_FILE_MODE: u32 = 0o644;
+/// Mode of a directory IV file.
+pub const DIRIV_FILE_MODE: u32 = 0o444;
+/// Mode of the other files kmsfs writes into the cipher directory (the
+/// rename journal, long-name side files).
+pub const META_FILE_MODE: u32 = 0o600;
+
+/// Writes `bytes` to `path` atomically with `mode`: a random temporary
+/// name created exclusively without following symlinks, fsync, rename,
+/// fsync of the directory ([`kms_engine::safe_fs`]). On failure (a full
+/// disk too) `path` keeps its old state and no temporary file is left.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    safe_fs::write_atomic(path, bytes, mode)
 }
 
 /// Creates a fresh directory IV file in `dir`.
 pub fn create_dir_iv(dir: &Path) -> std::io::Result<[u8; DIRIV_LEN]> {
     let iv: [u8; DIRIV_LEN] = crate::crypto::random_array().map_err(std::io::Error::other)?;
-    let path = dir.join(DIRIV_FILE_NAME);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    f.write_all(&iv)?;
-    f.sync_all()?;
-    let mut perms = f.metadata()?.permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o444);
-    fs::set_permissions(&path, perms)?;
+    write_dir_iv(dir, &iv)?;
     Ok(iv)
+}
+
+/// Writes directory IV `iv` into `dir` (read-only, synced, all or
+/// nothing); `AlreadyExists` when anything has the IV file's name.
+pub fn write_dir_iv(dir: &Path, iv: &[u8; DIRIV_LEN]) -> std::io::Result<()> {
+    Dir::open(dir)?.write_new(OsStr::new(DIRIV_FILE_NAME), iv, DIRIV_FILE_MODE)
 }
 
 /// Reads a small kmsfs metadata file from the backing directory (an IV
@@ -211,7 +206,7 @@ pub fn init(
     if opts.names_mode == NamesMode::Encrypted {
         create_dir_iv(root).map_err(io_err(root))?;
     }
-    write_atomic(&conf_path, &bytes).map_err(io_err(&conf_path))?;
+    write_atomic(&conf_path, &bytes, CONFIG_FILE_MODE).map_err(io_err(&conf_path))?;
     Ok(config)
 }
 
@@ -354,7 +349,7 @@ impl Volume {
         }
         let bytes = up.encode()?;
         let path = self.root.join(CONFIG_FILE_NAME);
-        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        write_atomic(&path, &bytes, CONFIG_FILE_MODE).map_err(io_err(&path))?;
         self.names = name_transform(&self.names_key, &up)?;
         self.config = up;
         Ok(true)

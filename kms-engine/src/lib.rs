@@ -21,6 +21,7 @@ pub mod key;
 pub mod ops;
 pub mod policy;
 pub mod principal;
+pub mod safe_fs;
 pub mod state;
 pub mod store;
 pub mod wire;

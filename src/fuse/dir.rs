@@ -241,8 +241,11 @@ impl Core {
                 create_dir_iv(&backing)?;
             }
             self.write_side_file(&dir.backing, &bn)?;
-            std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
-            rustix::fs::chmod(&backing, rustix::fs::Mode::from_raw_mode(perm))?;
+            // Through a descriptor: a directory swapped for a symlink in
+            // the meantime is refused (ELOOP), never followed.
+            let made = kms_engine::safe_fs::Dir::open(&backing)?;
+            std::os::unix::fs::fchown(&made, Some(uid), Some(gid))?;
+            rustix::fs::fchmod(&made, rustix::fs::Mode::from_raw_mode(perm))?;
             Ok(())
         };
         if let Err(e) = finish() {
@@ -356,20 +359,10 @@ impl Core {
 /// [`create_dir_iv`] writes it (read-only, synced); a no-op when it is
 /// still there.
 fn restore_dir_iv(dir: &Path, iv: &crate::names::DirIv) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(dir.join(crate::names::DIRIV_FILE_NAME))
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    f.write_all(iv.as_bytes())?;
-    f.sync_all()
+    match crate::volume::write_dir_iv(dir, iv.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
+    }
 }
 
 /// Maps a missing backing entry to ENOENT.

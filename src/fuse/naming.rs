@@ -7,7 +7,7 @@ use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
 use crate::format::NamesMode;
 use crate::names::{BackingKind, BackingName, DirIv, classify_backing_name};
-use crate::volume::{read_dir_iv, read_small_file, write_atomic};
+use crate::volume::{META_FILE_MODE, read_dir_iv, read_small_file, write_atomic};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -66,15 +66,24 @@ impl Core {
         Ok((dir.backing.join(OsStr::from_bytes(bn.name())), bn))
     }
 
-    /// Writes the side file of a long name (no-op for short names).
-    pub(crate) fn write_side_file(&self, dir_backing: &Path, bn: &BackingName) -> FsResult<()> {
-        if let BackingName::Long {
+    /// Writes the side file of a long name (no-op for short names, and
+    /// for a side file that already holds the name, so a rename over an
+    /// existing long name needs no space). Returns whether it wrote one.
+    pub(crate) fn write_side_file(&self, dir_backing: &Path, bn: &BackingName) -> FsResult<bool> {
+        let BackingName::Long {
             side_file, encoded, ..
         } = bn
+        else {
+            return Ok(false);
+        };
+        let path = dir_backing.join(side_file);
+        if read_small_file(&path, crate::names::MAX_SIDE_FILE_LEN)
+            .is_ok_and(|cur| cur == encoded.as_bytes())
         {
-            write_atomic(&dir_backing.join(side_file), encoded.as_bytes())?;
+            return Ok(false);
         }
-        Ok(())
+        write_atomic(&path, encoded.as_bytes(), META_FILE_MODE)?;
+        Ok(true)
     }
 
     /// Removes the side file of a long name (no-op for short names).

@@ -7,20 +7,21 @@
 
 use super::errno::{FsError, FsResult};
 use super::fault::{RenameStage, crash_point};
-use super::inode::PlainPath;
+use super::inode::{NodeRef, PlainPath};
 use super::{Core, principal_for};
 use crate::format::{FileHeader, HEADER_LEN};
 use crate::keys::KeyService;
-use crate::names::DirIv;
-use crate::volume::{JOURNAL_FILE_NAME, Volume, write_atomic};
+use crate::names::BackingName;
+use crate::volume::{JOURNAL_FILE_NAME, META_FILE_MODE, Volume, write_atomic};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fuser::{RenameFlags, Request};
+use kms_engine::safe_fs::Dir;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const JOURNAL_VERSION: u32 = 1;
@@ -40,6 +41,40 @@ struct JournalEntry {
     file_id: String,
     /// The new header, base64url.
     header: String,
+}
+
+/// A symlink created under a temporary name (see [`Core::prepare_link`]);
+/// removed on drop unless placed.
+struct TempLink {
+    dir: Dir,
+    name: std::ffi::OsString,
+    placed: bool,
+}
+
+impl TempLink {
+    /// Renames the temporary symlink to `name` in its directory.
+    fn place(&mut self, name: &OsStr, noreplace: bool) -> std::io::Result<()> {
+        self.dir.rename(&self.name, &self.dir, name, noreplace)?;
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempLink {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = self.dir.remove(&self.name);
+        }
+    }
+}
+
+/// The re-encrypted copies of the symlinks a rename moves across
+/// directories: the source's (in the destination directory) and, for an
+/// exchange, the destination's (in the source directory).
+#[derive(Default)]
+struct MovedLinks {
+    src: Option<TempLink>,
+    dst: Option<TempLink>,
 }
 
 /// One file whose key is re-wrapped.
@@ -68,17 +103,10 @@ fn write_journal(root: &Path, rewraps: &[Rewrap]) -> FsResult<()> {
         entries,
     };
     let bytes = serde_json::to_vec(&j).map_err(FsError::internal)?;
-    let path = root.join(JOURNAL_FILE_NAME);
-    if let Err(e) = write_atomic(&path, &bytes) {
-        // A full disk fails here, before anything moved: leave no temp
-        // file behind (it would hold the disk's last bytes). A journal that
-        // did get renamed into place names only headers that match, so the
-        // next mount's recovery of it is harmless.
-        let mut tmp = path.into_os_string();
-        tmp.push(".tmp");
-        let _ = fs::remove_file(tmp);
-        return Err(e.into());
-    }
+    // A full disk fails here, before anything moved, and leaves no temp
+    // file behind. A journal that did get renamed into place names only
+    // headers that match, so the next mount's recovery of it is harmless.
+    write_atomic(&root.join(JOURNAL_FILE_NAME), &bytes, META_FILE_MODE)?;
     Ok(())
 }
 
@@ -95,7 +123,12 @@ fn remove_journal(root: &Path) -> FsResult<()> {
 /// Writes `header` at offset 0 of `path` if the file there has `file_id`.
 /// Returns whether it wrote.
 fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
-    let f = match fs::OpenOptions::new().read(true).write(true).open(path) {
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
@@ -138,9 +171,23 @@ fn journal_target(root: &Path, rel: &[u8]) -> Option<PathBuf> {
 /// Rolls a pending rename journal forward (see the module docs).
 pub fn recover_journal(vol: &Volume) -> FsResult<()> {
     let jpath = vol.root.join(JOURNAL_FILE_NAME);
-    let bytes = match fs::read(&jpath) {
+    let read = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&jpath)
+        .and_then(|mut f| {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+        });
+    let bytes = match read {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // Not written by kmsfs (it writes a regular file): planted in the
+        // cipher directory, never followed.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            log::warn!("{JOURNAL_FILE_NAME} is a symbolic link, not a journal: removed");
+            return remove_journal(&vol.root);
+        }
         Err(e) => return Err(e.into()),
     };
     let j: Journal = match serde_json::from_slice(&bytes) {
@@ -291,25 +338,86 @@ impl Core {
         Ok(())
     }
 
-    /// Re-encrypts a moved symlink's target for its new directory's IV.
-    fn move_symlink_target(&self, backing: &Path, old_iv: &DirIv, new_iv: &DirIv) -> FsResult<()> {
-        if old_iv == new_iv {
+    /// The symlink at `backing` (in directory `from`) with its target
+    /// re-encrypted for directory `to`'s IV, created under a temporary
+    /// name in `to`'s backing directory with the same owner; None when the
+    /// stored target does not change (same IV, plaintext names).
+    fn prepare_link(
+        &self,
+        backing: &Path,
+        from: &NodeRef,
+        to: &NodeRef,
+    ) -> FsResult<Option<TempLink>> {
+        if from.ino == to.ino || !self.vol.encrypted_names() {
+            return Ok(None);
+        }
+        if self.dir_iv(from)? == self.dir_iv(to)? {
+            return Ok(None);
+        }
+        let target = match self.read_link_target(backing) {
+            Ok(t) => t,
+            // Like a file whose header does not decode: it does not read
+            // anyway, so it moves as it is.
+            Err(FsError::Name(e)) => {
+                log::warn!(
+                    "{}: bad symlink target ({e}), moved as it is",
+                    backing.display()
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let stored = self.encode_link_target(to, &target)?;
+        let meta = fs::symlink_metadata(backing)?;
+        let dir = Dir::open(&to.backing)?;
+        let name = dir.symlink_temp(&stored)?;
+        let link = TempLink {
+            dir,
+            name,
+            placed: false,
+        };
+        use std::os::unix::fs::MetadataExt;
+        rustix::fs::chownat(
+            &link.dir,
+            &link.name,
+            Some(rustix::fs::Uid::from_raw(meta.uid())),
+            Some(rustix::fs::Gid::from_raw(meta.gid())),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(Some(link))
+    }
+
+    /// Step 3 of a rename: the backing rename, with a moved symlink's
+    /// re-encrypted copy (prepared before anything changed) taking the
+    /// place of the old one. A plain move of a symlink becomes "rename the
+    /// copy over the destination, then remove the source", so a failure or
+    /// a crash leaves the old symlink readable (at worst next to the new
+    /// one), never a symlink whose target does not decrypt.
+    fn move_entries(
+        &self,
+        src: (&Path, &BackingName),
+        dst: (&Path, &BackingName),
+        links: &mut MovedLinks,
+        rflags: rustix::fs::RenameFlags,
+    ) -> FsResult<()> {
+        use rustix::fs::RenameFlags as F;
+        let name_of = |bn: &BackingName| OsStr::from_bytes(bn.name()).to_os_string();
+        if !rflags.intersects(F::EXCHANGE | F::WHITEOUT)
+            && let Some(link) = links.src.as_mut()
+        {
+            link.place(&name_of(dst.1), rflags.contains(F::NOREPLACE))?;
+            fs::remove_file(src.0)?;
             return Ok(());
         }
-        let stored = fs::read_link(backing)?;
-        let target = self
-            .vol
-            .names
-            .decrypt_symlink(old_iv, stored.as_os_str().as_bytes())?;
-        let new = self.vol.names.encrypt_symlink(new_iv, &target)?;
-        let meta = fs::symlink_metadata(backing)?;
-        let dir = backing.parent().unwrap_or(Path::new("/"));
-        let tmp = dir.join("kmsfs.tmp-symlink");
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&new, &tmp)?;
-        use std::os::unix::fs::MetadataExt;
-        std::os::unix::fs::lchown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
-        fs::rename(&tmp, backing)?;
+        rustix::fs::renameat_with(rustix::fs::CWD, src.0, rustix::fs::CWD, dst.0, rflags)?;
+        // After an exchange (or a whiteout rename) each old symlink sits in
+        // the other directory, where its copy replaces it.
+        if let Some(link) = links.src.as_mut() {
+            link.place(&name_of(dst.1), false)?;
+        }
+        if let Some(link) = links.dst.as_mut() {
+            link.place(&name_of(src.1), false)?;
+        }
         Ok(())
     }
 
@@ -384,7 +492,16 @@ impl Core {
             }
             _ => None,
         };
-        // 1. ReEncrypt.
+        // 1. ReEncrypt; symlinks moving to another directory get a copy
+        // with their target re-encrypted for it (a full disk fails here,
+        // before anything moved).
+        let mut links = MovedLinks::default();
+        if smeta.file_type().is_symlink() {
+            links.src = self.prepare_link(&src_b, &sdir, &ddir)?;
+        }
+        if exchange && dmeta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+            links.dst = self.prepare_link(&dst_b, &ddir, &sdir)?;
+        }
         let mut rewraps = Vec::new();
         self.plan_move(req, &src_p, &src_b, &dst_p, &dst_b, &mut rewraps)?;
         if exchange {
@@ -396,9 +513,7 @@ impl Core {
             write_journal(&root, &rewraps)?;
         }
         // 3. The backing rename (and the new long-name side file first).
-        if !exchange {
-            self.write_side_file(&ddir.backing, &dst_bn)?;
-        }
+        let new_side = !exchange && self.write_side_file(&ddir.backing, &dst_bn)?;
         if !rewraps.is_empty() {
             crash_point(RenameStage::BeforeBackingRename);
         }
@@ -417,13 +532,15 @@ impl Core {
         if whiteout {
             rflags |= rustix::fs::RenameFlags::WHITEOUT;
         }
-        if let Err(e) =
-            rustix::fs::renameat_with(rustix::fs::CWD, &src_b, rustix::fs::CWD, &dst_b, rflags)
+        if let Err(e) = self.move_entries((&src_b, &src_bn), (&dst_b, &dst_bn), &mut links, rflags)
         {
             if !rewraps.is_empty() {
                 remove_journal(&root)?;
             }
-            return Err(e.into());
+            if new_side {
+                self.remove_side_file(&ddir.backing, &dst_bn);
+            }
+            return Err(e);
         }
         // 4. New headers.
         for (done, r) in rewraps.iter().enumerate() {
@@ -437,17 +554,6 @@ impl Core {
         }
         if !exchange && !whiteout {
             self.remove_side_file(&sdir.backing, &src_bn);
-        }
-        // Symlink targets are sealed with their directory's IV.
-        if self.vol.encrypted_names() && sdir.ino != ddir.ino {
-            let siv = self.dir_iv(&sdir)?;
-            let div = self.dir_iv(&ddir)?;
-            if smeta.file_type().is_symlink() {
-                self.move_symlink_target(&dst_b, &siv, &div)?;
-            }
-            if exchange && dmeta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
-                self.move_symlink_target(&src_b, &div, &siv)?;
-            }
         }
         let mut t = self.table();
         if exchange {

@@ -2,7 +2,9 @@
 //! by `kmsfs status`.
 
 use crate::keys::cache::CacheStats;
+use kms_engine::safe_fs::Dir;
 use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// What a running mount reports about itself.
@@ -296,54 +298,23 @@ pub fn status_file_for(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("{name}.json"))
 }
 
-/// Creates `dir` (mode 0700) if needed and checks that it is a real
-/// directory owned by this user that nobody else can write: the fallback
-/// runtime directory `/tmp/kmsfs-<uid>` has a predictable name, and a
-/// directory planted there by another user would let them redirect our
-/// writes through symlinks.
-fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let m = std::fs::symlink_metadata(dir)?;
-    if !m.is_dir() || m.uid() != rustix::process::getuid().as_raw() || m.mode() & 0o022 != 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is not a private directory of this user (owner, mode or type)",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(())
+/// Opens the runtime directory holding `path` (creating it 0700): the
+/// fallback `/tmp/kmsfs-<uid>` has a predictable name, and a directory
+/// planted there by another user would let them redirect our writes, so
+/// it must be owned by this user ([`Dir::open_private`]). Returns it with
+/// `path`'s file name.
+pub fn open_runtime_dir(path: &Path) -> std::io::Result<(Dir, &OsStr)> {
+    let (dir, name) = kms_engine::safe_fs::split(path)?;
+    Ok((Dir::open_private(dir, true)?, name))
 }
 
-/// Writes `report` atomically (temp file + rename) into a private runtime
-/// directory; the temp file is created exclusively, so a planted symlink is
-/// never followed.
+/// Writes `report` atomically (random temp name created exclusively, mode
+/// 0600, rename) into its private runtime directory; a symlink planted at
+/// any name there is never followed.
 pub fn write_status(path: &Path, report: &StatusReport) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        ensure_private_dir(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&json)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    let (dir, name) = open_runtime_dir(path)?;
+    dir.write_atomic(name, &json, 0o600)
 }
 
 /// Reads a status file.
@@ -493,32 +464,38 @@ mod tests {
     }
 
     /// Another user may pre-create the predictable `/tmp/kmsfs-<uid>`:
-    /// a shared or foreign directory is refused, and a symlink planted at
-    /// the temp name is never followed.
+    /// a foreign directory or a symlink is refused, a loose mode of our own
+    /// directory is put back to 0700, and a symlink planted at the old temp
+    /// name or at the final name is never followed.
     #[test]
     fn fail_status_dir_not_private_or_symlink_planted() {
         let d = tempfile::tempdir().unwrap();
         let victim = d.path().join("victim");
         std::fs::write(&victim, b"precious").unwrap();
 
+        let foreign = d.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(4242), None).unwrap();
+        let err = write_status(&foreign.join("abc.json"), &report()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(!foreign.join("abc.json").exists());
+
         let shared = d.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::os::unix::fs::symlink(&victim, shared.join("abc.json.tmp")).unwrap();
-        let err = write_status(&shared.join("abc.json"), &report()).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
-        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
-
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&shared, &link).unwrap();
-        assert!(write_status(&link.join("abc.json"), &report()).is_err());
-
-        let private = d.path().join("private");
-        std::fs::create_dir(&private).unwrap();
-        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::os::unix::fs::symlink(&victim, private.join("abc.json.tmp")).unwrap();
-        write_status(&private.join("abc.json"), &report()).unwrap();
+        let err = write_status(&link.join("abc.json"), &report()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        std::os::unix::fs::symlink(&victim, shared.join("abc.json.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, shared.join("abc.json")).unwrap();
+        write_status(&shared.join("abc.json"), &report()).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(read_status(&shared.join("abc.json")).unwrap(), report());
+        let m = std::fs::metadata(&shared).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o700);
+        let m = std::fs::symlink_metadata(shared.join("abc.json")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

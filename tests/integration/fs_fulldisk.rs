@@ -20,10 +20,16 @@ pub(crate) struct Tmpfs(PathBuf);
 impl Tmpfs {
     /// Mounts a tmpfs of `size` over `dir`, keeping what `dir` held.
     pub(crate) fn over(dir: &Path, size: &str) -> Tmpfs {
+        Tmpfs::with_options(dir, &format!("size={size}"))
+    }
+
+    /// Mounts a tmpfs with mount options `opts` over `dir`, keeping what
+    /// `dir` held.
+    pub(crate) fn with_options(dir: &Path, opts: &str) -> Tmpfs {
         let side = dir.with_extension("orig");
         copy_tree(dir, &side);
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
+            .args(["-t", "tmpfs", "-o", &format!("{opts},mode=0755")])
             .arg("tmpfs")
             .arg(dir)
             .status()
@@ -354,6 +360,7 @@ fn directory_rename_on_a_full_disk_is_refused_and_changes_nothing() {
     }
     // Still the same after a remount (no journal left to roll anything).
     m.unmount();
+    assert_fsck_clean(&fx);
     let m = fx.mount();
     assert!(!m.path("b").exists());
     for a in &tree {
@@ -436,4 +443,285 @@ fn engine_store_on_a_full_disk_reaches_the_application_as_enospc() {
     fs::write(m.path("after"), b"new").unwrap();
     assert_eq!(fs::read(m.path("after")).unwrap(), b"new");
     assert_eq!(fs::read(m.path("before")).unwrap(), b"kept");
+}
+
+/// Everything in a backing tree: each entry's relative path with its
+/// content (a file's bytes, a symlink's stored target, nothing for a
+/// directory), sorted. Two equal snapshots mean nothing changed, not even a
+/// temporary file left behind.
+fn backing_tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                out.push((rel, Vec::new()));
+                walk(root, &p, out);
+            } else if ft.is_symlink() {
+                use std::os::unix::ffi::OsStrExt;
+                let t = fs::read_link(&p).unwrap();
+                out.push((rel, t.as_os_str().as_bytes().to_vec()));
+            } else {
+                out.push((rel, fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// `kmsfs fsck` of the unmounted volume finds nothing wrong.
+fn assert_fsck_clean(fx: &Fixture) {
+    let ks: std::sync::Arc<dyn kmsfs::keys::KeyService> = std::sync::Arc::new(fx.engine.clone());
+    let vol = kmsfs::volume::Volume::open(&fx.cipher, &ks, &common::root()).unwrap();
+    let report = kmsfs::fsck::check(&vol, ks.as_ref(), &common::root()).unwrap();
+    assert!(report.problems.is_empty(), "fsck: {:?}", report.problems);
+}
+
+/// A target whose stored (encrypted) form is longer than the 128 bytes
+/// tmpfs keeps inside the inode: a new symlink with it needs a page.
+fn long_target(tag: char) -> String {
+    format!("../{}", tag.to_string().repeat(200))
+}
+
+fn readlink(p: &Path) -> String {
+    fs::read_link(p)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", p.display()))
+        .into_os_string()
+        .into_string()
+        .unwrap()
+}
+
+/// Frees the first filler file (through the mount or, after a remount,
+/// by its name).
+fn free_one(m: &Mounted, done: &[Attempt]) {
+    fs::remove_file(m.path(done[0].path.file_name().unwrap().to_str().unwrap())).unwrap();
+}
+
+/// The reported bug: `rename a/link b/link` across directories on a full
+/// disk returned ENOSPC but moved the entry, and the moved link read EIO
+/// from then on. Now the re-encrypted link is made before anything moves:
+/// the rename fails with ENOSPC and changes nothing, also for an exchange.
+#[test]
+fn symlink_rename_across_dirs_on_a_full_disk_keeps_the_link() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let _disk = Tmpfs::over(&fx.cipher, "1m");
+    let m = fx.mount();
+    fs::create_dir(m.path("a")).unwrap();
+    fs::create_dir(m.path("b")).unwrap();
+    let target = long_target('x');
+    std::os::unix::fs::symlink(&target, m.path("a/link")).unwrap();
+    std::os::unix::fs::symlink("short", m.path("a/short")).unwrap();
+    fs::write(m.path("b/file"), b"in b").unwrap();
+    let done = fill_completely(&m);
+
+    let before = backing_tree(&fx.cipher);
+    let e = fs::rename(m.path("a/link"), m.path("b/link")).unwrap_err();
+    assert_enospc(&e, "symlink rename across directories");
+    // RENAME_EXCHANGE of the link with a file in the other directory.
+    let e = rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        m.path("a/link"),
+        rustix::fs::CWD,
+        m.path("b/file"),
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .unwrap_err();
+    assert_eq!(e, rustix::io::Errno::NOSPC, "symlink exchange");
+    assert_eq!(
+        backing_tree(&fx.cipher),
+        before,
+        "a failed rename changed the backing tree"
+    );
+    assert_eq!(readlink(&m.path("a/link")), target);
+    assert!(fs::symlink_metadata(m.path("b/link")).is_err());
+    assert_eq!(fs::read(m.path("b/file")).unwrap(), b"in b");
+
+    // A short target fits in the inode: that move needs no page and works.
+    fs::rename(m.path("a/short"), m.path("b/short")).unwrap();
+    assert_eq!(readlink(&m.path("b/short")), "short");
+    assert!(fs::symlink_metadata(m.path("a/short")).is_err());
+
+    // Still readable after a remount, and fsck finds nothing.
+    m.unmount();
+    assert_fsck_clean(&fx);
+    let m = fx.mount();
+    assert_eq!(readlink(&m.path("a/link")), target);
+    // With room again both kinds of rename go through.
+    free_one(&m, &done);
+    fs::rename(m.path("a/link"), m.path("b/link")).unwrap();
+    assert_eq!(readlink(&m.path("b/link")), target);
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        m.path("b/link"),
+        rustix::fs::CWD,
+        m.path("a/short"),
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .unwrap();
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        m.path("a/short"),
+        rustix::fs::CWD,
+        m.path("b/file"),
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .unwrap();
+    assert_eq!(readlink(&m.path("b/file")), target);
+    assert_eq!(fs::read(m.path("a/short")).unwrap(), b"in b");
+    m.unmount();
+    assert_fsck_clean(&fx);
+}
+
+/// A file moving to another directory gets its data key re-wrapped under
+/// a journal: on a full disk the journal cannot be written, the rename
+/// fails with ENOSPC before anything moved, and the file reads as before.
+#[test]
+fn file_rename_across_dirs_on_a_full_disk_changes_nothing() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let _disk = Tmpfs::over(&fx.cipher, "1m");
+    let m = fx.mount();
+    fs::create_dir(m.path("a")).unwrap();
+    fs::create_dir(m.path("b")).unwrap();
+    let f = write_file(&m.path("a/f"), content(4000, 9000));
+    assert!(f.err.is_none());
+    fs::write(m.path("b/g"), b"replaced?").unwrap();
+    let done = fill_completely(&m);
+
+    let before = backing_tree(&fx.cipher);
+    let e = fs::rename(m.path("a/f"), m.path("b/f")).unwrap_err();
+    assert_enospc(&e, "file rename across directories");
+    let e = fs::rename(m.path("a/f"), m.path("b/g")).unwrap_err();
+    assert_enospc(&e, "file rename over a file");
+    assert_eq!(backing_tree(&fx.cipher), before);
+    check_same(&f);
+    assert_eq!(fs::read(m.path("b/g")).unwrap(), b"replaced?");
+    m.unmount();
+    assert_fsck_clean(&fx);
+
+    let m = fx.mount();
+    check_same(&f);
+    free_one(&m, &done);
+    fs::rename(m.path("a/f"), m.path("b/g")).unwrap();
+    check_same(&Attempt {
+        path: m.path("b/g"),
+        want: f.want.clone(),
+        acked: 0,
+        err: None,
+    });
+    m.unmount();
+    assert_fsck_clean(&fx);
+}
+
+/// A name too long for the backing filesystem once encrypted is stored
+/// hashed, with a side file holding it: on a full disk the side file
+/// cannot be written, and create and rename fail with ENOSPC leaving no
+/// entry, no side file and no temporary file.
+#[test]
+fn long_name_create_and_rename_on_a_full_disk_leave_no_debris() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let _disk = Tmpfs::over(&fx.cipher, "1m");
+    let m = fx.mount();
+    let long = "L".repeat(240);
+    fs::create_dir(m.path("a")).unwrap();
+    fs::create_dir(m.path("b")).unwrap();
+    fs::write(m.path("a/short"), b"short one").unwrap();
+    fs::write(m.path(&format!("a/{long}")), b"long one").unwrap();
+    std::os::unix::fs::symlink("short", m.path("a/link")).unwrap();
+    let done = fill_completely(&m);
+
+    let before = backing_tree(&fx.cipher);
+    let e = fs::write(m.path(&format!("b/{long}")), b"x").unwrap_err();
+    assert_enospc(&e, "create with a long name");
+    let e = std::os::unix::fs::symlink("t", m.path(&format!("b/{long}"))).unwrap_err();
+    assert_enospc(&e, "symlink with a long name");
+    let e = fs::rename(m.path("a/short"), m.path(&format!("a/{long}2"))).unwrap_err();
+    assert_enospc(&e, "rename to a long name");
+    assert_eq!(backing_tree(&fx.cipher), before);
+    assert_eq!(fs::read(m.path("a/short")).unwrap(), b"short one");
+    assert_eq!(fs::read(m.path(&format!("a/{long}"))).unwrap(), b"long one");
+    // Over an existing long name in the same directory the side file is
+    // already there: nothing to write, and a symlink (no key to re-wrap,
+    // same directory IV) moves without needing any space.
+    fs::rename(m.path("a/link"), m.path(&format!("a/{long}"))).unwrap();
+    assert_eq!(readlink(&m.path(&format!("a/{long}"))), "short");
+    m.unmount();
+    assert_fsck_clean(&fx);
+
+    let m = fx.mount();
+    free_one(&m, &done);
+    fs::rename(m.path("a/short"), m.path(&format!("b/{long}"))).unwrap();
+    assert_eq!(
+        fs::read(m.path(&format!("b/{long}"))).unwrap(),
+        b"short one"
+    );
+    fs::rename(m.path(&format!("a/{long}")), m.path(&format!("b/{long}2"))).unwrap();
+    assert_eq!(readlink(&m.path(&format!("b/{long}2"))), "short");
+    m.unmount();
+    assert_fsck_clean(&fx);
+}
+
+/// Extended attributes on a tmpfs whose xattr space (bounded by its inode
+/// count) is used up: a new attribute fails with ENOSPC, a replacement
+/// either works or fails leaving the old value, and nothing else changes.
+#[test]
+fn setxattr_without_room_keeps_the_old_values() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let _disk = Tmpfs::with_options(&fx.cipher, "size=4m,nr_inodes=24");
+    let m = fx.mount();
+    let f = m.path("f");
+    fs::write(&f, b"data").unwrap();
+    rustix::fs::setxattr(
+        &f,
+        "user.keep",
+        b"old value",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let big = vec![0x42u8; 1500];
+    let mut n = 0;
+    let err = loop {
+        match rustix::fs::setxattr(
+            &f,
+            format!("user.k{n}"),
+            &big,
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            Ok(()) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 1000, "xattr space never ran out");
+    };
+    assert_eq!(err, rustix::io::Errno::NOSPC, "after {n} attributes");
+    let get = |name: &str| {
+        let mut buf = vec![0u8; 4096];
+        let len = rustix::fs::getxattr(&f, name, &mut buf).unwrap();
+        buf.truncate(len);
+        buf
+    };
+    assert_eq!(get("user.keep"), b"old value");
+    let before = backing_tree(&fx.cipher);
+    match rustix::fs::setxattr(
+        &f,
+        "user.keep",
+        &[7u8; 3000],
+        rustix::fs::XattrFlags::REPLACE,
+    ) {
+        Ok(()) => assert_eq!(get("user.keep"), vec![7u8; 3000]),
+        Err(e) => {
+            assert_eq!(e, rustix::io::Errno::NOSPC);
+            assert_eq!(get("user.keep"), b"old value");
+        }
+    }
+    assert_eq!(backing_tree(&fx.cipher), before);
+    for i in 0..n {
+        assert_eq!(get(&format!("user.k{i}")), big);
+    }
+    assert_eq!(fs::read(&f).unwrap(), b"data");
+    m.unmount();
+    assert_fsck_clean(&fx);
 }

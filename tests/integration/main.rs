@@ -17,6 +17,7 @@ mod fs_killpriv;
 mod fs_model;
 mod fs_ops_misc;
 mod fs_permissions;
+mod fs_plant;
 mod fs_policy;
 mod fs_programs;
 mod fs_rename;

@@ -20,8 +20,10 @@ use super::record::{self, PreparedRecord, RecordView};
 use super::segment::{self, LOCK_FILE, LastLine, PUBLIC_KEY_FILE};
 use super::{AuditEvent, AuditSink};
 use crate::clock::{Clock, SystemClock};
+use crate::safe_fs::Dir;
 use serde_json::{Map, Value};
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -112,6 +114,8 @@ struct State {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    /// `dir`, opened: every file of the trail is created relative to it.
+    handle: Dir,
     key: SigningKey,
     /// `<dir>/lock`, flocked (while `state` is held) around every change.
     lock: File,
@@ -143,34 +147,16 @@ fn lock_file<'a>(f: &'a File, dir: &Path) -> Result<FlockGuard<'a>, AuditError> 
     Ok(FlockGuard(f))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AuditError::io("fsync", dir, e))
+/// Writes `bytes` to `dir/name` atomically (mode 0600; see [`Dir::write_atomic`]).
+fn write_atomic(dir: &Dir, name: &str, bytes: &[u8]) -> Result<(), AuditError> {
+    dir.write_atomic(OsStr::new(name), bytes, 0o600)
+        .map_err(|e| AuditError::io("write", dir.path().join(name), e))
 }
 
-/// Writes `bytes` to `dir/name` atomically (temp file, fsync, rename, fsync dir).
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), AuditError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let target = dir.join(name);
-    let mut f = File::create(&tmp).map_err(|e| AuditError::io("create", &tmp, e))?;
-    let res = f
-        .write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| AuditError::io("write", &tmp, e));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| AuditError::io("rename", &target, e))?;
-    sync_dir(dir)
-}
-
-fn open_append(path: &Path) -> Result<File, AuditError> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
+/// Opens (creating, mode 0600) the segment at `path` in `dir` for appending.
+fn open_append(dir: &Dir, path: &Path) -> Result<File, AuditError> {
+    let name = path.file_name().unwrap_or_default();
+    dir.open_or_create(name, 0o600, true)
         .map_err(|e| AuditError::io("open", path, e))
 }
 
@@ -196,15 +182,11 @@ impl FileAuditTrail {
     ) -> Result<FileAuditTrail, AuditError> {
         let dir = dir.into();
         let key = SigningKey::from_seed(&seed)?;
-        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create", &dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| AuditError::io("open", &lock_path, e))?;
+        // Private at every open: 0700, owned by this user.
+        let handle = Dir::open_private(&dir, true).map_err(|e| AuditError::io("open", &dir, e))?;
+        let lock = handle
+            .open_or_create(OsStr::new(LOCK_FILE), 0o600, false)
+            .map_err(|e| AuditError::io("open", dir.join(LOCK_FILE), e))?;
         {
             let _g = lock_file(&lock, &dir)?;
             let pk_path = dir.join(PUBLIC_KEY_FILE);
@@ -220,7 +202,11 @@ impl FileAuditTrail {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    write_atomic(&dir, PUBLIC_KEY_FILE, key.public_key().to_pem().as_bytes())?;
+                    write_atomic(
+                        &handle,
+                        PUBLIC_KEY_FILE,
+                        key.public_key().to_pem().as_bytes(),
+                    )?;
                 }
                 Err(e) => return Err(AuditError::io("read", &pk_path, e)),
             }
@@ -228,6 +214,7 @@ impl FileAuditTrail {
         let now = Instant::now();
         let inner = Arc::new(Inner {
             dir,
+            handle,
             key,
             opts: options,
             lock,
@@ -487,8 +474,10 @@ impl Inner {
             }
             head.generation = self.bump_generation()?;
             let path = self.dir.join(segment::segment_name(seq));
-            let f = open_append(&path)?;
-            sync_dir(&self.dir)?;
+            let f = open_append(&self.handle, &path)?;
+            self.handle
+                .sync()
+                .map_err(|e| AuditError::io("fsync", &self.dir, e))?;
             head.segment = Some((seq, Arc::new(f), 0));
         }
         let hash = record.seal_into(seq, &head.hash, head.last_digest, line);
@@ -574,7 +563,7 @@ impl Inner {
                     continue;
                 }
             };
-            let file = open_append(path)?;
+            let file = open_append(&self.handle, path)?;
             let len = file
                 .metadata()
                 .map_err(|e| AuditError::io("stat", path, e))?
@@ -683,7 +672,7 @@ impl Inner {
         self.key.sign(&mut d);
         head.generation = self.bump_generation()?;
         write_atomic(
-            &self.dir,
+            &self.handle,
             &segment::digest_name(head.seq),
             d.to_canonical_json().as_bytes(),
         )?;

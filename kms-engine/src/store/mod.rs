@@ -1,14 +1,16 @@
 //! The engine store on disk: one sealed state file written atomically
-//! (temp file, fsync, rename, directory fsync) and a lock file that
-//! serializes writers across processes.
+//! (temp file, fsync, rename, directory fsync, through [`crate::safe_fs`])
+//! and a lock file that serializes writers across processes.
 
 pub mod format;
 pub mod root;
 
 use crate::KmsError;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use crate::safe_fs::Dir;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,7 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 pub const STATE_FILE: &str = "engine.store";
 /// Name of the lock file inside the engine directory.
 pub const LOCK_FILE: &str = "engine.lock";
-const TMP_PREFIX: &str = "engine.store.tmp-";
+/// Temp files of the store written before [`crate::safe_fs`] existed.
+const OLD_TMP_PREFIX: &str = "engine.store.tmp-";
 
 /// Identity of the state file on disk, to notice another process's write
 /// with one `stat`.
@@ -42,7 +45,7 @@ impl Fingerprint {
 /// The files of one store and the process-local side of the writer lock.
 #[derive(Debug)]
 pub struct StoreFiles {
-    dir: PathBuf,
+    dir: Dir,
     state_path: PathBuf,
     lock: Mutex<File>,
 }
@@ -64,46 +67,38 @@ impl Drop for WriteLock<'_> {
 
 impl StoreFiles {
     /// Opens (creating if needed) the engine directory and its lock file.
+    /// The directory must be private to this user ([`Dir::open_private`]:
+    /// owned by the effective user; group and other access is removed at
+    /// every open, not only at creation).
     pub fn open_dir(dir: &Path, create_dir: bool) -> Result<StoreFiles, KmsError> {
-        if create_dir && !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| KmsError::io("creating the engine directory", &e))?;
-        }
-        if !dir.is_dir() {
-            return Err(KmsError::StoreNotFound(format!(
-                "no engine store directory at {}",
-                dir.display()
-            )));
-        }
-        if create_dir {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| KmsError::io("setting the engine directory's mode", &e))?;
-        } else if !dir.join(STATE_FILE).exists() {
+        let opened = match Dir::open_private(dir, create_dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KmsError::StoreNotFound(format!(
+                    "no engine store directory at {}",
+                    dir.display()
+                )));
+            }
+            Err(e) => return Err(KmsError::io("opening the engine directory", &e)),
+        };
+        if !create_dir && !dir.join(STATE_FILE).exists() {
             return Err(KmsError::StoreNotFound(format!(
                 "no engine store in {}",
                 dir.display()
             )));
         }
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(dir.join(LOCK_FILE))
+        let lock = opened
+            .open_or_create(OsStr::new(LOCK_FILE), 0o600, false)
             .map_err(|e| KmsError::io("opening the engine lock file", &e))?;
         Ok(StoreFiles {
-            dir: dir.to_path_buf(),
+            dir: opened,
             state_path: dir.join(STATE_FILE),
             lock: Mutex::new(lock),
         })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Takes the exclusive writer lock (blocks until free).
@@ -133,7 +128,7 @@ impl StoreFiles {
     pub fn read(&self) -> Result<(Vec<u8>, Fingerprint), KmsError> {
         let mut f = File::open(&self.state_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                KmsError::StoreNotFound(format!("no engine store in {}", self.dir.display()))
+                KmsError::StoreNotFound(format!("no engine store in {}", self.dir().display()))
             } else {
                 KmsError::io("opening the engine store", &e)
             }
@@ -145,48 +140,32 @@ impl StoreFiles {
         Ok((bytes, Fingerprint::of(&m)))
     }
 
-    /// Replaces the state file atomically; the caller holds the write lock.
+    /// Replaces the state file atomically ([`Dir::write_atomic`], mode
+    /// 0600); the caller holds the write lock. On failure (a full disk
+    /// too) the old store stays as it was and no temp file is left.
     pub fn write_atomic(
         &self,
         _lock: &WriteLock<'_>,
         bytes: &[u8],
     ) -> Result<Fingerprint, KmsError> {
-        let mut suffix = [0u8; 8];
-        aws_lc_rs::rand::fill(&mut suffix)
-            .map_err(|_| KmsError::Internal("random source failed".into()))?;
-        let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = self
-            .dir
-            .join(format!("{TMP_PREFIX}{}-{hex}", std::process::id()));
-        let result = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &self.state_path)?;
-            File::open(&self.dir)?.sync_all()?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            // The temp file (if any) goes; the old store stays as it was.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(KmsError::io("writing the engine store", &e));
-        }
+        self.dir
+            .write_atomic(OsStr::new(STATE_FILE), bytes, 0o600)
+            .map_err(|e| KmsError::io("writing the engine store", &e))?;
         self.fingerprint()
     }
 
     /// Removes temp files left by a writer that was killed mid-write. The
     /// caller holds the write lock, so no live writer owns one.
     pub fn remove_stale_temps(&self, _lock: &WriteLock<'_>) -> Result<(), KmsError> {
+        self.dir
+            .remove_temps()
+            .map_err(|e| KmsError::io("listing the engine directory", &e))?;
+        // Temp files of versions before the shared helper.
         let list_err = |e: std::io::Error| KmsError::io("listing the engine directory", &e);
-        for entry in std::fs::read_dir(&self.dir).map_err(list_err)? {
-            let entry = entry.map_err(list_err)?;
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                let _ = std::fs::remove_file(entry.path());
+        for entry in std::fs::read_dir(self.dir.path()).map_err(list_err)? {
+            let name = entry.map_err(list_err)?.file_name();
+            if name.as_bytes().starts_with(OLD_TMP_PREFIX.as_bytes()) {
+                let _ = self.dir.remove(&name);
             }
         }
         Ok(())

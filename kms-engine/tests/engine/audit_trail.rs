@@ -370,3 +370,55 @@ fn show_filters_and_follower_sees_new_records() {
         .collect();
     assert_eq!(seqs, (21..=30).collect::<Vec<_>>());
 }
+
+/// Audit files are 0600 in a 0700 directory whatever the umask, and stay
+/// so at every open; a symlink planted at the next segment's name makes
+/// the append fail without following it.
+#[test]
+fn audit_files_are_private_and_planted_symlinks_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let check_private = || {
+        assert_eq!(mode(&dir), 0o700);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    };
+    let trail = open(&dir, options());
+    trail.append(&event(1)).unwrap();
+    drop(trail);
+    check_private();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seg = segments(&dir).remove(0);
+    std::fs::set_permissions(&seg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let trail = open(&dir, options());
+    trail.append(&event(2)).unwrap();
+    drop(trail);
+    check_private();
+
+    // The next segment (rotation after every record) is a planted symlink.
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    let trail = open(
+        &dir,
+        TrailOptions {
+            max_segment_bytes: 1,
+            ..options()
+        },
+    );
+    assert_eq!(trail.append(&event(3)).unwrap(), 3);
+    let next = dir.join(kms_engine::audit::segment::segment_name(4));
+    std::os::unix::fs::symlink(&victim, &next).unwrap();
+    trail.append(&event(4)).unwrap_err();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    drop(trail);
+    std::fs::remove_file(&next).unwrap();
+    let trail = open(&dir, options());
+    trail.append(&event(4)).unwrap();
+    drop(trail);
+    check_private();
+    assert!(verify(&dir, &public_key()).unwrap().is_valid());
+}

@@ -186,6 +186,49 @@ fn files_are_private() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// The engine directory is kept private at every open, not only at
+/// creation: a loosened mode is put back to 0700, a directory of another
+/// user or a symlink in its place is refused with one clear line, and a
+/// symlink planted at the lock file's name is refused, never followed.
+#[test]
+fn the_engine_directory_is_checked_at_every_open() {
+    let f = fixture();
+    f.new_key();
+    let dir = f.engine_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    f.reopen().unwrap();
+    assert_eq!(mode(&dir), 0o700);
+
+    let victim = f.dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::remove_file(dir.join("engine.lock")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("engine.lock")).unwrap();
+    let e = f.reopen().unwrap_err();
+    assert!(e.to_string().contains("engine lock file"), "{e}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    std::fs::remove_file(dir.join("engine.lock")).unwrap();
+
+    let link = f.dir.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let e = Engine::open(
+        &link,
+        passphrase("correct horse"),
+        Arc::new(f.clock.clone()),
+        Arc::new(NullSink),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+        let e = f.reopen().unwrap_err();
+        assert!(e.to_string().contains("owned by uid 4242"), "{e}");
+        std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+    }
+    f.reopen().unwrap();
+}
+
 #[test]
 fn production_kdf_params_round_trip() {
     let dir = tempfile::tempdir().unwrap();

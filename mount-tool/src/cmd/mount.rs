@@ -254,10 +254,11 @@ fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliErr
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| CliError::io("finding own executable", e))?;
     let log_path = status::status_file_for(mountpoint).with_extension("log");
-    if let Some(d) = log_path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| CliError::io(d.display().to_string(), e))?;
-    }
-    let log = std::fs::File::create(&log_path)
+    // The runtime directory may be the predictable /tmp/kmsfs-<uid>: it
+    // must be ours, and the log is a fresh 0600 file that replaces
+    // (never follows) whatever had its name.
+    let log = status::open_runtime_dir(&log_path)
+        .and_then(|(dir, name)| dir.create_replacing(name, 0o600))
         .map_err(|e| CliError::io(log_path.display().to_string(), e))?;
     let log2 = log
         .try_clone()

@@ -575,3 +575,66 @@ fn two_volumes_show_their_cipher_directory_and_type_fuse_kmsfs() {
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
 }
+
+/// The background mount's runtime directory (here `KMSFS_RUNTIME_DIR`,
+/// as predictable as `/tmp/kmsfs-<uid>`): symlinks planted at the log's
+/// and the status file's names are replaced, never followed, and a
+/// directory owned by another user is refused before anything is written.
+#[test]
+fn background_mount_never_writes_through_its_runtime_directory() {
+    use std::os::unix::fs::{MetadataExt, symlink};
+    let env = Env::new();
+    env.init_volume();
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let run_dir = env.tmp.path().join("run");
+    let victim = env.tmp.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let status_name = kmsfs::fuse::status::status_file_for(&mnt);
+    let status_name = status_name.file_name().unwrap();
+    let log_name = Path::new(status_name).with_extension("log");
+    let mount = || {
+        Command::new(env!("CARGO_BIN_EXE_kmsfs"))
+            .env("KMSFS_RUNTIME_DIR", &run_dir)
+            .arg("--engine")
+            .arg(&env.engine)
+            .arg("--passphrase-file")
+            .arg(&env.pass)
+            .args(["mount", Env::s(&env.cipher), Env::s(&mnt)])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // Another user's directory: refused with one line naming it.
+    std::fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(4242), None).unwrap();
+    let out = mount();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("owned by uid 4242"), "{err}");
+    assert!(!kmsfs::fuse::status::is_mounted(&mnt));
+    std::fs::remove_dir(&run_dir).unwrap();
+
+    // Our own directory, group-writable, with symlinks at both names.
+    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::set_permissions(
+        &run_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    symlink(&victim, run_dir.join(status_name)).unwrap();
+    symlink(&victim, run_dir.join(&log_name)).unwrap();
+    let guard = MountGuard::new(&mnt);
+    let out = mount();
+    assert!(out.status.success(), "{out:?}");
+    assert!(kmsfs::fuse::status::is_mounted(&mnt));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::metadata(&run_dir).unwrap().mode() & 0o777, 0o700);
+    for name in [Path::new(status_name), log_name.as_path()] {
+        let m = std::fs::symlink_metadata(run_dir.join(name)).unwrap();
+        assert!(m.is_file(), "{}", name.display());
+        assert_eq!(m.mode() & 0o777, 0o600, "{}", name.display());
+    }
+    drop(guard);
+}
