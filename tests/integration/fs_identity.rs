@@ -12,16 +12,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common::{Fixture, force_unmount, is_mounted, kmsfs_bin, root};
-use kms_engine::PutKeyPolicyRequest;
-use kmsfs::format::NamesMode;
+use kms_engine::{PutKeyPolicyRequest, ReEncryptRequest};
+use kmsfs::format::{FileHeader, HEADER_LEN, NamesMode};
+use kmsfs::fuse::file_context;
+use kmsfs::fuse::inode::PlainPath;
+use kmsfs::keys::KeyService;
+use kmsfs::volume::Volume;
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const ALICE: &str = "kmsfst-alice";
@@ -154,8 +158,12 @@ struct IdentityFixture {
 
 impl IdentityFixture {
     fn new() -> Self {
+        Self::with_names(NamesMode::Encrypted)
+    }
+
+    fn with_names(names: NamesMode) -> Self {
         accounts();
-        let fx = Fixture::new(4096, NamesMode::Encrypted);
+        let fx = Fixture::new(4096, names);
         // The test accounts must reach the mountpoint inside the temp dir.
         for d in [fx.tmp.path(), &fx.mnt] {
             fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
@@ -427,4 +435,90 @@ fn unreadable_groups_come_from_the_account_database_or_fail_closed() {
         f.expect(&m.mnt, Who::User(BOB), rel, &path, bob);
         f.expect(&m.mnt, nameless, rel, &path, other);
     }
+}
+
+/// Rewraps the data key in the header of `backing` from the context of
+/// `plain` (current form) to the pre-escape `base64url:` form, as files
+/// written by earlier versions have it.
+fn rewrap_to_legacy(fx: &Fixture, backing: &Path, plain: &PlainPath) {
+    let ks: Arc<dyn KeyService> = Arc::new(fx.engine.clone());
+    let volume_id = Volume::open(&fx.cipher, &ks, &root())
+        .unwrap()
+        .config
+        .volume_id;
+    let current = file_context(&volume_id, plain);
+    let mut legacy = current.clone();
+    legacy.insert("kmsfs:path".into(), plain.legacy_context_string().unwrap());
+    let bytes = fs::read(backing).unwrap();
+    let header = FileHeader::decode(&bytes[..HEADER_LEN]).unwrap();
+    let blob = fx
+        .engine
+        .re_encrypt(
+            &root(),
+            ReEncryptRequest {
+                ciphertext_blob: header.wrapped_dek.clone(),
+                source_encryption_context: current,
+                source_key_id: None,
+                destination_key_id: fx.key_id.clone(),
+                destination_encryption_context: legacy,
+                source_encryption_algorithm: None,
+                destination_encryption_algorithm: None,
+                grant_tokens: None,
+            },
+        )
+        .unwrap()
+        .ciphertext_blob;
+    let new = FileHeader::new(header.file_id, blob)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let f = fs::OpenOptions::new().write(true).open(backing).unwrap();
+    f.write_all_at(&new, 0).unwrap();
+}
+
+#[test]
+fn a_non_utf8_file_keyed_under_the_old_context_still_opens_renames_and_obeys_denies() {
+    if !root_or_skip("fs_identity::a_non_utf8_file_keyed_under_the_old_context...") {
+        return;
+    }
+    // Plaintext names: the backing file of /shared/caf\xe9 is at that path.
+    let f = IdentityFixture::with_names(NamesMode::Plaintext);
+    f.put_policy(vec![deny(
+        "NoSharedForBob",
+        json!({"Principal": {"AWS": format!("user:{BOB}")}}),
+        "/shared",
+    )]);
+    let name = OsStr::from_bytes(b"shared/caf\xe9");
+    let m = f.fx.mount();
+    root_file(&m.mnt, name);
+    m.unmount();
+    let plain = PlainPath::from_bytes(b"/shared/caf\xe9".to_vec());
+    rewrap_to_legacy(&f.fx, &f.fx.cipher.join(name), &plain);
+    // fsck opens it too.
+    let ks: Arc<dyn KeyService> = Arc::new(f.fx.engine.clone());
+    let vol = Volume::open(&f.fx.cipher, &ks, &root()).unwrap();
+    let report = kmsfs::fsck::check(&vol, ks.as_ref(), &root()).unwrap();
+    assert!(report.problems.is_empty(), "fsck: {:?}", report.problems);
+    assert_eq!(report.files, 1);
+
+    let m = f.fx.mount();
+    // The old key opens for root (after the current context's miss) ...
+    assert_eq!(fs::read(m.mnt.join(name)).unwrap(), b"secret");
+    // ... and the Deny on the prefix, decided under the current context,
+    // still keeps bob out.
+    assert!(!Who::User(BOB).mount_allows(&m.mnt.join(name)));
+    assert!(Who::User(ALICE).mount_allows(&m.mnt.join(name)));
+    // A rename re-wraps from the old form to the current one.
+    let moved = OsStr::from_bytes(b"shared/na\xefve");
+    fs::rename(m.mnt.join(name), m.mnt.join(moved)).unwrap();
+    m.unmount();
+    let bytes = fs::read(f.fx.cipher.join(moved)).unwrap();
+    let header = FileHeader::decode(&bytes[..HEADER_LEN]).unwrap();
+    let now = PlainPath::from_bytes(b"/shared/na\xefve".to_vec());
+    let ctx = file_context(&vol.config.volume_id, &now);
+    ks.decrypt_data_key(&root(), &header.wrapped_dek, &ctx)
+        .expect("the renamed file's key opens under the current context string");
+    let m = f.fx.mount();
+    assert_eq!(fs::read(m.mnt.join(moved)).unwrap(), b"secret");
+    m.unmount();
 }
