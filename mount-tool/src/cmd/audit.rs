@@ -48,7 +48,8 @@ pub struct PathsArgs {
     pub mode: Option<AuditPathMode>,
 }
 
-fn parse_mode(s: &str) -> Result<AuditPathMode, String> {
+/// An audit path mode on the command line (`plain`, `hmac`, `omit`).
+pub(crate) fn parse_mode(s: &str) -> Result<AuditPathMode, String> {
     s.parse()
 }
 

@@ -150,3 +150,34 @@ fn hmac_mode_persists_hides_paths_and_show_path_finds_them() {
     let out = env.run_with(true, &["audit", "paths", "sha1"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[test]
+fn init_engine_sets_the_audit_path_mode_from_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = Env {
+        engine: tmp.path().join("engine"),
+        pass: tmp.path().join("pass"),
+        _tmp: tmp,
+    };
+    std::fs::write(&env.pass, "paths test\n").unwrap();
+    let made: Value = serde_json::from_str(&env.ok(&[
+        "kms",
+        "init-engine",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--audit-paths",
+        "omit",
+    ]))
+    .unwrap();
+    assert_eq!(made["AuditPaths"], "omit");
+    assert_eq!(env.json(&["audit", "paths"])["AuditPaths"], "omit");
+    let key = env.json(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.gdk(&key, "/from/the/start.txt");
+    assert!(!trail_holds(&env.engine, "/from/the"));
+    assert!(!trail_holds(&env.engine, "kmsfs:path"));
+}

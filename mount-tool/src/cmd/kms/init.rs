@@ -7,6 +7,8 @@ use crate::cli::{EngineArgs, Output};
 use crate::engine_access::{self, KdfChoice};
 use crate::exit::CliError;
 use clap::Args;
+use kms_engine::Principal;
+use kms_engine::audit::AuditPathMode;
 use serde_json::json;
 
 #[derive(Debug, Clone, Args)]
@@ -18,6 +20,10 @@ pub struct InitEngineArgs {
     /// Argon2id iterations [default: 3]
     #[arg(long, value_name = "N")]
     pub kdf_iterations: Option<u32>,
+    /// How audit records carry file paths from the start: plain, hmac or
+    /// omit (as `kmsfs audit paths MODE` sets it later)
+    #[arg(long, value_name = "MODE", value_parser = crate::cmd::audit::parse_mode)]
+    pub audit_paths: Option<AuditPathMode>,
 }
 
 pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
@@ -34,10 +40,20 @@ pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
         iterations: args.kdf_iterations,
     };
     let created = engine_access::create(engine, kdf)?;
+    let paths = match args.audit_paths {
+        Some(mode) if mode != AuditPathMode::Plain => {
+            created
+                .engine
+                .set_audit_path_mode(&Principal::current_process(), mode)?
+                .now
+        }
+        _ => AuditPathMode::Plain,
+    };
     let text = match engine.output {
         Output::Json => pretty_json(&json!({
             "EngineDirectory": created.dir.display().to_string(),
             "RootKeySource": created.root_kind,
+            "AuditPaths": paths.name(),
         })),
         Output::Text => format!("{}\n", created.dir.display()),
     };
