@@ -172,6 +172,7 @@ impl Checker<'_> {
             let child_plain = match classify_backing_name(raw) {
                 BackingKind::Reserved => {
                     let known = raw == DIRIV_FILE_NAME.as_bytes()
+                        || crate::names::is_long_link_name(raw)
                         || (is_root
                             && (raw == CONFIG_FILE_NAME.as_bytes()
                                 || raw == JOURNAL_FILE_NAME.as_bytes()));
@@ -270,13 +271,13 @@ impl Checker<'_> {
         if ft.is_symlink() {
             self.report.symlinks += 1;
             if let (true, Some(iv)) = (self.vol.encrypted_names(), dir_iv) {
-                match fs::read_link(backing) {
+                let dir = backing.parent().unwrap_or(Path::new("/"));
+                let stored = fs::read_link(backing)
+                    .map(|t| std::os::unix::ffi::OsStringExt::into_vec(t.into_os_string()))
+                    .and_then(|t| crate::volume::stored_link_target(dir, t));
+                match stored {
                     Ok(t) => {
-                        if let Err(e) = self
-                            .vol
-                            .names
-                            .decrypt_symlink(&iv, t.as_os_str().as_bytes())
-                        {
+                        if let Err(e) = self.vol.names.decrypt_symlink(&iv, &t) {
                             self.problem(
                                 shown,
                                 backing,
@@ -284,7 +285,11 @@ impl Checker<'_> {
                             );
                         }
                     }
-                    Err(e) => self.problem(shown, backing, format!("cannot read the link: {e}")),
+                    Err(e) => self.problem(
+                        shown,
+                        backing,
+                        format!("cannot read the link or its long-link target file: {e}"),
+                    ),
                 }
             }
             return Ok(());

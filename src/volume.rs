@@ -101,6 +101,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     safe_fs::write_atomic(path, bytes, mode)
 }
 
+/// The encoded (encrypted) target of a backing symlink in directory `dir`
+/// whose own target is `stored`: `stored` itself, or, when it names a
+/// long-link target file (`kmsfs.longlink.<hash>`), that file's contents,
+/// read as [`read_small_file`] reads and checked against the hash in its
+/// name (EIO when it differs).
+pub fn stored_link_target(dir: &Path, stored: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    if !crate::names::is_long_link_name(&stored) {
+        return Ok(stored);
+    }
+    let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&stored);
+    let encoded = read_small_file(&dir.join(name), crate::names::MAX_LONG_LINK_FILE_LEN)?;
+    let matches = std::str::from_utf8(&encoded)
+        .is_ok_and(|e| crate::names::long_link_name(e).as_bytes() == stored.as_slice());
+    if !matches {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    Ok(encoded)
+}
+
 /// Creates a fresh directory IV file in `dir`.
 pub fn create_dir_iv(dir: &Path) -> std::io::Result<[u8; DIRIV_LEN]> {
     let iv: [u8; DIRIV_LEN] = crate::crypto::random_array().map_err(std::io::Error::other)?;

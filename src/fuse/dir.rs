@@ -336,9 +336,11 @@ impl Core {
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
         // No stat first: unlink(2) itself fails with EISDIR on a directory
-        // and ENOENT on a missing entry.
+        // and ENOENT on a missing entry. A symlink's long target goes too.
+        let long_file = self.long_link_file(&backing);
         fs::remove_file(&backing).map_err(not_found)?;
         self.remove_side_file(&dir.backing, &bn);
+        self.remove_long_link_file(long_file);
         // An open handle still has the file (see `getattr`).
         self.table().unlinked(&dir.plain.child(name), None);
         Ok(())

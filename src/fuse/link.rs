@@ -24,14 +24,27 @@ impl Core {
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
         let stored = self.encode_link_target(&dir, target.as_os_str().as_bytes())?;
-        let (uid, gid, _) = new_owner(req, &dir.backing)?;
-        std::os::unix::fs::symlink(&stored, &backing).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                FsError::Exists
-            } else {
-                e.into()
+        // A long target's file, written by encode_link_target.
+        let long_file = (self.vol.encrypted_names()
+            && crate::names::is_long_link_name(stored.as_bytes()))
+        .then(|| dir.backing.join(&stored));
+        let made = new_owner(req, &dir.backing).and_then(|owner| {
+            std::os::unix::fs::symlink(&stored, &backing).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    FsError::Exists
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(owner)
+        });
+        let (uid, gid, _) = match made {
+            Ok(owner) => owner,
+            Err(e) => {
+                self.remove_long_link_file(long_file);
+                return Err(e);
             }
-        })?;
+        };
         let finish = || -> FsResult<()> {
             self.write_side_file(&dir.backing, &bn)?;
             std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
@@ -40,6 +53,7 @@ impl Core {
         if let Err(e) = finish() {
             let _ = std::fs::remove_file(&backing);
             self.remove_side_file(&dir.backing, &bn);
+            self.remove_long_link_file(long_file);
             return Err(e);
         }
         Ok(self.entry_created(&dir, name, backing)?.1)

@@ -133,13 +133,45 @@ impl Core {
         }
     }
 
-    /// The stored form of a symlink target in directory `dir`.
+    /// The stored form of a symlink target in directory `dir`: what the
+    /// backing symlink's target is. A target whose encoding is longer than
+    /// a backing symlink holds is written to a long-link target file in
+    /// `dir` first, which the returned name points to (remove it with
+    /// [`Self::remove_long_link_file`] if the symlink is not made).
     pub(crate) fn encode_link_target(&self, dir: &NodeRef, target: &[u8]) -> FsResult<OsString> {
         if self.plaintext_names() {
             return Ok(OsString::from_vec(target.to_vec()));
         }
         let iv = self.dir_iv(dir)?;
-        Ok(OsString::from(self.vol.names.encrypt_symlink(&iv, target)?))
+        let encoded = self.vol.names.encrypt_symlink(&iv, target)?;
+        if encoded.len() <= crate::names::MAX_INLINE_LINK_LEN {
+            return Ok(OsString::from(encoded));
+        }
+        let name = crate::names::long_link_name(&encoded);
+        write_atomic(&dir.backing.join(&name), encoded.as_bytes(), META_FILE_MODE)?;
+        Ok(OsString::from(name))
+    }
+
+    /// The long-link target file of the backing symlink at `backing`, if
+    /// it has one (encrypted names only; None for anything else).
+    pub(crate) fn long_link_file(&self, backing: &Path) -> Option<PathBuf> {
+        if self.plaintext_names() {
+            return None;
+        }
+        let stored = std::fs::read_link(backing).ok()?;
+        crate::names::is_long_link_name(stored.as_os_str().as_bytes())
+            .then(|| backing.parent().unwrap_or(Path::new("/")).join(stored))
+    }
+
+    /// Removes a long-link target file found by [`Self::long_link_file`]
+    /// once its symlink is gone (a failure leaves an unused file, logged).
+    pub(crate) fn remove_long_link_file(&self, file: Option<PathBuf>) {
+        if let Some(f) = file
+            && let Err(e) = std::fs::remove_file(&f)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("removing long-link target file {}: {e}", f.display());
+        }
     }
 
     /// The plaintext target of the backing symlink at `backing`.
@@ -151,6 +183,11 @@ impl Core {
         let dir = backing.parent().unwrap_or(Path::new("/"));
         let plain = backing.display().to_string();
         let iv = self.dir_iv_at(dir, &plain)?;
+        let stored = crate::volume::stored_link_target(dir, stored).inspect_err(|e| {
+            if e.raw_os_error() == Some(libc::EIO) {
+                log::warn!("symlink {plain}: long-link target file is damaged");
+            }
+        })?;
         self.vol.names.decrypt_symlink(&iv, &stored).map_err(|e| {
             log::warn!("symlink {plain}: {e}");
             FsError::from(e)

@@ -44,11 +44,16 @@ struct JournalEntry {
 }
 
 /// A symlink created under a temporary name (see [`Core::prepare_link`]);
-/// removed on drop unless placed.
+/// removed on drop unless placed, with its long-link target file.
 struct TempLink {
     dir: Dir,
     name: std::ffi::OsString,
     placed: bool,
+    /// The long-link target file written for the copy (in its directory).
+    new_file: Option<PathBuf>,
+    /// The moved symlink's own long-link target file, in the directory it
+    /// leaves: removed once the copy is in place.
+    old_file: Option<PathBuf>,
 }
 
 impl TempLink {
@@ -64,6 +69,9 @@ impl Drop for TempLink {
     fn drop(&mut self) {
         if !self.placed {
             let _ = self.dir.remove(&self.name);
+            if let Some(f) = &self.new_file {
+                let _ = fs::remove_file(f);
+            }
         }
     }
 }
@@ -367,14 +375,28 @@ impl Core {
             }
             Err(e) => return Err(e),
         };
+        let old_file = self.long_link_file(backing);
         let stored = self.encode_link_target(to, &target)?;
-        let meta = fs::symlink_metadata(backing)?;
-        let dir = Dir::open(&to.backing)?;
-        let name = dir.symlink_temp(&stored)?;
+        let new_file =
+            crate::names::is_long_link_name(stored.as_bytes()).then(|| to.backing.join(&stored));
+        let made = fs::symlink_metadata(backing).and_then(|meta| {
+            let dir = Dir::open(&to.backing)?;
+            let name = dir.symlink_temp(&stored)?;
+            Ok((meta, dir, name))
+        });
+        let (meta, dir, name) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                self.remove_long_link_file(new_file);
+                return Err(e.into());
+            }
+        };
         let link = TempLink {
             dir,
             name,
             placed: false,
+            new_file,
+            old_file,
         };
         use std::os::unix::fs::MetadataExt;
         rustix::fs::chownat(
@@ -492,6 +514,11 @@ impl Core {
             }
             _ => None,
         };
+        // A replaced symlink's long-link target file goes with it.
+        let replaced_link = match &dmeta {
+            Some(dm) if !exchange && dm.file_type().is_symlink() => self.long_link_file(&dst_b),
+            _ => None,
+        };
         // 1. ReEncrypt; symlinks moving to another directory get a copy
         // with their target re-encrypted for it (a full disk fails here,
         // before anything moved).
@@ -554,6 +581,11 @@ impl Core {
         }
         if !exchange && !whiteout {
             self.remove_side_file(&sdir.backing, &src_bn);
+        }
+        // Long-link target files no symlink names any more.
+        self.remove_long_link_file(replaced_link);
+        for link in [links.src.take(), links.dst.take()].into_iter().flatten() {
+            self.remove_long_link_file(link.old_file.clone());
         }
         let mut t = self.table();
         if exchange {

@@ -16,11 +16,11 @@ const INFO_ENC: &[u8] = b"kmsfs v1 names enc";
 /// Associated-data prefix of symlink targets.
 const SYMLINK_AAD_PREFIX: &[u8] = b"symlink";
 
-/// Longest encoded symlink target (what the backing filesystem stores).
-const MAX_ENCODED_SYMLINK_LEN: usize = 4095;
-/// Longest plaintext symlink target: its encoding (base64url of
-/// nonce || target || tag) must fit in 4095 bytes.
-pub const MAX_SYMLINK_TARGET_LEN: usize = MAX_ENCODED_SYMLINK_LEN * 3 / 4 - NONCE_LEN - TAG_LEN;
+/// Longest plaintext symlink target: PATH_MAX less the terminating NUL,
+/// what Linux accepts. An encoding (base64url of nonce || target || tag)
+/// longer than a backing symlink holds is stored in a long-link target file
+/// (see [`super::long_link_name`]).
+pub const MAX_SYMLINK_TARGET_LEN: usize = 4095;
 
 /// The names cipher of a volume: keys derived once from the names key.
 pub struct NamesCipher {
@@ -120,7 +120,9 @@ impl NamesCipher {
     /// Encrypts a symlink target (any non-empty bytes up to
     /// [`MAX_SYMLINK_TARGET_LEN`]) with a random nonce, aad = "symlink" ||
     /// dir IV of the directory holding the link; returns base64url text to
-    /// store as the backing symlink's target.
+    /// store as the backing symlink's target (or, when longer than
+    /// [`MAX_INLINE_LINK_LEN`](super::MAX_INLINE_LINK_LEN), in a long-link
+    /// target file).
     pub fn encrypt_symlink(&self, dir_iv: &DirIv, target: &[u8]) -> Result<String, NameError> {
         let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
         self.encrypt_symlink_with_nonce(dir_iv, &nonce, target)
@@ -290,7 +292,13 @@ mod tests {
         );
         let longest = vec![b'a'; MAX_SYMLINK_TARGET_LEN];
         let enc = c.encrypt_symlink(&IV, &longest).unwrap();
-        assert!(enc.len() <= 4095, "{}", enc.len());
+        assert_eq!(enc.len(), super::super::MAX_LONG_LINK_FILE_LEN);
+        assert_eq!(c.decrypt_symlink(&IV, enc.as_bytes()).unwrap(), longest);
+        // The longest target whose encoding a backing symlink still holds.
+        let inline = c.encrypt_symlink(&IV, &[b'a'; 3043]).unwrap();
+        assert!(inline.len() <= super::super::MAX_INLINE_LINK_LEN);
+        let long = c.encrypt_symlink(&IV, &[b'a'; 3044]).unwrap();
+        assert!(long.len() > super::super::MAX_INLINE_LINK_LEN);
         assert!(
             c.encrypt_symlink(&IV, &[b'a'; MAX_SYMLINK_TARGET_LEN + 1])
                 .is_err()

@@ -16,6 +16,16 @@ pub const LONG_NAME_PREFIX: &str = "kmsfs.longname.";
 pub const LONG_NAME_SUFFIX: &str = ".name";
 /// Length of base64url(sha256(..)) without padding.
 const HASH_B64_LEN: usize = 43;
+/// Prefix of a long-link target file, and of the backing symlink target
+/// naming it: `kmsfs.longlink.<base64url(sha256(encoded target))>`.
+pub const LONG_LINK_PREFIX: &str = "kmsfs.longlink.";
+/// Longest encoded symlink target a backing symlink holds (PATH_MAX less
+/// the NUL); longer ones go to a long-link target file.
+pub const MAX_INLINE_LINK_LEN: usize = 4095;
+/// Size of the encoding of the longest symlink target (5,498 bytes): a
+/// longer long-link target file is tampering and is not read further.
+pub const MAX_LONG_LINK_FILE_LEN: usize =
+    b64_len(super::MAX_SYMLINK_TARGET_LEN + NONCE_LEN + TAG_LEN);
 
 /// Length of unpadded base64 for `n` raw bytes.
 const fn b64_len(n: usize) -> usize {
@@ -62,6 +72,24 @@ pub fn long_backing_name(encoded: &str) -> String {
     out.push_str(LONG_NAME_PREFIX);
     URL_SAFE_NO_PAD.encode_string(digest, &mut out);
     out
+}
+
+/// The name of the long-link target file holding the encoded symlink
+/// target `encoded` (58 bytes); the backing symlink's target is this name.
+pub fn long_link_name(encoded: &str) -> String {
+    let digest = crypto::sha256(encoded.as_bytes());
+    let mut out = String::with_capacity(LONG_LINK_PREFIX.len() + HASH_B64_LEN);
+    out.push_str(LONG_LINK_PREFIX);
+    URL_SAFE_NO_PAD.encode_string(digest, &mut out);
+    out
+}
+
+/// Whether a backing symlink's target (or a backing entry) names a
+/// long-link target file. An inline encoded target never does: base64url
+/// has no `.`.
+pub fn is_long_link_name(name: &[u8]) -> bool {
+    name.strip_prefix(LONG_LINK_PREFIX.as_bytes())
+        .is_some_and(is_hash)
 }
 
 /// The side-file name of a hashed long backing name (63 bytes).
@@ -128,6 +156,22 @@ mod tests {
         assert_eq!(
             long_backing_name(""),
             "kmsfs.longname.47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+    }
+
+    #[test]
+    fn long_links() {
+        assert_eq!(MAX_LONG_LINK_FILE_LEN, 5498);
+        let name = long_link_name("abc");
+        assert_eq!(name.len(), 58);
+        assert!(is_long_link_name(name.as_bytes()));
+        assert!(!is_long_link_name(b"kmsfs.longlink."));
+        assert!(!is_long_link_name(b"kmsfs.longlink.../../etc/passwd"));
+        assert!(!is_long_link_name(b"abc"));
+        // Never listed, and cleared with an empty directory.
+        assert_eq!(
+            classify_backing_name(name.as_bytes()),
+            BackingKind::Reserved
         );
     }
 

@@ -10,8 +10,10 @@ mod transform;
 
 pub use cipher::{MAX_SYMLINK_TARGET_LEN, NamesCipher};
 pub use longname::{
-    BackingKind, LONG_NAME_MAX, LONG_NAME_PREFIX, LONG_NAME_SUFFIX, MAX_SHORT_PLAIN_NAME_LEN,
-    MAX_SIDE_FILE_LEN, classify_backing_name, is_long, long_backing_name, side_file_name,
+    BackingKind, LONG_LINK_PREFIX, LONG_NAME_MAX, LONG_NAME_PREFIX, LONG_NAME_SUFFIX,
+    MAX_INLINE_LINK_LEN, MAX_LONG_LINK_FILE_LEN, MAX_SHORT_PLAIN_NAME_LEN, MAX_SIDE_FILE_LEN,
+    classify_backing_name, is_long, is_long_link_name, long_backing_name, long_link_name,
+    side_file_name,
 };
 pub use transform::{BackingName, NameTransform};
 

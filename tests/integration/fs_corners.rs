@@ -94,3 +94,160 @@ fn fstat_of_a_replaced_or_removed_open_file_reports_no_links() {
     drop(e);
     m.unmount();
 }
+
+/// The long-link target files below `dir` in the backing directory.
+fn long_link_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(long_link_files(&e.path()));
+        } else if e
+            .file_name()
+            .to_string_lossy()
+            .starts_with("kmsfs.longlink.")
+        {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn fsck_problems(fx: &Fixture) -> Vec<kmsfs::fsck::Problem> {
+    use kmsfs::keys::KeyService;
+    let ks: std::sync::Arc<dyn KeyService> = std::sync::Arc::new(fx.engine.clone());
+    let vol = kmsfs::volume::Volume::open(&fx.cipher, &ks, &common::root()).unwrap();
+    kmsfs::fsck::check(&vol, ks.as_ref(), &common::root())
+        .unwrap()
+        .problems
+}
+
+/// A target of `len` bytes made of path components.
+fn long_target(len: usize, tag: u8) -> String {
+    let mut t = String::from("/");
+    while t.len() < len {
+        t.push(char::from(b'a' + tag % 26));
+        if t.len() % 200 == 0 {
+            t.push('/');
+        }
+    }
+    t.truncate(len);
+    t
+}
+
+#[test]
+fn symlink_targets_up_to_path_max() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let m = fx.mount();
+    let max = long_target(4095, 0);
+    let inline = long_target(3043, 1);
+    let just_long = long_target(3044, 2);
+    fs::create_dir(m.path("a")).unwrap();
+    fs::create_dir(m.path("b")).unwrap();
+    for (name, t) in [
+        ("a/max", &max),
+        ("a/inline", &inline),
+        ("a/just", &just_long),
+    ] {
+        std::os::unix::fs::symlink(t, m.path(name)).unwrap();
+        assert_eq!(fs::read_link(m.path(name)).unwrap().to_str().unwrap(), t);
+        let st = fs::symlink_metadata(m.path(name)).unwrap();
+        assert_eq!(st.len() as usize, t.len(), "{name}: lstat size");
+    }
+    // Two of them needed a target file; the 3,043-byte one fits.
+    assert_eq!(long_link_files(&fx.cipher).len(), 2);
+    // PATH_MAX: the kernel refuses longer targets itself.
+    let e = std::os::unix::fs::symlink(long_target(4096, 3), m.path("a/over")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    // Moved to another directory (re-encrypted for its IV), renamed in
+    // place, and renamed over another long link (whose file goes).
+    fs::rename(m.path("a/max"), m.path("b/max")).unwrap();
+    fs::rename(m.path("b/max"), m.path("b/max2")).unwrap();
+    fs::rename(m.path("a/just"), m.path("b/just")).unwrap();
+    std::os::unix::fs::symlink(long_target(4000, 4), m.path("b/other")).unwrap();
+    fs::rename(m.path("b/just"), m.path("b/other")).unwrap();
+    // Both files now sit in b's backing directory.
+    let files = long_link_files(&fx.cipher);
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].parent(), files[1].parent());
+    assert_ne!(files[0].parent(), Some(fx.cipher.as_path()));
+    m.unmount();
+    assert!(fsck_problems(&fx).is_empty(), "{:?}", fsck_problems(&fx));
+
+    let m = fx.mount();
+    assert_eq!(
+        fs::read_link(m.path("b/max2")).unwrap().to_str().unwrap(),
+        max
+    );
+    assert_eq!(
+        fs::read_link(m.path("b/other")).unwrap().to_str().unwrap(),
+        just_long
+    );
+    assert_eq!(
+        fs::read_link(m.path("a/inline")).unwrap().to_str().unwrap(),
+        inline
+    );
+    // Exchanged across directories, then removed: no target file is left.
+    std::os::unix::fs::symlink(long_target(3500, 5), m.path("a/x")).unwrap();
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        m.path("a/x"),
+        rustix::fs::CWD,
+        m.path("b/max2"),
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .unwrap();
+    assert_eq!(fs::read_link(m.path("a/x")).unwrap().to_str().unwrap(), max);
+    assert_eq!(
+        fs::read_link(m.path("b/max2")).unwrap().to_str().unwrap(),
+        long_target(3500, 5)
+    );
+    for name in ["a/x", "b/max2", "b/other", "a/inline"] {
+        fs::remove_file(m.path(name)).unwrap();
+    }
+    assert_eq!(
+        long_link_files(&fx.cipher),
+        Vec::<std::path::PathBuf>::new()
+    );
+    fs::remove_dir(m.path("a")).unwrap();
+    m.unmount();
+    assert!(fsck_problems(&fx).is_empty(), "{:?}", fsck_problems(&fx));
+}
+
+#[test]
+fn a_damaged_long_symlink_target_file_is_eio_and_reported() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let m = fx.mount();
+    std::os::unix::fs::symlink(long_target(4095, 6), m.path("l")).unwrap();
+    m.unmount();
+    let files = long_link_files(&fx.cipher);
+    assert_eq!(files.len(), 1);
+    let mut bytes = fs::read(&files[0]).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&files[0], bytes).unwrap();
+    let m = fx.mount();
+    let e = fs::read_link(m.path("l")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    m.unmount();
+    let problems = fsck_problems(&fx);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].what.contains("long-link"), "{problems:?}");
+}
+
+#[test]
+fn plaintext_names_volumes_store_targets_up_to_path_max_as_they_are() {
+    let fx = Fixture::new(4096, NamesMode::Plaintext);
+    let m = fx.mount();
+    let max = long_target(4095, 7);
+    std::os::unix::fs::symlink(&max, m.path("l")).unwrap();
+    assert_eq!(fs::read_link(m.path("l")).unwrap().to_str().unwrap(), max);
+    assert_eq!(
+        fs::read_link(fx.cipher.join("l"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        max
+    );
+    m.unmount();
+    assert!(fsck_problems(&fx).is_empty());
+}
