@@ -17,7 +17,7 @@
 #                               PJDFSTEST_DIR [TEST...]
 #   PJDFSTEST_DIR  a built pjdfstest checkout (it holds the `pjdfstest`
 #                  binary and tests/); build it with
-#                  `autoreconf -ifs && ./configure && make pjdfstest`
+#                  (a checkout you have built yourself; this project ships no build recipe)
 #   TEST...        test directories or files relative to PJDFSTEST_DIR/tests
 #                  (default: all of them), e.g. `truncate symlink/03.t`
 #   --only FS      run one filesystem only
@@ -56,7 +56,7 @@ done
 [ -n "$PJD_DIR" ] || die "usage: $0 [options] PJDFSTEST_DIR [TEST...] (see --help)"
 PJD_DIR=$(cd "$PJD_DIR" && pwd)
 { [ -x "$PJD_DIR/pjdfstest" ] && [ -d "$PJD_DIR/tests" ]; } \
-  || die "$PJD_DIR has no built pjdfstest (autoreconf -ifs && ./configure && make pjdfstest)"
+  || die "$PJD_DIR has no built pjdfstest"
 case $ONLY in ''|kmsfs|gocryptfs) ;; *) die "--only takes kmsfs or gocryptfs" ;; esac
 FSES=(kmsfs gocryptfs)
 [ -z "$ONLY" ] || FSES=("$ONLY")

@@ -23,7 +23,7 @@
 # Usage: benches/xfstests.sh [--no-build] [--only kmsfs|gocryptfs]
 #                            [--list FILE] [--logs DIR] [--test-timeout S]
 #                            XFSTESTS_DIR [TEST...]
-#   XFSTESTS_DIR  a built xfstests checkout (`make` in it)
+#   XFSTESTS_DIR  a built xfstests checkout
 #   TEST...       run these tests (e.g. generic/035) instead of the list
 #   --logs DIR    keep check's output, results and the per-test table there
 #   --report      run nothing: print the report again from --logs DIR
