@@ -16,8 +16,8 @@
 #                               [--jobs N] [--logs DIR] [--backing SIZE]
 #                               PJDFSTEST_DIR [TEST...]
 #   PJDFSTEST_DIR  a built pjdfstest checkout (it holds the `pjdfstest`
-#                  binary and tests/);
-#                  built by you; this project ships no build recipe)
+#                  binary and tests/, built by you: this project ships
+#                  no build recipe for it)
 #   TEST...        test directories or files relative to PJDFSTEST_DIR/tests
 #                  (default: all of them), e.g. `truncate symlink/03.t`
 #   --only FS      run one filesystem only
