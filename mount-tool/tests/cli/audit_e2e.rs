@@ -12,73 +12,15 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 const PASSPHRASE: &str = "audit e2e passphrase 7f3a";
 const PLAINTEXT: &[u8] = b"the quarterly numbers: 4711 (do not leak this)";
 
-struct Env {
-    tmp: tempfile::TempDir,
-    engine: PathBuf,
-    pass: PathBuf,
-}
+use crate::engine_env::EngineEnv as Env;
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let engine = tmp.path().join("engine");
-        let pass = tmp.path().join("passphrase");
-        std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-        let env = Env { tmp, engine, pass };
-        env.ok(&[
-            "kms",
-            "init-engine",
-            "--kdf-memory-kib",
-            "8",
-            "--kdf-iterations",
-            "1",
-        ]);
-        env
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
     fn audit_dir(&self) -> PathBuf {
         self.engine.join("audit")
-    }
-
-    /// `kmsfs ARGS` with this engine; with the passphrase file unless `bare`.
-    fn run_with(&self, args: &[&str], passphrase: bool) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
-        for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
-            c.env_remove(var);
-        }
-        c.arg("--engine").arg(&self.engine);
-        if passphrase {
-            c.arg("--passphrase-file").arg(&self.pass);
-        }
-        c.args(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, true)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
     }
 
     /// Every regular file below `dir` with its bytes.
@@ -110,7 +52,7 @@ fn records(stdout: &str) -> Vec<Value> {
 
 #[test]
 fn kms_calls_are_audited_verified_and_leak_no_secret() {
-    let env = Env::new();
+    let env = Env::new(PASSPHRASE);
     let meta = env.json(&["kms", "create-key", "--description", "e2e"]);
     let key = meta["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
     let arn = meta["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
@@ -273,7 +215,7 @@ fn kms_calls_are_audited_verified_and_leak_no_secret() {
 
 #[test]
 fn an_unwritable_audit_trail_stops_key_use_and_changes_nothing() {
-    let env = Env::new();
+    let env = Env::new(PASSPHRASE);
     let meta = env.json(&["kms", "create-key"]);
     let key = meta["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
     // Replace the trail directory by a regular file.

@@ -8,64 +8,13 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    engine: PathBuf,
-    pass: PathBuf,
-}
+use crate::engine_env::EngineEnv as Env;
+
+const PASSPHRASE: &str = "paths test";
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let engine = tmp.path().join("engine");
-        let pass = tmp.path().join("pass");
-        std::fs::write(&pass, "paths test\n").unwrap();
-        let env = Env {
-            _tmp: tmp,
-            engine,
-            pass,
-        };
-        env.ok(&[
-            "kms",
-            "init-engine",
-            "--kdf-memory-kib",
-            "8",
-            "--kdf-iterations",
-            "1",
-        ]);
-        env
-    }
-
-    /// `kmsfs --engine DIR [--passphrase-file F] ARGS`, no terminal.
-    fn run_with(&self, secret: bool, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
-        for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
-            c.env_remove(var);
-        }
-        c.arg("--engine").arg(&self.engine);
-        if secret {
-            c.arg("--passphrase-file").arg(&self.pass);
-        }
-        c.args(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run_with(true, args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
     /// A data key for `path` under `key`.
     fn gdk(&self, key: &str, path: &str) {
         let ctx = format!(r#"{{"kmsfs:path":"{path}","kmsfs:volume":"vol-1"}}"#);
@@ -83,7 +32,7 @@ impl Env {
 
     /// The `eventName`s `audit show --path PATH` prints.
     fn show_path(&self, secret: bool, path: &str) -> (Vec<String>, String) {
-        let out = self.run_with(secret, &["audit", "show", "--path", path]);
+        let out = self.run_with(&["audit", "show", "--path", path], secret);
         assert!(out.status.success(), "{out:?}");
         let names = String::from_utf8(out.stdout)
             .unwrap()
@@ -107,7 +56,7 @@ fn trail_holds(engine: &Path, needle: &str) -> bool {
 
 #[test]
 fn hmac_mode_persists_hides_paths_and_show_path_finds_them() {
-    let env = Env::new();
+    let env = Env::new(PASSPHRASE);
     assert_eq!(env.json(&["audit", "paths"])["AuditPaths"], "plain");
     let key = env.json(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
         .as_str()
@@ -147,30 +96,14 @@ fn hmac_mode_persists_hides_paths_and_show_path_finds_them() {
     assert!(warning.contains("setting is omit"), "{warning}");
     env.ok(&["audit", "verify"]);
 
-    let out = env.run_with(true, &["audit", "paths", "sha1"]);
+    let out = env.run(&["audit", "paths", "sha1"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
 #[test]
 fn init_engine_sets_the_audit_path_mode_from_the_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let env = Env {
-        engine: tmp.path().join("engine"),
-        pass: tmp.path().join("pass"),
-        _tmp: tmp,
-    };
-    std::fs::write(&env.pass, "paths test\n").unwrap();
-    let made: Value = serde_json::from_str(&env.ok(&[
-        "kms",
-        "init-engine",
-        "--kdf-memory-kib",
-        "8",
-        "--kdf-iterations",
-        "1",
-        "--audit-paths",
-        "omit",
-    ]))
-    .unwrap();
+    let env = Env::bare(PASSPHRASE);
+    let made: Value = serde_json::from_str(&env.init_engine(&["--audit-paths", "omit"])).unwrap();
     assert_eq!(made["AuditPaths"], "omit");
     assert_eq!(env.json(&["audit", "paths"])["AuditPaths"], "omit");
     let key = env.json(&["kms", "create-key"])["KeyMetadata"]["KeyId"]

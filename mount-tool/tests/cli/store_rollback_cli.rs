@@ -9,66 +9,10 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    engine: PathBuf,
-    pass: PathBuf,
-}
+use crate::engine_env::EngineEnv as Env;
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let engine = tmp.path().join("engine");
-        let pass = tmp.path().join("pass");
-        std::fs::write(&pass, "rollback test\n").unwrap();
-        let env = Env {
-            _tmp: tmp,
-            engine,
-            pass,
-        };
-        env.ok(&[
-            "kms",
-            "init-engine",
-            "--kdf-memory-kib",
-            "8",
-            "--kdf-iterations",
-            "1",
-        ]);
-        env
-    }
-
-    /// `kmsfs --engine DIR --passphrase-file F ARGS`, no terminal.
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
-        for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
-            c.env_remove(var);
-        }
-        c.arg("--engine")
-            .arg(&self.engine)
-            .arg("--passphrase-file")
-            .arg(&self.pass)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        if text.trim().is_empty() || args.first() == Some(&"audit") {
-            return Value::String(text);
-        }
-        serde_json::from_str(&text).unwrap()
-    }
-
     fn store(&self) -> PathBuf {
         self.engine.join("engine.store")
     }
@@ -77,12 +21,12 @@ impl Env {
 /// Runs `change` on a new key with a grant; puts the store copied before it
 /// back; the next command must exit 6 with one line naming both generations.
 fn refused_after(change: &str) -> (Env, String, Vec<u8>) {
-    let env = Env::new();
-    let key = env.ok(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
+    let env = Env::new("rollback test");
+    let key = env.json(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
-    let grant = env.ok(&[
+    let grant = env.json(&[
         "kms",
         "create-grant",
         "--key-id",
@@ -153,7 +97,7 @@ fn an_older_store_is_refused_after_disable_key_and_accepted_on_request() {
     // From now on it opens without the flag.
     env.ok(&["kms", "list-keys"]);
     let shown = env.ok(&["audit", "show", "--event", "AcceptStoreRollback"]);
-    let lines: Vec<&str> = shown.as_str().unwrap().lines().collect();
+    let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), 1, "{shown}");
     let rec: Value = serde_json::from_str(lines[0]).unwrap();
     assert!(
