@@ -135,6 +135,14 @@ rss_kib() {
   awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$1/status"
 }
 
+# FSES: the filesystems a side-by-side suite runs: both, or the one --only names.
+# shellcheck disable=SC2034  # FSES is read by the script that sources this
+select_fses() {
+  case $1 in ''|kmsfs|gocryptfs) ;; *) die "--only takes kmsfs or gocryptfs" ;; esac
+  FSES=(kmsfs gocryptfs)
+  [ -z "$1" ] || FSES=("$1")
+}
+
 is_mountpoint() { mountpoint -q "$1" 2>/dev/null; }
 
 # alive PID: true while PID exists and is not a zombie.

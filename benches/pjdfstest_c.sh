@@ -57,9 +57,7 @@ done
 PJD_DIR=$(cd "$PJD_DIR" && pwd)
 { [ -x "$PJD_DIR/pjdfstest" ] && [ -d "$PJD_DIR/tests" ]; } \
   || die "$PJD_DIR has no built pjdfstest"
-case $ONLY in ''|kmsfs|gocryptfs) ;; *) die "--only takes kmsfs or gocryptfs" ;; esac
-FSES=(kmsfs gocryptfs)
-[ -z "$ONLY" ] || FSES=("$ONLY")
+select_fses "$ONLY"
 if [ "$REPORT_ONLY" = 1 ]; then
   { [ -n "$LOGS" ] && [ -d "$LOGS" ]; } || die "--report needs --logs DIR of an earlier run"
 else

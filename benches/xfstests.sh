@@ -58,9 +58,7 @@ done
 [ -n "$XFS_DIR" ] || die "usage: $0 [options] XFSTESTS_DIR [TEST...] (see --help)"
 XFS_DIR=$(cd "$XFS_DIR" && pwd)
 { [ -x "$XFS_DIR/check" ] && [ -x "$XFS_DIR/ltp/fsstress" ]; } || die "$XFS_DIR is not a built xfstests checkout"
-case $ONLY in ''|kmsfs|gocryptfs) ;; *) die "--only takes kmsfs or gocryptfs" ;; esac
-FSES=(kmsfs gocryptfs)
-[ -z "$ONLY" ] || FSES=("$ONLY")
+select_fses "$ONLY"
 if [ ${#TESTS[@]} -eq 0 ]; then
   mapfile -t TESTS < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$LIST")
 fi
