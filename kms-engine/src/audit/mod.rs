@@ -67,9 +67,8 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn record_anchored(
         &self,
         event: &AuditEvent,
-        store: &StoreAnchor,
+        _store: &StoreAnchor,
     ) -> Result<(), crate::KmsError> {
-        let _ = store;
         self.record(event)
     }
 }
