@@ -2,8 +2,8 @@
 //! in either names mode, with long-name handling.
 
 use super::{
-    BackingKind, DirIv, NameError, NamesCipher, classify_backing_name, is_long, is_reserved,
-    long_backing_name, side_file_name, validate_name,
+    BackingKind, DirIv, LONG_NAME_MAX, NameError, NamesCipher, classify_backing_name, is_long,
+    is_reserved, long_backing_name, side_file_name, validate_name,
 };
 use crate::crypto::KEY_LEN;
 use crate::format::NamesMode;
@@ -121,6 +121,13 @@ impl NameTransform {
                 validate_name(backing)?;
                 Ok(backing.to_vec())
             }
+            // An encoding this long is only ever stored hashed, behind a
+            // side file: as a short entry it is planted, and refusing it
+            // keeps decoding canonical (a decoded name encodes back to the
+            // same backing name).
+            NamesMode::Encrypted if backing.len() > LONG_NAME_MAX => {
+                Err(NameError::LongNameMismatch)
+            }
             NamesMode::Encrypted => self.cipher.decrypt_name(dir_iv, backing),
         }
     }
@@ -162,7 +169,7 @@ impl NameTransform {
 
 #[cfg(test)]
 mod tests {
-    use super::super::MAX_SHORT_PLAIN_NAME_LEN;
+    use super::super::{MAX_SHORT_PLAIN_NAME_LEN, NAME_MAX};
     use super::*;
     use proptest::prelude::*;
 
@@ -173,6 +180,22 @@ mod tests {
     }
     fn plain() -> NameTransform {
         NameTransform::new(&[0x33; 32], NamesMode::Plaintext).unwrap()
+    }
+
+    /// A long name's full encoding planted as a short backing entry is
+    /// refused: it would decode to a name whose own backing name is the
+    /// hashed one, so the entry could be listed but not looked up.
+    #[test]
+    fn long_encoding_as_short_entry_is_refused() {
+        let long = [b'a'; MAX_SHORT_PLAIN_NAME_LEN + 1];
+        let Ok(BackingName::Long { encoded, .. }) = enc().encode_name(&IV, &long) else {
+            panic!("not a long name");
+        };
+        assert!(encoded.len() <= NAME_MAX, "fits in one backing name");
+        assert_eq!(
+            enc().decode_name(&IV, encoded.as_bytes()),
+            Err(NameError::LongNameMismatch)
+        );
     }
 
     /// Without the long-names feature a name too long for one backing
