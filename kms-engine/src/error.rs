@@ -59,6 +59,11 @@ pub enum KmsError {
     /// An I/O error while reading or writing the store or the audit trail.
     #[error("KMSInternalException: {0}")]
     Internal(String),
+    /// The engine could not be reached: a remote engine that is down, a
+    /// connection that broke, or a request that timed out (client side;
+    /// the filesystem answers EIO, never hangs).
+    #[error("KMSUnavailableException: {0}")]
+    Unavailable(String),
     /// A system call on the engine's own files (store, lock) failed. The OS
     /// error is kept so a caller can tell a full disk (`ENOSPC`), an
     /// exhausted quota or a read-only filesystem from other failures; to a
@@ -102,6 +107,7 @@ impl KmsError {
             KmsError::StoreNotFound(_) => "StoreNotFoundException",
             KmsError::StoreRolledBack(_) => "StoreRolledBackException",
             KmsError::Internal(_) | KmsError::Io { .. } => "KMSInternalException",
+            KmsError::Unavailable(_) => "KMSUnavailableException",
         }
     }
 
@@ -116,6 +122,39 @@ impl KmsError {
 }
 
 impl KmsError {
+    /// The error a remote engine reported as exception `name` with
+    /// `message` (the inverse of [`KmsError::exception_name`] and
+    /// [`KmsError::message`]); an unknown name becomes
+    /// [`KmsError::Internal`] with the name kept in the message.
+    pub fn from_exception(name: &str, message: String) -> KmsError {
+        match name {
+            "NotFoundException" => KmsError::NotFound(message),
+            "DisabledException" => KmsError::Disabled(message),
+            "KMSInvalidStateException" => KmsError::InvalidState(message),
+            "InvalidCiphertextException" => KmsError::InvalidCiphertext(message),
+            "IncorrectKeyException" => KmsError::IncorrectKey(message),
+            "ValidationException" => KmsError::Validation(message),
+            "AlreadyExistsException" => KmsError::AlreadyExists(message),
+            "LimitExceededException" => KmsError::LimitExceeded(message),
+            "AccessDeniedException" => KmsError::AccessDenied(message),
+            "InvalidAliasNameException" => KmsError::InvalidAliasName(message),
+            "InvalidArnException" => KmsError::InvalidArn(message),
+            "InvalidKeyUsageException" => KmsError::InvalidKeyUsage(message),
+            "InvalidGrantTokenException" => KmsError::InvalidGrantToken(message),
+            "InvalidGrantIdException" => KmsError::InvalidGrantId(message),
+            "MalformedPolicyDocumentException" => KmsError::MalformedPolicyDocument(message),
+            "TagException" => KmsError::Tag(message),
+            "UnsupportedOperationException" => KmsError::UnsupportedOperation(message),
+            "IncorrectPassphraseException" => KmsError::WrongPassphrase,
+            "StoreCorruptedException" => KmsError::StoreCorrupted(message),
+            "StoreNotFoundException" => KmsError::StoreNotFound(message),
+            "StoreRolledBackException" => KmsError::StoreRolledBack(message),
+            "KMSInternalException" => KmsError::Internal(message),
+            "KMSUnavailableException" => KmsError::Unavailable(message),
+            other => KmsError::Internal(format!("{other}: {message}")),
+        }
+    }
+
     /// An I/O failure while `context`, keeping the OS error.
     pub fn io(context: impl Into<String>, e: &std::io::Error) -> KmsError {
         KmsError::Io {
@@ -162,6 +201,44 @@ mod tests {
             assert!(e.to_string().starts_with(e.exception_name()), "{e}");
         }
         assert_eq!(KmsError::NotFound("no key".into()).message(), "no key");
+    }
+
+    /// What a remote engine sends (exception name and message) turns back
+    /// into the same error, so clients over any transport see one error.
+    #[test]
+    fn from_exception_inverts_exception_name_and_message() {
+        let errors = [
+            KmsError::NotFound("k".into()),
+            KmsError::Disabled("k".into()),
+            KmsError::InvalidState("k".into()),
+            KmsError::InvalidCiphertext("c".into()),
+            KmsError::IncorrectKey("k".into()),
+            KmsError::Validation("v".into()),
+            KmsError::AlreadyExists("a".into()),
+            KmsError::LimitExceeded("l".into()),
+            KmsError::AccessDenied("no".into()),
+            KmsError::InvalidAliasName("a".into()),
+            KmsError::InvalidArn("a".into()),
+            KmsError::InvalidKeyUsage("u".into()),
+            KmsError::InvalidGrantToken("t".into()),
+            KmsError::InvalidGrantId("g".into()),
+            KmsError::MalformedPolicyDocument("p".into()),
+            KmsError::Tag("t".into()),
+            KmsError::UnsupportedOperation("o".into()),
+            KmsError::WrongPassphrase,
+            KmsError::StoreCorrupted("s".into()),
+            KmsError::StoreNotFound("s".into()),
+            KmsError::StoreRolledBack("s".into()),
+            KmsError::Internal("i".into()),
+            KmsError::Unavailable("down".into()),
+        ];
+        for e in errors {
+            assert_eq!(KmsError::from_exception(e.exception_name(), e.message()), e);
+        }
+        assert_eq!(
+            KmsError::from_exception("ThrottlingException", "slow down".into()),
+            KmsError::Internal("ThrottlingException: slow down".into())
+        );
     }
 
     #[test]

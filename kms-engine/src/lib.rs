@@ -22,6 +22,7 @@ pub mod ops;
 pub mod policy;
 pub mod principal;
 pub mod safe_fs;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod wire;

@@ -106,6 +106,7 @@ impl CliError {
                 KmsError::StoreCorrupted(_)
                 | KmsError::StoreRolledBack(_)
                 | KmsError::Internal(_)
+                | KmsError::Unavailable(_)
                 | KmsError::Io { .. } => IO,
                 KmsError::Validation(_) => USAGE,
                 _ => OPERATION_FAILED,
