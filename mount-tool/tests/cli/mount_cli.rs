@@ -631,6 +631,14 @@ fn background_mount_never_writes_through_its_runtime_directory() {
     assert!(kmsfs::fuse::status::is_mounted(&mnt));
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert_eq!(std::fs::metadata(&run_dir).unwrap().mode() & 0o777, 0o700);
+    // The mount process writes its status file once a second from when it
+    // serves: it may not have replaced the planted symlink yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::symlink_metadata(run_dir.join(status_name)).is_ok_and(|m| m.is_symlink())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     for name in [Path::new(status_name), log_name.as_path()] {
         let m = std::fs::symlink_metadata(run_dir.join(name)).unwrap();
         assert!(m.is_file(), "{}", name.display());
