@@ -19,6 +19,7 @@ fn event(i: u64) -> AuditEvent {
         event_time: "2026-03-01T10:00:00Z".into(),
         event_name: "Decrypt".into(),
         principal: "uid:1000".into(),
+        invoked_by: None,
         key_id: Some("1234abcd-12ab-34cd-56ef-1234567890ab".into()),
         encryption_context: Some(kms_engine::context::context_from([
             ("kmsfs:volume", "vol-1"),

@@ -357,6 +357,7 @@ fn event(n: u32) -> AuditEvent {
         }
         .into(),
         principal: "uid:1000".into(),
+        invoked_by: None,
         key_id: Some("00112233-4455-4677-8899-aabbccddeeff".into()),
         encryption_context: Some(context_from([("kmsfs:path", "/a")])),
         request_id: format!("req-{n}"),

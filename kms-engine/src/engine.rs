@@ -8,6 +8,7 @@ use crate::grant::Grant;
 use crate::ids::{KeyId, new_request_id};
 use crate::key::KeyRecord;
 use crate::policy::{Decision, DecisionReason, Policy, RequestContext, evaluate_with_grants};
+use crate::principal::ON_BEHALF_OF_ACTION;
 use crate::state::State;
 use crate::store::format::{RootParams, STORE_VERSION, StoreHeader, open_file, seal_file};
 use crate::store::root::{self, KdfParams, RootKeySource};
@@ -519,11 +520,35 @@ impl Engine {
         key: &KeyRecord,
         rc: &RequestContext<'_>,
     ) -> Result<(), KmsError> {
+        if let Some(client) = rc.principal.invoked_by.as_deref() {
+            self.authorize_on_behalf(key, rc, client)?;
+        }
         let d = self.decide(key, rc)?;
         if d.allowed {
             Ok(())
         } else {
             Err(access_denied(rc, &d))
+        }
+    }
+
+    /// For a call `client` made on behalf of `rc.principal`: the key must
+    /// allow `client` [`ON_BEHALF_OF_ACTION`] (with the request's
+    /// encryption context and alias as condition keys), else the call is
+    /// AccessDeniedException naming the client.
+    fn authorize_on_behalf(
+        &self,
+        key: &KeyRecord,
+        rc: &RequestContext<'_>,
+        client: &Principal,
+    ) -> Result<(), KmsError> {
+        let mut crc = rc.clone();
+        crc.principal = client;
+        crc.action = ON_BEHALF_OF_ACTION;
+        let d = self.decide(key, &crc)?;
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(access_denied(&crc, &d))
         }
     }
 
@@ -562,6 +587,7 @@ impl Engine {
             event_time: rfc3339(self.clock.now_unix()),
             event_name: event_name.to_string(),
             principal: caller.to_string(),
+            invoked_by: caller.invoked_by.as_ref().map(|c| c.to_string()),
             key_id: info.key_id,
             encryption_context: info.encryption_context,
             request_id: new_request_id()?,

@@ -248,6 +248,7 @@ impl Resolver {
             user_name,
             group_names,
             unresolved,
+            invoked_by: None,
         }
     }
 

@@ -21,7 +21,19 @@ pub struct Principal {
     /// could name the principal through it fails closed.
     #[serde(default)]
     pub unresolved: Unresolved,
+    /// The client that named this principal in an on-behalf-of request (a
+    /// mount asking for one of its FUSE callers), set by the engine
+    /// service; `None` for a direct call. Every key this call uses must also
+    /// allow the client [`ON_BEHALF_OF_ACTION`], and the audit record names
+    /// the client as `invokedBy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoked_by: Option<Box<Principal>>,
 }
+
+/// The policy action a client needs on a key to run an operation on it for
+/// another principal (in the spirit of AWS's `kms:ViaService`). Only key
+/// policies can allow it: no grant operation covers it.
+pub const ON_BEHALF_OF_ACTION: &str = "kms:CallOnBehalfOf";
 
 /// Parts of a [`Principal`] that could not be determined (all false: fully
 /// resolved).
@@ -47,6 +59,7 @@ impl Principal {
             user_name: None,
             group_names: Vec::new(),
             unresolved: Unresolved::default(),
+            invoked_by: None,
         }
     }
 
@@ -105,6 +118,28 @@ fn current_ids() -> (u32, u32, Option<Vec<u32>>) {
             .unwrap_or(u32::MAX)
     };
     (field("Uid:"), field("Gid:"), status_groups(&status))
+}
+
+/// Supplementary groups of process `pid` from `/proc/PID/status`; `None`
+/// when the process is gone or the file is unreadable (`hidepid`), and,
+/// when `euid` is given, when the process's effective uid is not `euid`
+/// (a pid reused by another process since the caller learned it).
+pub fn process_groups(pid: u32, euid: Option<u32>) -> Option<Vec<u32>> {
+    if pid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    if let Some(want) = euid {
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if effective != Some(want) {
+            return None;
+        }
+    }
+    status_groups(&status)
 }
 
 /// The `Groups:` line of a `/proc/PID/status` text; `None` when absent or

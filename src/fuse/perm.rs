@@ -106,12 +106,7 @@ impl Caller {
 /// Supplementary groups of `pid` from `/proc/<pid>/status`; `None` when
 /// the process is gone or the file unreadable (`hidepid`).
 fn proc_groups(pid: u32) -> Option<Vec<u32>> {
-    if pid == 0 {
-        return None;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| kms_engine::principal::status_groups(&s))
+    kms_engine::principal::process_groups(pid, None)
 }
 
 /// True when `caller` may access a file of type and mode `st_mode`, owner

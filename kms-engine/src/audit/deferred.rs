@@ -99,6 +99,7 @@ mod tests {
             event_time: "2026-01-01T00:00:00Z".into(),
             event_name: "Decrypt".into(),
             principal: "uid:0".into(),
+            invoked_by: None,
             key_id: None,
             encryption_context: None,
             request_id: "r".into(),

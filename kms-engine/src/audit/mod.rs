@@ -39,6 +39,12 @@ pub struct AuditEvent {
     pub event_name: String,
     /// The caller, e.g. `"uid:1000"` or `"user:alice"`.
     pub principal: String,
+    /// The client that made the call on behalf of `principal` (a mount for
+    /// one of its FUSE callers), e.g. `"uid:1000"`; `None` for a direct
+    /// call. Written as `userIdentity.invokedBy`, only when present, so
+    /// records without it are byte-for-byte what older builds wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoked_by: Option<String>,
     /// The key id the call used, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,

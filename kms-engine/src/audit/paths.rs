@@ -183,6 +183,7 @@ mod tests {
             event_time: "2026-01-01T00:00:00Z".into(),
             event_name: "ReEncrypt".into(),
             principal: "uid:1000".into(),
+            invoked_by: None,
             key_id: Some("k".into()),
             encryption_context: Some(context_from([
                 ("kmsfs:path", "/secret/plan.txt"),

@@ -2,7 +2,8 @@
 //!
 //! Shape (one line per record, canonical JSON, see [`super::chain`]):
 //! `eventVersion`, `eventTime`, `eventSource` ("kmsfs"), `eventName`,
-//! `eventType` ("AwsApiCall"), `userIdentity` {`type`, `principal`},
+//! `eventType` ("AwsApiCall"), `userIdentity` {`type`, `principal`, and
+//! `invokedBy` only for a call made on behalf of `principal`},
 //! `requestParameters` {`keyId`, `encryptionContext`, further non-secret
 //! parameters}, `responseElements` (always null), `requestID`, `eventID`,
 //! `errorCode`/`errorMessage` (only on failure), `readOnly`, `resources`
@@ -114,10 +115,11 @@ pub fn record_body(event: &AuditEvent, event_id: String) -> Map<String, Value> {
     r.insert("eventSource".into(), json!(EVENT_SOURCE));
     r.insert("eventName".into(), json!(event.event_name));
     r.insert("eventType".into(), json!("AwsApiCall"));
-    r.insert(
-        "userIdentity".into(),
-        json!({"type": "LocalUser", "principal": event.principal}),
-    );
+    let mut identity = json!({"type": "LocalUser", "principal": event.principal});
+    if let Some(client) = &event.invoked_by {
+        identity["invokedBy"] = json!(client);
+    }
+    r.insert("userIdentity".into(), identity);
     r.insert("requestParameters".into(), Value::Object(params));
     r.insert("responseElements".into(), Value::Null);
     r.insert("requestID".into(), json!(event.request_id));
@@ -289,7 +291,13 @@ impl PreparedRecord {
         middle.extend_from_slice(b"],\"responseElements\":null");
 
         let mut tail = Vec::with_capacity(64);
-        tail.extend_from_slice(b",\"userIdentity\":{\"principal\":");
+        tail.extend_from_slice(b",\"userIdentity\":{");
+        if let Some(client) = &event.invoked_by {
+            tail.extend_from_slice(b"\"invokedBy\":");
+            chain::write_str(client, &mut tail);
+            tail.push(b',');
+        }
+        tail.extend_from_slice(b"\"principal\":");
         chain::write_str(&event.principal, &mut tail);
         tail.extend_from_slice(b",\"type\":\"LocalUser\"}}");
 
@@ -383,6 +391,7 @@ mod tests {
             event_time: "2026-01-02T03:04:05Z".into(),
             event_name: "Decrypt".into(),
             principal: "uid:1000".into(),
+            invoked_by: None,
             key_id: Some("1234abcd".into()),
             encryption_context: Some(crate::context::context_from([
                 ("kmsfs:path", "/a \"q\"\\ \u{1}\té"),
@@ -399,6 +408,10 @@ mod tests {
             error_code: Some("AccessDeniedException".into()),
             error_message: Some("denied \"x\"\n".into()),
             event_name: "CreateGrant".into(),
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            invoked_by: Some("user:mount \"m\"".into()),
             ..base.clone()
         });
         variants.push(AuditEvent {
@@ -490,6 +503,7 @@ mod tests {
             event_time: "2026-01-02T03:04:05Z".into(),
             event_name: "Decrypt".into(),
             principal: "uid:1000".into(),
+            invoked_by: None,
             key_id: Some("1234abcd".into()),
             encryption_context: Some(crate::context::context_from([("kmsfs:path", "/a")])),
             request_id: "r1".into(),

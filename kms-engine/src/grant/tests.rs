@@ -13,6 +13,7 @@ fn alice() -> Principal {
         user_name: Some("alice".into()),
         group_names: vec!["alice".into(), "staff".into()],
         unresolved: Unresolved::default(),
+        invoked_by: None,
     }
 }
 

@@ -11,6 +11,14 @@
 //! name another principal (`on_behalf_of`: a FUSE caller of a mount) only
 //! through the audited on-behalf-of permission the server checks.
 
+pub mod client;
+pub mod frame;
+pub mod on_behalf;
+pub mod server;
+
+pub use client::{Client, ClientConfig};
+pub use server::{ServerConfig, serve};
+
 use crate::{Engine, KmsError, Principal};
 use serde_json::Value;
 

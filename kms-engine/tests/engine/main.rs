@@ -4,6 +4,7 @@
 
 mod audit_support;
 mod common;
+mod service_support;
 
 mod aliases_tags;
 mod audit_events;
@@ -17,6 +18,8 @@ mod key_states;
 mod policy_grants;
 mod processes;
 mod root_key;
+mod service_client;
+mod service_server;
 mod store;
 mod store_formats;
 mod store_fulldisk;

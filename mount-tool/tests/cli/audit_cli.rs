@@ -18,6 +18,7 @@ fn event(i: u64) -> AuditEvent {
         }
         .into(),
         principal: format!("uid:{}", 1000 + i % 3),
+        invoked_by: None,
         key_id: Some(if i < 5 { "key-a" } else { "key-b" }.into()),
         encryption_context: Some(kms_engine::context::context_from([("kmsfs:path", "/x")])),
         request_id: format!("req-{i}"),

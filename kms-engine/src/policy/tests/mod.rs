@@ -24,6 +24,7 @@ fn alice() -> Principal {
         user_name: Some("alice".into()),
         group_names: vec!["alice".into(), "staff".into()],
         unresolved: Unresolved::default(),
+        invoked_by: None,
     }
 }
 
@@ -35,6 +36,7 @@ fn bob() -> Principal {
         user_name: Some("bob".into()),
         group_names: vec!["bob".into(), "other".into()],
         unresolved: Unresolved::default(),
+        invoked_by: None,
     }
 }
 

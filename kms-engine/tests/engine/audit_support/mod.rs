@@ -20,6 +20,7 @@ pub fn event(i: u64) -> AuditEvent {
         }
         .into(),
         principal: format!("uid:{}", 1000 + i % 2),
+        invoked_by: None,
         key_id: Some("1234abcd-12ab-34cd-56ef-1234567890ab".into()),
         encryption_context: Some(kms_engine::context::context_from([
             ("kmsfs:volume", "vol-1"),
