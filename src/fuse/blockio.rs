@@ -1,6 +1,6 @@
 //! Block-level content I/O on one backing file: read, write at any offset
 //! (read-modify-write of partial blocks), size changes, holes and
-//! `SEEK_DATA`/`SEEK_HOLE` (in `resize`). Callers hold the inode's lock.
+//! `SEEK_DATA`/`SEEK_HOLE` (in `resize` and `seek`). Callers hold the inode's lock.
 //!
 //! Format 2 (every file created or truncated to zero since): the last block
 //! always exists and carries the end mark, so a file cut at a block
@@ -19,8 +19,9 @@
 //! byte changes), and a failed one puts the old last block and size back.
 
 mod resize;
+mod seek;
 
-pub use resize::Seek;
+pub use seek::Seek;
 
 use crate::content::{BlockLayout, BlockMark, ContentCipher, ContentError, Opened};
 use crate::format::HEADER_FORMAT_V1;
@@ -307,7 +308,8 @@ impl BlockIo<'_> {
     /// Format 2 write: the blocks the data touches in one pwrite; when the
     /// file grows past its old last block, that block is first completed
     /// to a full block (still marked last), then sealed again unmarked
-    /// after the new blocks are written. Blocks in between are holes.
+    /// after the new blocks are written (or, the empty end block of an
+    /// empty file, punched to a hole). Blocks in between are holes.
     fn write_v2(&self, offset: u64, data: &[u8], size: u64, hi: u64) -> FsResult<()> {
         let layout = self.layout();
         let b = self.b();
@@ -321,9 +323,14 @@ impl BlockIo<'_> {
         } else {
             None
         };
-        // The old last block stays out of the batch and becomes a middle block.
+        // The old last block stays out of the batch and becomes a middle
+        // block; an empty file's end block becomes a hole (as an empty
+        // file's first page stays a hole on tmpfs or ext4).
         let detached = grows && first > old_last;
-        let sparse = end_blk.as_ref().is_some_and(|e| e.sparse) || (grows && first > old_last + 1);
+        let empty_end_to_hole = detached && size == 0;
+        let sparse = end_blk.as_ref().is_some_and(|e| e.sparse)
+            || (grows && first > old_last + 1)
+            || empty_end_to_hole;
         let batch = Batch {
             offset,
             data,
@@ -365,7 +372,12 @@ impl BlockIo<'_> {
                 e
             });
         }
-        if let (true, Some(eb)) = (detached, &end_blk) {
+        if empty_end_to_hole {
+            // The new last block is written: the old (empty) one's stored
+            // range becomes a hole.
+            let layout = self.layout();
+            self.punch_backing(layout.block_cipher_offset(0), layout.stored_block_size())?;
+        } else if let (true, Some(eb)) = (detached, &end_blk) {
             // The new last block is written: drop the old one's end mark.
             self.seal_full_at(eb, BlockMark::Middle)?;
         }

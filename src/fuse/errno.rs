@@ -60,6 +60,10 @@ pub enum FsError {
     Range,
     #[error("file too large")]
     TooBig,
+    /// `lseek(SEEK_DATA | SEEK_HOLE)` from a negative offset, at or past
+    /// the end, or for data in a trailing hole.
+    #[error("no data or hole at or after the offset")]
+    NoSuchOffset,
     /// A name the name transform refuses or cannot decrypt.
     #[error("name: {0}")]
     Name(#[from] NameError),
@@ -104,6 +108,7 @@ impl FsError {
             FsError::NoAttribute => Errno::NO_XATTR,
             FsError::Range => Errno::ERANGE,
             FsError::TooBig => Errno::EFBIG,
+            FsError::NoSuchOffset => Errno::ENXIO,
             FsError::Name(e) => match e {
                 NameError::InvalidName => Errno::EINVAL,
                 NameError::NameTooLong { .. } | NameError::LongNamesOff => Errno::ENAMETOOLONG,

@@ -326,7 +326,9 @@ impl Core {
             libc::SEEK_HOLE => Seek::Hole,
             _ => return Err(FsError::InvalidArgument),
         };
-        let offset = u64::try_from(offset).map_err(|_| FsError::InvalidArgument)?;
+        // A negative offset is past no data and no hole: ENXIO, as on
+        // ext4 and tmpfs.
+        let offset = u64::try_from(offset).map_err(|_| FsError::NoSuchOffset)?;
         let _g = h.state.io.read().map_err(|_| FsError::Stale)?;
         let at = h.io(&|| self.path_of(h.ino)).seek(offset, what)?;
         i64::try_from(at).map_err(|_| FsError::TooBig)

@@ -23,6 +23,7 @@ mod fs_programs;
 mod fs_rename;
 mod fs_rename_crash;
 mod fs_rename_race;
+mod fs_seek;
 mod fs_sparse;
 mod fs_tamper;
 mod fs_xattr_tamper;

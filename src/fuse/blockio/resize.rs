@@ -1,6 +1,6 @@
 //! Size changes and holes on one backing file: truncate up and down (and
 //! to zero, which converts a format-1 file to format 2), punching and
-//! zeroing ranges, allocation, and `SEEK_DATA`/`SEEK_HOLE`.
+//! zeroing ranges and allocation.
 
 use super::{BlockIo, EndBlock, ZERO_CHUNK};
 use crate::content::BlockMark;
@@ -9,13 +9,6 @@ use crate::fuse::errno::{FsError, FsResult};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use zeroize::Zeroizing;
-
-/// Where `lseek` looks: the next data or the next hole.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Seek {
-    Data,
-    Hole,
-}
 
 impl BlockIo<'_> {
     /// Sets the plaintext size to `new_size`: zero converts the file to
@@ -149,7 +142,7 @@ impl BlockIo<'_> {
     /// Makes backing bytes `from .. from + len` a hole; where the backing
     /// filesystem cannot punch, they are written as zeros (which read the
     /// same).
-    fn punch_backing(&self, from: u64, len: u64) -> FsResult<()> {
+    pub(super) fn punch_backing(&self, from: u64, len: u64) -> FsResult<()> {
         use rustix::fs::{FallocateFlags, fallocate};
         use rustix::io::Errno;
         let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
@@ -212,69 +205,5 @@ impl BlockIo<'_> {
             .ok_or(FsError::TooBig)?;
         self.punch(offset, len)?;
         self.allocate(offset, end - offset, keep_size)
-    }
-
-    /// `lseek(SEEK_DATA | SEEK_HOLE)` from plaintext `offset`: holes are
-    /// whole blocks before the last whose stored bytes lie in a hole of the
-    /// backing file; there is always a hole at the end of the file. ENXIO
-    /// at or past the end.
-    pub fn seek(&self, offset: u64, what: Seek) -> FsResult<u64> {
-        let (size, cipher_size) = self.sizes()?;
-        if offset >= size {
-            return Err(FsError::Io(std::io::Error::from_raw_os_error(libc::ENXIO)));
-        }
-        let b = self.b();
-        let last = self.last_index(size);
-        if self.v1() {
-            return Ok(match what {
-                Seek::Data => offset,
-                Seek::Hole => size,
-            });
-        }
-        let layout = self.layout();
-        let slot = layout.stored_block_size();
-        let header = HEADER_LEN as u64;
-        let block_at = |c: u64| c.saturating_sub(header) / slot;
-        let mut idx = offset / b;
-        match what {
-            Seek::Data => {
-                let at = layout.block_cipher_offset(idx);
-                let data = self.backing_seek(at, Seek::Data)?.unwrap_or(cipher_size);
-                let j = block_at(data).max(idx).min(last);
-                Ok(offset.max(j * b))
-            }
-            Seek::Hole => loop {
-                if idx >= last {
-                    return Ok(size);
-                }
-                let at = layout.block_cipher_offset(idx);
-                let hole = self.backing_seek(at, Seek::Hole)?.unwrap_or(cipher_size);
-                // The first whole block slot at or after the hole.
-                let j = (hole.saturating_sub(header)).div_ceil(slot).max(idx);
-                if j >= last {
-                    return Ok(size);
-                }
-                let start = layout.block_cipher_offset(j);
-                let data = self.backing_seek(start, Seek::Data)?.unwrap_or(cipher_size);
-                if data >= layout.block_cipher_offset(j + 1) {
-                    return Ok(offset.max(j * b));
-                }
-                idx = block_at(data) + 1;
-            },
-        }
-    }
-
-    /// `lseek` on the backing file; `None` for ENXIO (nothing after).
-    fn backing_seek(&self, at: u64, what: Seek) -> FsResult<Option<u64>> {
-        use rustix::fs::{SeekFrom, seek};
-        let from = match what {
-            Seek::Data => SeekFrom::Data(at),
-            Seek::Hole => SeekFrom::Hole(at),
-        };
-        match seek(self.file, from) {
-            Ok(p) => Ok(Some(p)),
-            Err(e) if e == rustix::io::Errno::NXIO => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 }
