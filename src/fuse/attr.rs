@@ -179,6 +179,7 @@ impl Core {
                 Some(h) => rustix::fs::fchmod(&h.file, m)?,
                 None => rustix::fs::chmod(&node.backing, m)?,
             }
+            self.chmod_acl(&node, mode)?;
         }
         if atime.is_some() || mtime.is_some() {
             let conv = |t: Option<TimeOrNow>| match t {

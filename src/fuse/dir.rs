@@ -221,7 +221,8 @@ impl Core {
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
         let (uid, gid, sgid) = new_owner(req, &dir.backing)?;
-        let mut perm = mode & !umask & 0o7777;
+        let new_mode = self.new_mode(&dir, mode, umask, true)?;
+        let mut perm = new_mode.perm;
         if sgid {
             perm |= libc::S_ISGID;
         }
@@ -253,7 +254,9 @@ impl Core {
             self.remove_side_file(&dir.backing, &bn);
             return Err(e);
         }
-        Ok(self.entry_created(&dir, name, backing)?.1)
+        let (node, attr) = self.entry_created(&dir, name, backing)?;
+        self.inherit_acls(&node, &new_mode)?;
+        Ok(attr)
     }
 
     /// True when the backing directory holds no user entries.

@@ -38,6 +38,9 @@ pub enum FsError {
     /// Hard links: one data key cannot be bound to two paths.
     #[error("hard links are refused: a data key is bound to one path")]
     HardLinkRefused,
+    /// Only root may do this (the `trusted.` xattr namespace).
+    #[error("operation not permitted")]
+    NotPermitted,
     /// POSIX file permissions refuse the caller this access.
     #[error("permission denied")]
     Denied,
@@ -100,7 +103,7 @@ impl FsError {
             FsError::IsDir => Errno::EISDIR,
             FsError::InvalidName => Errno::EINVAL,
             FsError::NameTooLong => Errno::ENAMETOOLONG,
-            FsError::HardLinkRefused => Errno::EPERM,
+            FsError::HardLinkRefused | FsError::NotPermitted => Errno::EPERM,
             FsError::ReadOnly => Errno::EROFS,
             FsError::Denied => Errno::EACCES,
             FsError::InvalidArgument | FsError::IntoItself => Errno::EINVAL,

@@ -62,7 +62,12 @@ impl Core {
         // One caller for the access check and the engine call: its
         // supplementary groups are read from /proc at most once.
         let caller = super::perm::Caller::from_request(req);
-        if let Some(flags) = open_flags {
+        // With POSIX ACLs the kernel's check (default_permissions, ACL
+        // included) is the one that decides: the mode alone would refuse
+        // what an ACL entry grants.
+        if let Some(flags) = open_flags
+            && !self.acls_enabled()
+        {
             self.check_open(&caller, &file, flags)?;
         }
         let path = node.plain.display();
@@ -130,6 +135,7 @@ impl Core {
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
         let (uid, gid, _) = new_owner(req, &dir.backing)?;
+        let new_mode = self.new_mode(&dir, mode, umask, false)?;
         let plain = dir.plain.child(name);
         let path = plain.display();
         let ctx = self.file_context(&plain);
@@ -172,10 +178,7 @@ impl Core {
             file.write_all_at(&first, 0)?;
             self.write_side_file(&dir.backing, &bn)?;
             std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
-            rustix::fs::fchmod(
-                &file,
-                rustix::fs::Mode::from_raw_mode(mode & !umask & 0o7777),
-            )?;
+            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(new_mode.perm))?;
             Ok(())
         };
         if let Err(e) = finish() {
@@ -184,6 +187,7 @@ impl Core {
             return Err(e);
         }
         let (node, attr) = self.entry_created(&dir, name, backing)?;
+        self.inherit_acls(&node, &new_mode)?;
         node.state.content_version.store(
             crate::format::HEADER_FORMAT_VERSION,
             std::sync::atomic::Ordering::Release,

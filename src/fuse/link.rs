@@ -96,11 +96,14 @@ impl Core {
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
         let (uid, gid, _) = new_owner(req, &dir.backing)?;
+        // Special files carry no attributes here: a default ACL only
+        // masks their mode.
+        let perm = self.new_mode(&dir, mode, umask, false)?.perm;
         rustix::fs::mknodat(
             rustix::fs::CWD,
             &backing,
             file_type,
-            rustix::fs::Mode::from_raw_mode(mode & !umask & 0o7777),
+            rustix::fs::Mode::from_raw_mode(perm),
             u64::from(rdev),
         )
         .map_err(|e| {
@@ -113,10 +116,7 @@ impl Core {
         let finish = || -> FsResult<()> {
             self.write_side_file(&dir.backing, &bn)?;
             std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
-            rustix::fs::chmod(
-                &backing,
-                rustix::fs::Mode::from_raw_mode(mode & !umask & 0o7777),
-            )?;
+            rustix::fs::chmod(&backing, rustix::fs::Mode::from_raw_mode(perm))?;
             Ok(())
         };
         if let Err(e) = finish() {

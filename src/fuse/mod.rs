@@ -3,6 +3,7 @@
 //! `link`, `xattr`, `unsupported`), with one inode table (`inode`), one
 //! error-to-errno mapping (`errno`) and the block I/O engine (`blockio`).
 
+pub mod acl;
 pub mod attr;
 pub mod blockio;
 pub mod copy;
@@ -33,7 +34,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -115,6 +116,9 @@ pub struct Core {
     path_lock: RwLock<()>,
     pub(crate) opts: FsOptions,
     pub(crate) xattrs: xattr::XattrCipher,
+    /// POSIX ACLs are on (see `acl`): wanted on `--allow-other` mounts,
+    /// kept when the kernel accepts FUSE_POSIX_ACL.
+    pub(crate) posix_acl: AtomicBool,
     /// Sizes of the write requests served (for `kmsfs status`).
     pub(crate) write_counters: status::WriteCounters,
     /// FUSE requests served, by operation (for `kmsfs status`).
@@ -138,6 +142,7 @@ impl Core {
         let xattrs = xattr::XattrCipher::new(vol.names_key())?;
         Ok(Core {
             xattrs,
+            posix_acl: AtomicBool::new(false),
             keys: CachingKeyService::new(keys, opts.cache),
             vol,
             table: Mutex::new(table),

@@ -45,6 +45,11 @@ pub struct Background {
 /// Mounts `fs` as `spec` says.
 pub fn mount(fs: KmsFs, spec: &MountSpec) -> io::Result<Mounted> {
     let cfg = mount_config(spec.read_only, spec.allow_other);
+    // POSIX ACLs come with the kernel's default_permissions, which only
+    // --allow-other mounts have; INIT keeps this when the kernel agrees.
+    fs.core
+        .posix_acl
+        .store(spec.allow_other, std::sync::atomic::Ordering::Release);
     if !rustix::process::geteuid().is_root() {
         let mut cfg = cfg;
         cfg.mount_options.extend([

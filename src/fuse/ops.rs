@@ -15,6 +15,7 @@ use fuser::{
 };
 use std::ffi::OsStr;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 fn log_err(op: &str, e: &FsError) -> Errno {
@@ -47,7 +48,24 @@ impl Filesystem for KmsFs {
             // `security.capability` before every WRITE, and stops sending a
             // GETATTR before every chown and truncate.
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        // POSIX ACLs (see `acl`): the kernel enforces them and leaves the
+        // umask to kmsfs, which applies it unless a default ACL is there.
+        let acl = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        let want = if self.core.acls_enabled() && config.capabilities().contains(acl) {
+            want | acl
+        } else {
+            self.core.posix_acl.store(false, Ordering::Release);
+            want
+        };
         let _ = config.add_capabilities(want & config.capabilities());
+        log::debug!(
+            "POSIX ACLs {}",
+            if self.core.acls_enabled() {
+                "on"
+            } else {
+                "off"
+            }
+        );
         Ok(())
     }
 
@@ -434,7 +452,7 @@ impl Filesystem for KmsFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -443,31 +461,31 @@ impl Filesystem for KmsFs {
         reply: ReplyEmpty,
     ) {
         let _t = self.core.op_counters.start(Op::Setxattr);
-        match self.core.setxattr(ino.0, name, value, flags) {
+        match self.core.setxattr(req.uid(), ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("setxattr", &e)),
         }
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let _t = self.core.op_counters.start(Op::Getxattr);
-        match self.core.getxattr(ino.0, name) {
+        match self.core.getxattr(req.uid(), ino.0, name) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(log_err("getxattr", &e)),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _t = self.core.op_counters.start(Op::Listxattr);
-        match self.core.listxattr(ino.0) {
+        match self.core.listxattr(req.uid(), ino.0) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(log_err("listxattr", &e)),
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _t = self.core.op_counters.start(Op::Removexattr);
-        match self.core.removexattr(ino.0, name) {
+        match self.core.removexattr(req.uid(), ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("removexattr", &e)),
         }

@@ -16,6 +16,9 @@
 //!   on parents). What the backing filesystem cannot see is checked here:
 //!   `access(2)` (FUSE ACCESS), and the access mode of OPEN, including exec
 //!   (the kernel alone only asks that *some* execute bit is set).
+//! * `--allow-other` mounts with POSIX ACLs (see `acl`; FUSE_POSIX_ACL):
+//!   the kernel's check, which reads the ACLs kmsfs stores, decides alone;
+//!   kmsfs skips its own OPEN check, which knows only the mode.
 //!
 //! [`may_access`] is the check of POSIX.1 "file access permissions": the
 //! owner class if the caller owns the file, else the group class if the

@@ -1,9 +1,14 @@
-//! Extended attributes: only the `user.` namespace, each attribute stored
-//! as a backing xattr with an encrypted name (deterministic) and an
-//! encrypted value bound to that name and to its object (the file id of a
-//! regular file, the IV of a directory), so a value copied to another file,
-//! directory or name gives EIO. Byte formats and key derivation:
-//! `docs/file-format.md`, section "Extended attributes".
+//! Extended attributes: the `user.` and `trusted.` namespaces and the POSIX
+//! ACLs (`system.posix_acl_*`, on mounts with ACLs, see `acl`), each
+//! attribute stored as a backing `user.kmsfs.*` xattr with an encrypted
+//! name (deterministic; the namespace is inside it, so the backing file
+//! does not show which namespace an attribute is in) and an encrypted value
+//! bound to that name and to its object (the file id of a regular file, the
+//! IV of a directory), so a value copied to another file, directory or name
+//! gives EIO. `trusted.*` is root's: others get ENODATA reading it, EPERM
+//! writing it, and do not see it listed (as the kernel and ext4 do). Byte
+//! formats and key derivation: `docs/file-format.md`, section "Extended
+//! attributes".
 
 use super::Core;
 use super::errno::{FsError, FsResult};
@@ -20,6 +25,11 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 const USER_PREFIX: &[u8] = b"user.";
+const TRUSTED_PREFIX: &[u8] = b"trusted.";
+/// Associated data of a `user.` name's encryption (the name after `user.`).
+const USER_NAME_AAD: &[u8] = b"xattr-name";
+/// Associated data of any other name's encryption (the whole name).
+const FULL_NAME_AAD: &[u8] = b"xattr-full-name";
 const BACKING_PREFIX: &str = "user.kmsfs.";
 /// Linux limit on an xattr name.
 const XATTR_NAME_MAX: usize = 255;
@@ -30,6 +40,33 @@ pub const VALUE_VERSION: u8 = 2;
 const VALUE_AAD_LABEL: &[u8] = b"kmsfs-xattr-v2";
 /// Bytes a stored value takes beyond the plaintext value.
 pub const VALUE_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+
+/// The namespaces kmsfs stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    User,
+    /// Root only.
+    Trusted,
+    /// `system.posix_acl_access` and `system.posix_acl_default`.
+    Acl,
+}
+
+impl Namespace {
+    /// The namespace of attribute `name`, `None` for names kmsfs does not
+    /// store (`security.*`, other `system.*`, and bare prefixes).
+    pub(crate) fn of(name: &[u8]) -> Option<Namespace> {
+        if name == super::acl::ACCESS || name == super::acl::DEFAULT {
+            return Some(Namespace::Acl);
+        }
+        match name {
+            n if n.len() > USER_PREFIX.len() && n.starts_with(USER_PREFIX) => Some(Namespace::User),
+            n if n.len() > TRUSTED_PREFIX.len() && n.starts_with(TRUSTED_PREFIX) => {
+                Some(Namespace::Trusted)
+            }
+            _ => None,
+        }
+    }
+}
 
 /// What an attribute belongs to, as bound into its value's associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,18 +127,22 @@ impl XattrCipher {
         })
     }
 
-    /// The backing name of user attribute `name` (which includes `user.`).
+    /// The backing name of attribute `name` (with its namespace prefix):
+    /// a `user.` name's rest is sealed under [`USER_NAME_AAD`], any other
+    /// stored name whole under [`FULL_NAME_AAD`].
     fn backing_name(&self, name: &[u8]) -> FsResult<String> {
-        let Some(rest) = name.strip_prefix(USER_PREFIX) else {
-            return Err(FsError::Unsupported);
+        let (plain, aad) = match Namespace::of(name) {
+            Some(Namespace::User) => (&name[USER_PREFIX.len()..], USER_NAME_AAD),
+            Some(_) => (name, FULL_NAME_AAD),
+            None if name == USER_PREFIX || name == TRUSTED_PREFIX => {
+                return Err(FsError::InvalidArgument);
+            }
+            None => return Err(FsError::Unsupported),
         };
-        if rest.is_empty() {
-            return Err(FsError::InvalidArgument);
-        }
-        let mut ct = rest.to_vec();
+        let mut ct = plain.to_vec();
         let tag = self
             .name_key
-            .seal_in_place(&[0; NONCE_LEN], b"xattr-name", &mut ct)
+            .seal_in_place(&[0; NONCE_LEN], aad, &mut ct)
             .map_err(FsError::internal)?;
         ct.extend_from_slice(&tag);
         let out = format!("{BACKING_PREFIX}{}", URL_SAFE_NO_PAD.encode(&ct));
@@ -119,12 +160,19 @@ impl XattrCipher {
         }
         let (ct, tag) = raw.split_at(raw.len() - TAG_LEN);
         let mut out = vec![0u8; ct.len()];
-        self.name_key
-            .open_out_of_place(&[0; NONCE_LEN], b"xattr-name", ct, tag, &mut out)
-            .ok()?;
-        let mut name = USER_PREFIX.to_vec();
-        name.extend_from_slice(&out);
-        Some(name)
+        let open = |aad: &[u8], out: &mut [u8]| {
+            self.name_key
+                .open_out_of_place(&[0; NONCE_LEN], aad, ct, tag, out)
+                .is_ok()
+        };
+        if open(USER_NAME_AAD, &mut out) {
+            let mut name = USER_PREFIX.to_vec();
+            name.extend_from_slice(&out);
+            return Some(name);
+        }
+        // A whole name must be one of the other stored namespaces.
+        (open(FULL_NAME_AAD, &mut out) && Namespace::of(&out).is_some_and(|n| n != Namespace::User))
+            .then_some(out)
     }
 
     fn seal_value(&self, obj: &XattrObject, backing_name: &str, value: &[u8]) -> FsResult<Vec<u8>> {
@@ -257,17 +305,41 @@ impl Core {
         Ok(Some(XattrObject::File(id)))
     }
 
+    /// setxattr by a caller with uid `uid`.
     pub(crate) fn setxattr(
         &self,
+        uid: u32,
         ino: u64,
         name: &OsStr,
         value: &[u8],
         flags: i32,
     ) -> FsResult<()> {
         self.check_writable()?;
+        match Namespace::of(name.as_bytes()) {
+            Some(Namespace::Trusted) if uid != 0 => return Err(FsError::NotPermitted),
+            Some(Namespace::Acl) => {
+                if !self.acls_enabled() {
+                    return Err(FsError::Unsupported);
+                }
+                return self.set_acl(ino, name.as_bytes(), value, flags);
+            }
+            _ => {}
+        }
         let node = self.node(ino)?;
-        let bname = self.xattrs.backing_name(name.as_bytes())?;
-        let Some(obj) = self.xattr_object(&node)? else {
+        self.store_xattr(&node, name.as_bytes(), value, flags)
+    }
+
+    /// Seals and stores attribute `name` of `node` (no permission check:
+    /// callers decide).
+    pub(crate) fn store_xattr(
+        &self,
+        node: &NodeRef,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
+        let bname = self.xattrs.backing_name(name)?;
+        let Some(obj) = self.xattr_object(node)? else {
             return Err(FsError::Unsupported);
         };
         let sealed = self.xattrs.seal_value(&obj, &bname, value)?;
@@ -282,28 +354,47 @@ impl Core {
         Ok(())
     }
 
-    pub(crate) fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+    /// getxattr by a caller with uid `uid`.
+    pub(crate) fn getxattr(&self, uid: u32, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
         // The kernel's security.*/system.* probes (ls asks two per file)
         // are answered before touching the inode table or the backing file.
-        if !name.as_bytes().starts_with(USER_PREFIX) {
-            return Err(FsError::NoAttribute);
+        match Namespace::of(name.as_bytes()) {
+            None => return Err(FsError::NoAttribute),
+            Some(Namespace::Trusted) if uid != 0 => return Err(FsError::NoAttribute),
+            Some(Namespace::Acl) if !self.acls_enabled() => return Err(FsError::NoAttribute),
+            _ => {}
         }
         let node = self.node(ino)?;
-        let bname = self.xattrs.backing_name(name.as_bytes())?;
+        self.load_xattr(&node, name.as_bytes())
+    }
+
+    /// Reads and opens attribute `name` of `node` (no permission check).
+    pub(crate) fn load_xattr(&self, node: &NodeRef, name: &[u8]) -> FsResult<Vec<u8>> {
+        let bname = self.xattrs.backing_name(name)?;
         let stored = read_xattr(&node.backing, &bname)?;
-        let Some(obj) = self.xattr_object(&node)? else {
+        let Some(obj) = self.xattr_object(node)? else {
             return Err(FsError::NoAttribute);
         };
         self.xattrs
             .open_value(&obj, &bname, &stored, &node.plain.display())
     }
 
-    pub(crate) fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+    /// listxattr by a caller with uid `uid`: `trusted.*` names only for
+    /// root, ACL names only on mounts with ACLs.
+    pub(crate) fn listxattr(&self, uid: u32, ino: u64) -> FsResult<Vec<u8>> {
         let node = self.node(ino)?;
         let buf = read_growing(4096, |b| rustix::fs::llistxattr(&node.backing, b))?;
         let mut out = Vec::new();
         for raw in buf.split(|b| *b == 0).filter(|s| !s.is_empty()) {
-            if let Some(name) = self.xattrs.plain_name(raw) {
+            let Some(name) = self.xattrs.plain_name(raw) else {
+                continue;
+            };
+            let shown = match Namespace::of(&name) {
+                Some(Namespace::Trusted) => uid == 0,
+                Some(Namespace::Acl) => self.acls_enabled(),
+                _ => true,
+            };
+            if shown {
                 out.extend_from_slice(&name);
                 out.push(0);
             }
@@ -311,16 +402,29 @@ impl Core {
         Ok(out)
     }
 
-    pub(crate) fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
+    /// removexattr by a caller with uid `uid`.
+    pub(crate) fn removexattr(&self, uid: u32, ino: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
+        match Namespace::of(name.as_bytes()) {
+            None => return Err(FsError::NoAttribute),
+            Some(Namespace::Trusted) if uid != 0 => return Err(FsError::NotPermitted),
+            Some(Namespace::Acl) if !self.acls_enabled() => return Err(FsError::Unsupported),
+            _ => {}
+        }
         let node = self.node(ino)?;
-        let bname = match self.xattrs.backing_name(name.as_bytes()) {
-            Ok(n) => n,
-            Err(FsError::Unsupported) => return Err(FsError::NoAttribute),
-            Err(e) => return Err(e),
-        };
-        rustix::fs::lremovexattr(&node.backing, bname.as_str())?;
-        Ok(())
+        self.remove_stored_xattr(&node, name.as_bytes())
+    }
+
+    /// Removes attribute `name` of `node` (no permission check).
+    pub(crate) fn remove_stored_xattr(&self, node: &NodeRef, name: &[u8]) -> FsResult<()> {
+        let bname = self.xattrs.backing_name(name)?;
+        rustix::fs::lremovexattr(&node.backing, bname.as_str()).map_err(|e| {
+            if e == rustix::io::Errno::NODATA {
+                FsError::NoAttribute
+            } else {
+                e.into()
+            }
+        })
     }
 }
 

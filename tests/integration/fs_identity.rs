@@ -28,12 +28,12 @@ use std::process::{Child, Command, Output};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-const ALICE: &str = "kmsfst-alice";
-const BOB: &str = "kmsfst-bob";
+pub(crate) const ALICE: &str = "kmsfst-alice";
+pub(crate) const BOB: &str = "kmsfst-bob";
 const STAFF: &str = "kmsfst-staff";
 
 /// True when the test runs as root; otherwise says why it skips.
-fn root_or_skip(test: &str) -> bool {
+pub(crate) fn root_or_skip(test: &str) -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
@@ -62,7 +62,7 @@ fn exists(db: &str, name: &str) -> bool {
 }
 
 /// Creates the test accounts once per process (idempotent across runs).
-fn accounts() {
+pub(crate) fn accounts() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         // System accounts (ids below 1000): other tests use raw uids such

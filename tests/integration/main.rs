@@ -6,6 +6,7 @@
 mod common;
 
 mod format_vectors;
+mod fs_acl;
 mod fs_basic;
 mod fs_config;
 mod fs_corners;
