@@ -29,6 +29,8 @@ fn event(i: u64) -> AuditEvent {
         error_code: None,
         error_message: None,
         request_parameters: None,
+        access_key_id: None,
+        source_ip_address: None,
     }
 }
 

@@ -143,6 +143,37 @@ impl AuditInfo {
     }
 }
 
+/// Where a call came from beyond its principal, for its audit record: the
+/// access key that signed it and the client's address (HTTPS endpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOrigin {
+    pub access_key_id: Option<String>,
+    pub source_address: Option<String>,
+}
+
+thread_local! {
+    /// The origin of the call this thread is running (set by
+    /// [`Engine::dispatch_from`] for the duration of one call; operations
+    /// are synchronous, so their audit record is written on this thread).
+    static ORIGIN: std::cell::RefCell<Option<CallOrigin>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets this thread's call origin until dropped.
+pub(crate) struct OriginGuard(Option<CallOrigin>);
+
+impl OriginGuard {
+    pub(crate) fn set(origin: &CallOrigin) -> OriginGuard {
+        OriginGuard(ORIGIN.with(|o| o.replace(Some(origin.clone()))))
+    }
+}
+
+impl Drop for OriginGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        ORIGIN.with(|o| *o.borrow_mut() = previous);
+    }
+}
+
 /// A local key management engine over one store directory. `Send + Sync`;
 /// share it (e.g. in an `Arc`) between threads.
 pub struct Engine {
@@ -579,21 +610,55 @@ impl Engine {
     ) -> Result<T, KmsError> {
         let mut info = AuditInfo::default();
         let result = f(&mut info);
-        let (error_code, error_message) = match &result {
-            Ok(_) => (None, None),
-            Err(e) => (Some(e.exception_name().to_string()), Some(e.message())),
+        let error = match &result {
+            Ok(_) => None,
+            Err(e) => Some((e.exception_name().to_string(), e.message())),
         };
+        let invoked_by = caller.invoked_by.as_ref().map(|c| c.to_string());
+        self.record_call((caller.to_string(), invoked_by), event_name, info, error)?;
+        result
+    }
+
+    /// Audits a call refused before it reached an operation (the HTTPS
+    /// endpoint's authentication failures): principal `anonymous`, the
+    /// access key id the request claimed, the client's address.
+    pub fn audit_refused(
+        &self,
+        origin: &CallOrigin,
+        event_name: &str,
+        exception: &str,
+        message: &str,
+    ) -> Result<(), KmsError> {
+        let _origin = OriginGuard::set(origin);
+        let error = Some((exception.to_string(), message.to_string()));
+        let who = ("anonymous".to_string(), None);
+        self.record_call(who, event_name, AuditInfo::default(), error)
+    }
+
+    /// Writes one audit record for `principal` (and the client that
+    /// invoked the call on its behalf), with this thread's call origin.
+    fn record_call(
+        &self,
+        (principal, invoked_by): (String, Option<String>),
+        event_name: &str,
+        info: AuditInfo,
+        error: Option<(String, String)>,
+    ) -> Result<(), KmsError> {
+        let (error_code, error_message) = error.unzip();
+        let origin = ORIGIN.with(|o| o.borrow().clone()).unwrap_or_default();
         let mut event = AuditEvent {
             event_time: rfc3339(self.clock.now_unix()),
             event_name: event_name.to_string(),
-            principal: caller.to_string(),
-            invoked_by: caller.invoked_by.as_ref().map(|c| c.to_string()),
+            principal,
+            invoked_by,
             key_id: info.key_id,
             encryption_context: info.encryption_context,
             request_id: new_request_id()?,
             error_code,
             error_message,
             request_parameters: info.request_parameters,
+            access_key_id: origin.access_key_id,
+            source_ip_address: origin.source_address,
         };
         // Paths as the store's audit path mode says, in this record only.
         let snap = self.current()?;
@@ -614,7 +679,7 @@ impl Engine {
         } else {
             self.audit.record(&event)?;
         }
-        result
+        Ok(())
     }
 }
 

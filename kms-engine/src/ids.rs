@@ -4,8 +4,69 @@ use crate::KmsError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The account and region every ARN of the local engine carries.
-pub const ARN_PREFIX: &str = "arn:aws:kms:local:000000000000:";
+/// The region ARNs carry unless [`set_arn_scope`] chose another.
+pub const DEFAULT_REGION: &str = "local";
+/// The account id ARNs and key metadata carry unless [`set_arn_scope`]
+/// chose another.
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
+/// `arn:aws:kms:REGION:ACCOUNT:` and ACCOUNT, once chosen.
+static SCOPE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Sets the region and account id of every ARN this process shows and
+/// accepts (`arn:aws:kms:REGION:ACCOUNT:key/ID`), as AWS clients expect
+/// them: for the whole process, once, before the first ARN is made (the
+/// daemon does it at start). Setting the same scope again is accepted.
+pub fn set_arn_scope(region: &str, account_id: &str) -> Result<(), KmsError> {
+    let region_ok = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        return Err(KmsError::Validation(format!(
+            "region {region:?} must be 1 to 32 lower-case letters, digits and '-'"
+        )));
+    }
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(KmsError::Validation(format!(
+            "account id {account_id:?} must be 12 digits"
+        )));
+    }
+    let want = (
+        format!("arn:aws:kms:{region}:{account_id}:"),
+        account_id.to_string(),
+    );
+    let got = SCOPE.get_or_init(|| want.clone());
+    if *got == want {
+        Ok(())
+    } else {
+        Err(KmsError::Validation(format!(
+            "ARNs are already {}..., set before {region}/{account_id}",
+            got.0
+        )))
+    }
+}
+
+fn scope() -> &'static (String, String) {
+    SCOPE.get_or_init(|| {
+        (
+            format!("arn:aws:kms:{DEFAULT_REGION}:{DEFAULT_ACCOUNT_ID}:"),
+            DEFAULT_ACCOUNT_ID.to_string(),
+        )
+    })
+}
+
+/// `arn:aws:kms:REGION:ACCOUNT:`, the prefix of every ARN of this process
+/// (`arn:aws:kms:local:000000000000:` unless [`set_arn_scope`] chose).
+pub fn arn_prefix() -> &'static str {
+    &scope().0
+}
+
+/// The account id of key metadata (`AWSAccountId`).
+pub fn account_id() -> &'static str {
+    &scope().1
+}
 
 /// A key id: 16 raw UUID (v4) bytes; shown as the hyphenated lowercase form.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -43,7 +104,7 @@ impl KeyId {
         Some(KeyId(out))
     }
 
-    /// `arn:aws:kms:local:000000000000:key/<id>`.
+    /// `arn:aws:kms:REGION:ACCOUNT:key/<id>` ([`arn_prefix`]).
     pub fn arn(&self) -> String {
         key_arn(&self.to_string())
     }
@@ -82,15 +143,15 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// `arn:aws:kms:local:000000000000:key/<id>`: the one place a key ARN is
+/// `arn:aws:kms:REGION:ACCOUNT:key/<id>`: the one place a key ARN is
 /// made (key metadata, policy evaluation, audit records).
 pub fn key_arn(key_id: &str) -> String {
-    format!("{ARN_PREFIX}key/{key_id}")
+    format!("{}key/{key_id}", arn_prefix())
 }
 
-/// `arn:aws:kms:local:000000000000:alias/<name>` for `alias/<name>`.
+/// `arn:aws:kms:REGION:ACCOUNT:alias/<name>` for `alias/<name>`.
 pub fn alias_arn(alias_name: &str) -> String {
-    format!("{ARN_PREFIX}{alias_name}")
+    format!("{}{alias_name}", arn_prefix())
 }
 
 /// What a `KeyId` request parameter names.
@@ -108,7 +169,7 @@ pub fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
             "KeyId must be 1 to 2048 characters".into(),
         ));
     }
-    if let Some(rest) = s.strip_prefix(ARN_PREFIX) {
+    if let Some(rest) = s.strip_prefix(arn_prefix()) {
         if let Some(id) = rest.strip_prefix("key/") {
             return KeyId::parse(id)
                 .map(KeyRef::Id)
@@ -199,5 +260,16 @@ mod tests {
         );
         assert!(matches!(parse_key_ref("nope"), Err(KmsError::NotFound(_))));
         assert!(matches!(parse_key_ref(""), Err(KmsError::Validation(_))));
+    }
+
+    #[test]
+    fn arn_scope_is_checked_and_set_once() {
+        assert!(set_arn_scope("US-EAST-1", "111122223333").is_err());
+        assert!(set_arn_scope("us-east-1", "1111").is_err());
+        // This process (the unit tests) keeps the default scope.
+        assert!(set_arn_scope(DEFAULT_REGION, DEFAULT_ACCOUNT_ID).is_ok());
+        assert!(set_arn_scope("us-east-1", "111122223333").is_err());
+        assert_eq!(arn_prefix(), "arn:aws:kms:local:000000000000:");
+        assert_eq!(account_id(), DEFAULT_ACCOUNT_ID);
     }
 }

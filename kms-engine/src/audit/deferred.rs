@@ -106,6 +106,8 @@ mod tests {
             error_code: None,
             error_message: None,
             request_parameters: None,
+            access_key_id: None,
+            source_ip_address: None,
         };
         assert!(sink.record(&ev).is_err());
         sink.attach_seed(Zeroizing::new([3u8; 32])).unwrap();

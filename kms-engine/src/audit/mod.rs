@@ -59,6 +59,14 @@ pub struct AuditEvent {
     /// Further request details (non-secret parameters), AWS field names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_parameters: Option<serde_json::Value>,
+    /// The access key that signed the call (HTTPS endpoint), as
+    /// CloudTrail's `userIdentity.accessKeyId`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub access_key_id: Option<String>,
+    /// The client's network address (HTTPS endpoint), as CloudTrail's
+    /// `sourceIPAddress`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_ip_address: Option<String>,
 }
 
 /// Where the engine reports calls. If `record` fails, the operation fails:

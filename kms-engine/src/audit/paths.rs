@@ -197,6 +197,8 @@ mod tests {
                 "destinationEncryptionContext": {"kmsfs:path": "/secret/plan.txt"},
                 "constraints": {"KmsfsPathPrefix": "/secret"},
             })),
+            access_key_id: None,
+            source_ip_address: None,
         }
     }
 

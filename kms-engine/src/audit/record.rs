@@ -3,7 +3,9 @@
 //! Shape (one line per record, canonical JSON, see [`super::chain`]):
 //! `eventVersion`, `eventTime`, `eventSource` ("kmsfs"), `eventName`,
 //! `eventType` ("AwsApiCall"), `userIdentity` {`type`, `principal`, and
-//! `invokedBy` only for a call made on behalf of `principal`},
+//! `accessKeyId` for a call signed with an access key, `invokedBy` only for
+//! a call made on behalf of `principal`}, `sourceIPAddress` (calls over
+//! the network),
 //! `requestParameters` {`keyId`, `encryptionContext`, further non-secret
 //! parameters}, `responseElements` (always null), `requestID`, `eventID`,
 //! `errorCode`/`errorMessage` (only on failure), `readOnly`, `resources`
@@ -116,10 +118,16 @@ pub fn record_body(event: &AuditEvent, event_id: String) -> Map<String, Value> {
     r.insert("eventName".into(), json!(event.event_name));
     r.insert("eventType".into(), json!("AwsApiCall"));
     let mut identity = json!({"type": "LocalUser", "principal": event.principal});
+    if let Some(akid) = &event.access_key_id {
+        identity["accessKeyId"] = json!(akid);
+    }
     if let Some(client) = &event.invoked_by {
         identity["invokedBy"] = json!(client);
     }
     r.insert("userIdentity".into(), identity);
+    if let Some(ip) = &event.source_ip_address {
+        r.insert("sourceIPAddress".into(), json!(ip));
+    }
     r.insert("requestParameters".into(), Value::Object(params));
     r.insert("responseElements".into(), Value::Null);
     r.insert("requestID".into(), json!(event.request_id));
@@ -150,7 +158,7 @@ pub struct PreparedRecord {
     /// `,"readOnly":` .. `,"responseElements":null` (between `previousHash`
     /// and `sequenceNumber`).
     middle: Vec<u8>,
-    /// `,"userIdentity":{..}}` (after `sequenceNumber`).
+    /// `,"sourceIPAddress":..,"userIdentity":{..}}` (after `sequenceNumber`).
     tail: Vec<u8>,
 }
 
@@ -291,7 +299,16 @@ impl PreparedRecord {
         middle.extend_from_slice(b"],\"responseElements\":null");
 
         let mut tail = Vec::with_capacity(64);
+        if let Some(ip) = &event.source_ip_address {
+            tail.extend_from_slice(b",\"sourceIPAddress\":");
+            chain::write_str(ip, &mut tail);
+        }
         tail.extend_from_slice(b",\"userIdentity\":{");
+        if let Some(akid) = &event.access_key_id {
+            tail.extend_from_slice(b"\"accessKeyId\":");
+            chain::write_str(akid, &mut tail);
+            tail.push(b',');
+        }
         if let Some(client) = &event.invoked_by {
             tail.extend_from_slice(b"\"invokedBy\":");
             chain::write_str(client, &mut tail);
@@ -402,8 +419,20 @@ mod tests {
             error_code: None,
             error_message: None,
             request_parameters: None,
+            access_key_id: None,
+            source_ip_address: None,
         };
         let mut variants = vec![base.clone()];
+        variants.push(AuditEvent {
+            access_key_id: Some("AKIAEXAMPLE".into()),
+            source_ip_address: Some("127.0.0.1".into()),
+            ..base.clone()
+        });
+        variants.push(AuditEvent {
+            source_ip_address: Some("::1".into()),
+            error_code: Some("InvalidSignatureException".into()),
+            ..base.clone()
+        });
         variants.push(AuditEvent {
             error_code: Some("AccessDeniedException".into()),
             error_message: Some("denied \"x\"\n".into()),
@@ -510,6 +539,8 @@ mod tests {
             error_code: Some("AccessDeniedException".into()),
             error_message: Some("denied".into()),
             request_parameters: Some(json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"})),
+            access_key_id: None,
+            source_ip_address: None,
         };
         let b = record_body(&ev, new_event_id());
         assert_eq!(b.str_at(&["userIdentity", "principal"]), Some("uid:1000"));

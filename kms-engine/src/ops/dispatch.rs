@@ -1,7 +1,7 @@
 //! Operations by AWS name with JSON in and out: the entry point for the CLI
 //! and the AWS-JSON endpoint.
 
-use crate::engine::Engine;
+use crate::engine::{CallOrigin, Engine, OriginGuard};
 use crate::{KmsError, Principal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,6 +86,19 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 impl Engine {
+    /// [`Engine::dispatch`] for a call that arrived from `origin` (an access
+    /// key, a network address): its audit record says so.
+    pub fn dispatch_from(
+        &self,
+        caller: &Principal,
+        origin: &CallOrigin,
+        operation: &str,
+        request: Value,
+    ) -> Result<Value, KmsError> {
+        let _origin = OriginGuard::set(origin);
+        self.dispatch(caller, operation, request)
+    }
+
     /// Runs the AWS KMS operation `operation` (e.g. `"Decrypt"`) with a JSON
     /// request in AWS's shape; returns the JSON response (binary fields
     /// base64). Unknown operation -> UnsupportedOperation; malformed request

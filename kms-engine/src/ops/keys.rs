@@ -42,7 +42,7 @@ pub struct KeyMetadata {
 impl KeyMetadata {
     pub fn of(k: &KeyRecord) -> KeyMetadata {
         KeyMetadata {
-            aws_account_id: "000000000000".into(),
+            aws_account_id: crate::ids::account_id().into(),
             key_id: k.id.to_string(),
             arn: k.arn(),
             creation_date: k.created,

@@ -22,6 +22,8 @@ pub use server::{ServerConfig, serve};
 use crate::{Engine, KmsError, Principal};
 use serde_json::Value;
 
+pub mod http;
+
 /// Something that runs engine operations by AWS name with AWS-shaped JSON.
 pub trait Transport: Send + Sync {
     /// Runs `operation` (e.g. `"Decrypt"`) with its JSON `request` for the

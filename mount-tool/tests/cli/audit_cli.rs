@@ -25,6 +25,8 @@ fn event(i: u64) -> AuditEvent {
         error_code: (i == 7).then(|| "AccessDeniedException".to_string()),
         error_message: (i == 7).then(|| "denied".to_string()),
         request_parameters: None,
+        access_key_id: None,
+        source_ip_address: None,
     }
 }
 

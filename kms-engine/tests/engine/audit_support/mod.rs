@@ -32,6 +32,8 @@ pub fn event(i: u64) -> AuditEvent {
             .then(|| "AccessDeniedException".to_string()),
         error_message: i.is_multiple_of(5).then(|| "not allowed".to_string()),
         request_parameters: None,
+        access_key_id: None,
+        source_ip_address: None,
     }
 }
 
