@@ -2,6 +2,7 @@
 //! in `cmd/`.
 
 use crate::cmd;
+use crate::transport::KmsUrl;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -20,9 +21,14 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// How to reach and open the embedded engine.
+/// Which engine to use, and how to reach and open the embedded one.
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
+    /// The engine: unix:///path/to/engine.sock for an engine daemon
+    /// (`kmsfs engine serve`); unset: the embedded store (--engine)
+    #[arg(long, global = true, env = "KMSFS_KMS", value_name = "URL",
+          value_parser = KmsUrl::parse)]
+    pub kms: Option<KmsUrl>,
     /// Engine store directory [default: $XDG_DATA_HOME/kmsfs/engine]
     #[arg(long, global = true, env = "KMSFS_ENGINE", value_name = "DIR")]
     pub engine: Option<PathBuf>,
@@ -115,4 +121,6 @@ pub enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Read, follow and verify the audit trail
     Audit(cmd::audit::AuditArgs),
+    /// Run the key engine as a daemon other processes use over a socket
+    Engine(cmd::engine::EngineArgs),
 }

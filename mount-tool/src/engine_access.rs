@@ -2,25 +2,20 @@
 //! where the store lives, where the root key comes from (key file,
 //! passphrase file or terminal prompt), and the file audit trail in
 //! `<engine dir>/audit` every engine call is recorded in. The one place the
-//! CLI opens or creates an engine.
+//! CLI opens or creates an engine. Every process that opens the store
+//! holds it ([`kms_engine::store::holder`]): shared when embedded,
+//! exclusive for the engine daemon, until the process exits.
 
 use crate::cli::EngineArgs;
 use crate::exit::CliError;
 use kms_engine::audit::digest::SigningKey;
 use kms_engine::audit::{DeferredTrail, PublicKey, TrailOptions};
+use kms_engine::store::holder::{self, HoldKind, StoreHold};
 use kms_engine::{AnchorCheck, Engine, KdfParams, KmsError, Principal, RootKeySource, SystemClock};
-use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
-
-/// Something that answers AWS KMS JSON requests: the embedded engine today,
-/// a daemon or remote endpoint later.
-pub trait Kms {
-    /// Runs operation `op` (e.g. `"Encrypt"`) with its AWS JSON request.
-    fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError>;
-}
 
 /// Argon2id cost chosen on the command line; `None` keeps the engine default.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,16 +56,6 @@ pub struct Created {
 /// `<engine dir>/audit`: where the engine's audit trail lives.
 pub fn audit_dir_of(engine_dir: &Path) -> PathBuf {
     engine_dir.join("audit")
-}
-
-/// Opens the existing store the arguments name (asking for the passphrase
-/// when needed) as a [`Kms`] answering for the current process's user.
-pub fn open(args: &EngineArgs) -> Result<Box<dyn Kms>, CliError> {
-    let engine = open_engine(args)?;
-    Ok(Box::new(Embedded {
-        engine,
-        caller: Principal::current_process(),
-    }))
 }
 
 /// Opens the existing store the arguments name. Fails with `EngineNotFound`
@@ -124,6 +109,20 @@ pub fn open_with_trail(
     trail: TrailOptions,
     accept_rollback: bool,
 ) -> Result<Arc<Engine>, CliError> {
+    open_held(dir, secret, trail, accept_rollback, HoldKind::Shared)
+}
+
+/// [`open_with_trail`], holding the store as `kind`: shared for an
+/// embedded user, exclusive for the engine daemon. The hold is taken
+/// before the store is unsealed, so a refused process spends no Argon2id.
+pub fn open_held(
+    dir: &Path,
+    secret: RootSecret,
+    trail: TrailOptions,
+    accept_rollback: bool,
+    kind: HoldKind,
+) -> Result<Arc<Engine>, CliError> {
+    hold_store(dir, kind)?;
     let sink = Arc::new(DeferredTrail::new(audit_dir_of(dir), trail));
     let engine = Engine::open(
         dir,
@@ -170,6 +169,7 @@ pub fn create_with_trail(
         Arc::new(SystemClock),
         sink.clone(),
     )?;
+    hold_store(dir, HoldKind::Shared)?;
     attach(&sink, &engine, dir, false)?;
     Ok(Created {
         dir: dir.to_path_buf(),
@@ -247,6 +247,7 @@ pub fn open_to_read(args: &EngineArgs) -> Result<Option<Engine>, CliError> {
     if !store_exists(&dir)? {
         return Ok(None);
     }
+    hold_store(&dir, HoldKind::Shared)?;
     let secret = root_secret(args, Purpose::Open)?;
     let sink = Arc::new(DeferredTrail::new(
         audit_dir_of(&dir),
@@ -256,16 +257,32 @@ pub fn open_to_read(args: &EngineArgs) -> Result<Option<Engine>, CliError> {
     Ok(Some(engine))
 }
 
-/// An open engine and the principal every call is made as.
-struct Embedded {
-    engine: Arc<Engine>,
-    caller: Principal,
+/// The holds this process has taken: kept until it exits, as long as any
+/// engine it opened may be used.
+static HOLDS: Mutex<Vec<StoreHold>> = Mutex::new(Vec::new());
+
+/// Holds the store in `dir` as `kind` until the process exits; a daemon
+/// serving it (or, for a daemon, any other user) is refused with one line.
+fn hold_store(dir: &Path, kind: HoldKind) -> Result<(), CliError> {
+    let hold = holder::hold(dir, kind).map_err(CliError::StoreHeld)?;
+    let mut holds = HOLDS
+        .lock()
+        .map_err(|_| CliError::Kms(KmsError::Internal("store holds poisoned".into())))?;
+    holds.push(hold);
+    Ok(())
 }
 
-impl Kms for Embedded {
-    fn dispatch(&self, op: &str, request: Value) -> Result<Value, KmsError> {
-        self.engine.dispatch(&self.caller, op, request)
+/// Writes who holds the store exclusively (the daemon's pid and socket)
+/// into its holder file, for the line a refused process prints.
+pub fn describe_holder(text: &str) -> Result<(), CliError> {
+    let mut holds = HOLDS
+        .lock()
+        .map_err(|_| CliError::Kms(KmsError::Internal("store holds poisoned".into())))?;
+    for h in holds.iter_mut() {
+        h.describe_owner(text)
+            .map_err(|e| CliError::io("writing the engine holder file", e))?;
     }
+    Ok(())
 }
 
 /// The engine store directory: `--engine`/`KMSFS_ENGINE`, else

@@ -53,6 +53,12 @@ pub enum CliError {
     EngineNotFound(PathBuf),
     #[error("{} is not empty: an engine store (or something else) is already there", .0.display())]
     EngineExists(PathBuf),
+    /// The engine daemon `--kms`/`KMSFS_KMS` names cannot be reached.
+    #[error("cannot reach the engine daemon at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The store is held by a daemon (or, for a daemon, by another user).
+    #[error("{}", held_line(.0))]
+    StoreHeld(kms_engine::store::holder::HoldError),
     #[error(
         "no passphrase: standard input is not a terminal to prompt on; \
          pass --passphrase-file FILE (or set KMSFS_PASSPHRASE_FILE) or --key-file FILE"
@@ -83,6 +89,21 @@ pub enum CliError {
         dir: PathBuf,
         source: kms_engine::audit::AuditError,
     },
+}
+
+/// The refusal of a held store, with what to do instead.
+fn held_line(e: &kms_engine::store::holder::HoldError) -> String {
+    use kms_engine::store::holder::HoldError;
+    match e {
+        HoldError::Served { owner, .. } => {
+            let url = match owner.split_once(" socket ") {
+                Some((_, socket)) => format!("unix://{socket}"),
+                None => "unix:///PATH/TO/engine.sock".into(),
+            };
+            format!("{e}: use it through the daemon (--kms {url} or KMSFS_KMS), or stop the daemon")
+        }
+        other => other.to_string(),
+    }
 }
 
 fn kms_line(e: &KmsError) -> String {
@@ -118,6 +139,7 @@ impl CliError {
             | CliError::FsckProblems(_)
             | CliError::BadVolume(_) => IO,
             CliError::Mount(_) => MOUNT,
+            CliError::Unreachable { .. } | CliError::StoreHeld(_) => IO,
             CliError::MountProcess { code, .. } => {
                 if (OPERATION_FAILED..=MOUNT).contains(code) {
                     *code

@@ -61,6 +61,7 @@ pub trait KeyService: Send + Sync {
 
 pub mod cache;
 pub mod embedded;
+pub mod remote;
 
 impl KeyService for std::sync::Arc<dyn KeyService> {
     fn generate_data_key(

@@ -207,9 +207,13 @@ impl Engine {
             ),
             "RetireGrant" => call(self, caller, operation, request, Engine::retire_grant),
             "RevokeGrant" => call(self, caller, operation, request, Engine::revoke_grant),
-            other => Err(KmsError::UnsupportedOperation(format!(
-                "operation {other:?} is not supported"
-            ))),
+            other => self
+                .dispatch_kmsfs(caller, other, request)
+                .unwrap_or_else(|| {
+                    Err(KmsError::UnsupportedOperation(format!(
+                        "operation {other:?} is not supported"
+                    )))
+                }),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod datakeys;
 pub mod dispatch;
 pub mod grants;
 pub mod keys;
+pub mod kmsfs;
 pub mod lifecycle;
 pub mod policies;
 pub mod random;

@@ -3,6 +3,7 @@
 //! and a lock file that serializes writers across processes.
 
 pub mod format;
+pub mod holder;
 pub mod root;
 
 use crate::KmsError;

@@ -4,12 +4,15 @@
 use crate::cli::{EngineArgs, Output};
 use crate::engine_access;
 use crate::exit::CliError;
+use crate::transport;
 use clap::{Args, Subcommand};
 use kms_engine::audit::AuditPathMode;
 use kms_engine::audit::query::{self, Filter, Follower, StoredRecord};
 use kms_engine::audit::segment::PUBLIC_KEY_FILE;
 use kms_engine::audit::{Anchor, AuditError, PublicKey, VerifyOptions, verify_with};
-use kms_engine::{KmsError, Principal, Resolver};
+use kms_engine::service::Transport;
+use kms_engine::{KmsError, Resolver};
+use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,13 +112,16 @@ pub struct VerifyArgs {
     pub anchor: Option<String>,
 }
 
+/// The trail is read from its files in `<engine dir>/audit` (on the engine
+/// host); through a daemon (`--kms`) the public key, the path setting and
+/// a path's hmac form come from the daemon, so `export-public-key` and
+/// `paths` need no engine directory at all.
 pub fn run(engine: &EngineArgs, args: AuditArgs) -> Result<(), CliError> {
-    let dir = audit_dir(engine)?;
     match args.command {
-        AuditCommand::Show(a) => show(engine, &dir, &a),
-        AuditCommand::Tail(a) => tail(&dir, engine.output, &a),
-        AuditCommand::Verify(a) => verify(engine, &dir, &a),
-        AuditCommand::ExportPublicKey => export_public_key(engine, &dir),
+        AuditCommand::Show(a) => show(engine, &audit_dir(engine)?, &a),
+        AuditCommand::Tail(a) => tail(&audit_dir(engine)?, engine.output, &a),
+        AuditCommand::Verify(a) => verify(engine, &audit_dir(engine)?, &a),
+        AuditCommand::ExportPublicKey => export_public_key(engine),
         AuditCommand::Paths(a) => paths(engine, &a),
     }
 }
@@ -138,6 +144,9 @@ fn audit_dir(engine: &EngineArgs) -> Result<PathBuf, CliError> {
 /// passphrase file is given), else the trail's own `public-key` file, with
 /// a warning that this only proves internal consistency.
 fn trail_key(engine: &EngineArgs, dir: &Path) -> Result<PublicKey, CliError> {
+    if engine.kms.is_some() {
+        return daemon_key(engine);
+    }
     if let Some(key) = engine_access::audit_public_key(engine)? {
         return Ok(key);
     }
@@ -149,6 +158,17 @@ fn trail_key(engine: &EngineArgs, dir: &Path) -> Result<PublicKey, CliError> {
          who can write the trail"
     );
     read_key(&dir.join(PUBLIC_KEY_FILE))
+}
+
+/// The key the engine daemon (`--kms`) derives from its store's seed.
+fn daemon_key(engine: &EngineArgs) -> Result<PublicKey, CliError> {
+    let resp = transport::open(engine)?.call("KmsfsGetAuditPublicKey", json!({}), None)?;
+    let pem = resp["PublicKey"].as_str().unwrap_or_default();
+    PublicKey::parse(pem).map_err(|e| {
+        CliError::Kms(KmsError::Internal(format!(
+            "the engine's audit public key: {e}"
+        )))
+    })
 }
 
 fn audit_err(e: AuditError) -> CliError {
@@ -220,6 +240,16 @@ fn show(engine: &EngineArgs, dir: &Path, a: &ShowArgs) -> Result<(), CliError> {
 /// The forms `path` has in records: itself and, when the store opens here
 /// and has an hmac key, its HMAC. Warns when some records cannot match.
 fn path_forms(engine: &EngineArgs, path: &str) -> Result<Vec<String>, CliError> {
+    if engine.kms.is_some() {
+        let kms = transport::open(engine)?;
+        warn_if_omitted(&audit_paths_setting(kms.as_ref())?);
+        let resp = kms.call("KmsfsAuditPathForms", json!({ "Path": path }), None)?;
+        let forms = resp["Forms"].as_array().cloned().unwrap_or_default();
+        return Ok(forms
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect());
+    }
     let Some(e) = engine_access::open_to_read(engine)? else {
         eprintln!(
             "kmsfs: warning: the engine store cannot be opened here (no --passphrase-file or \
@@ -228,30 +258,45 @@ fn path_forms(engine: &EngineArgs, path: &str) -> Result<Vec<String>, CliError> 
         );
         return Ok(vec![path.to_string()]);
     };
-    if e.audit_path_mode()? == AuditPathMode::Omit {
+    warn_if_omitted(e.audit_path_mode()?.name());
+    Ok(e.audit_path_forms(path)?)
+}
+
+fn warn_if_omitted(setting: &str) {
+    if setting == AuditPathMode::Omit.name() {
         eprintln!(
             "kmsfs: warning: the audit path setting is omit: records written under it carry \
              no path and cannot be found by path (records from plain or hmac periods can)"
         );
     }
-    Ok(e.audit_path_forms(path)?)
+}
+
+/// The engine's audit path setting, by name.
+fn audit_paths_setting(kms: &dyn Transport) -> Result<String, CliError> {
+    let resp = kms.call("KmsfsGetAuditPaths", json!({}), None)?;
+    Ok(resp["AuditPaths"].as_str().unwrap_or_default().to_string())
 }
 
 /// `audit paths [MODE]`.
 fn paths(engine: &EngineArgs, a: &PathsArgs) -> Result<(), CliError> {
-    let e = engine_access::open_engine(engine)?;
+    let kms = transport::open(engine)?;
     let (previous, now) = match a.mode {
         Some(mode) => {
-            let c = e.set_audit_path_mode(&Principal::current_process(), mode)?;
-            (Some(c.previous), c.now)
+            let resp = kms.call(
+                "KmsfsSetAuditPaths",
+                json!({"AuditPaths": mode.name()}),
+                None,
+            )?;
+            let name = |f: &str| resp[f].as_str().unwrap_or_default().to_string();
+            (Some(name("Previous")), name("AuditPaths"))
         }
-        None => (None, e.audit_path_mode()?),
+        None => (None, audit_paths_setting(kms.as_ref())?),
     };
     match engine.output {
         Output::Json => {
-            let mut v = serde_json::json!({"AuditPaths": now.name()});
+            let mut v = serde_json::json!({ "AuditPaths": now });
             if let Some(p) = previous {
-                v["Previous"] = p.name().into();
+                v["Previous"] = p.into();
             }
             println!("{v}");
         }
@@ -335,9 +380,12 @@ fn verify(engine: &EngineArgs, dir: &Path, a: &VerifyArgs) -> Result<(), CliErro
     }
 }
 
-fn export_public_key(engine: &EngineArgs, dir: &Path) -> Result<(), CliError> {
+fn export_public_key(engine: &EngineArgs) -> Result<(), CliError> {
     let output = engine.output;
-    let key = trail_key(engine, dir)?;
+    let key = match engine.kms {
+        Some(_) => daemon_key(engine)?,
+        None => trail_key(engine, &audit_dir(engine)?)?,
+    };
     match output {
         Output::Text => print!("{}", key.to_pem()),
         Output::Json => println!(

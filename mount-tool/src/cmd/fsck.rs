@@ -4,15 +4,13 @@
 //! file's data key is audited. Exit 0 when clean, 6 when problems are found.
 
 use crate::cli::EngineArgs;
-use crate::engine_access;
 use crate::exit::CliError;
+use crate::transport;
 use clap::Args;
 use kms_engine::Principal;
 use kmsfs::fuse::status;
-use kmsfs::keys::KeyService;
 use kmsfs::volume::Volume;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
@@ -27,9 +25,8 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
     let root = std::fs::canonicalize(&args.cipherdir)
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     refuse_if_mounted(&root)?;
-    let engine = engine_access::open_engine(engine_args)?;
+    let (_kms, ks) = transport::open_keys(engine_args)?;
     let caller = Principal::current_process();
-    let ks: Arc<dyn KeyService> = Arc::new(engine);
     let vol = Volume::open(&root, &ks, &caller).map_err(super::init::volume_error)?;
     super::init::warn_unauthenticated(&root, &vol.config);
     let report = kmsfs::fsck::check(&vol, &ks, &caller)

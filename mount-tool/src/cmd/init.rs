@@ -3,16 +3,18 @@
 //! (and the engine store itself when there is none).
 
 use crate::cli::{EngineArgs, Output};
-use crate::engine_access::{self, KdfChoice};
 use crate::exit::CliError;
+use crate::transport;
 use clap::Args;
-use kms_engine::{CreateKeyRequest, Engine, Principal};
+use kms_engine::service::Transport;
+use kms_engine::{KmsError, Principal};
 use kmsfs::format::{
     CONFIG_FILE_NAME, DEFAULT_BLOCK_SIZE, NamesMode, VolumeConfig, validate_block_size,
 };
+use kmsfs::keys::KeyService;
 use kmsfs::volume::{self, InitOptions, VolumeError};
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -67,9 +69,10 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         NamesMode::Encrypted
     };
     check_empty_or_missing(&args.cipherdir)?;
-    let (engine, _secret) = engine_access::open_or_create(engine_args, KdfChoice::default())?;
+    let (kms, keys) = transport::open_or_create_keys(engine_args)?;
     let config = create_volume(
-        &engine,
+        kms.as_ref(),
+        keys.as_ref(),
         &args.cipherdir,
         args.key_id,
         block_size,
@@ -103,9 +106,11 @@ pub(crate) fn check_empty_or_missing(cipherdir: &Path) -> Result<(), CliError> {
 }
 
 /// Creates the volume in `cipherdir` (made if missing), with a new master
-/// key in the engine unless `key_id` names one.
+/// key in the engine (`kms`) unless `key_id` names one; its names key
+/// comes from `keys`.
 pub(crate) fn create_volume(
-    engine: &Arc<Engine>,
+    kms: &dyn Transport,
+    keys: &dyn KeyService,
     cipherdir: &Path,
     key_id: Option<String>,
     block_size: u32,
@@ -118,19 +123,21 @@ pub(crate) fn create_volume(
     let key_id = match key_id {
         Some(k) => k,
         None => {
-            let resp = engine.create_key(
-                &caller,
-                CreateKeyRequest {
-                    description: Some(format!("kmsfs volume at {}", cipherdir.display())),
-                    ..CreateKeyRequest::default()
-                },
-            )?;
-            resp.key_metadata.key_id
+            let description = format!("kmsfs volume at {}", cipherdir.display());
+            let resp = kms.call("CreateKey", json!({ "Description": description }), None)?;
+            resp["KeyMetadata"]["KeyId"]
+                .as_str()
+                .ok_or_else(|| {
+                    CliError::Kms(KmsError::Internal(
+                        "the engine's CreateKey response has no KeyMetadata.KeyId".into(),
+                    ))
+                })?
+                .to_string()
         }
     };
     volume::init(
         cipherdir,
-        engine,
+        keys,
         &caller,
         &InitOptions {
             master_key_id: key_id,

@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub mod audit;
+pub mod engine;
 pub mod fsck;
 pub mod init;
 pub mod kms;
@@ -25,5 +26,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::UpgradeConfig(args) => upgrade_config::run(&cli.engine, cli.engine.output, args),
         Command::Policy(args) => policy::run(&cli.engine, args),
         Command::Audit(args) => audit::run(&cli.engine, args),
+        Command::Engine(args) => engine::run(&cli.engine, args),
     }
 }

@@ -10,12 +10,14 @@
 use crate::cli::EngineArgs;
 use crate::engine_access::{self, KdfChoice, Purpose, RootSecret};
 use crate::exit::CliError;
+use crate::transport::{self, KmsUrl};
 use clap::Args;
 use kms_engine::audit::{SyncMode, TrailOptions};
 use kms_engine::{Engine, Principal};
 use kmsfs::format::{CONFIG_FILE_NAME, NamesMode};
 use kmsfs::fuse::{Core, FsOptions, KmsFs, status};
 use kmsfs::keys::KeyService;
+use kmsfs::keys::remote::TransportKeys;
 use kmsfs::volume::Volume;
 use nix::sys::signal::{SigSet, Signal};
 use std::io::{Read, Write};
@@ -71,17 +73,7 @@ pub struct MountArgs {
 impl MountArgs {
     /// The audit trail's flushing, from `--audit-flush-ms`.
     fn trail_options(&self) -> TrailOptions {
-        let sync = match self.audit_flush_ms {
-            0 => SyncMode::EveryRecord,
-            ms => SyncMode::Batched {
-                max_records: 256,
-                max_delay: Duration::from_millis(ms),
-            },
-        };
-        TrailOptions {
-            sync,
-            ..TrailOptions::default()
-        }
+        trail_options(self.audit_flush_ms)
     }
 
     fn kdf(&self) -> KdfChoice {
@@ -105,6 +97,9 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
     } else {
         None
     };
+    if let Some(url) = &engine_args.kms {
+        return run_client(url, sigs, &args);
+    }
     // The engine opened (and the volume created) by --init, or by a
     // foreground mount; the background parent hands only the secret on.
     let mut opened: Option<(Arc<Engine>, RootSecret)> = None;
@@ -113,19 +108,9 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
     }
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .map_err(|e| CliError::io(args.mountpoint.display().to_string(), e))?;
-    if status::is_mounted(&mountpoint) {
-        return Err(CliError::Mount(format!(
-            "{} is already a kmsfs mount",
-            mountpoint.display()
-        )));
-    }
+    check_not_mounted(&mountpoint)?;
     if !args.secret_stdin {
-        // The command the user ran warns (a background mount process's
-        // output goes to its log); a config that does not decode is
-        // reported when the volume is opened.
-        if let Ok(config) = kmsfs::volume::read_config(&args.cipherdir) {
-            super::init::warn_unauthenticated(&args.cipherdir, &config);
-        }
+        warn_unauthenticated(&args.cipherdir);
     }
     if let Some(sigs) = sigs {
         let engine = match opened {
@@ -143,7 +128,7 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
                 )?
             }
         };
-        serve(engine, sigs, &args, &mountpoint)
+        serve(Arc::new(engine), sigs, &args, &mountpoint)
     } else {
         let secret = match opened {
             // Close this process's engine (and its audit trail) first.
@@ -156,14 +141,101 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
                 secret(engine_args, &args, Purpose::Open)?
             }
         };
-        spawn_background(&mountpoint, &secret)
+        spawn_background(&mountpoint, Some(&secret))
+    }
+}
+
+/// A mount whose engine is a daemon (`--kms`): this process never opens
+/// the store nor holds its secret; every data key comes over the socket.
+fn run_client(url: &KmsUrl, sigs: Option<SigSet>, args: &MountArgs) -> Result<(), CliError> {
+    if args.init {
+        prepare_client(url, args)?;
+    }
+    let mountpoint = std::fs::canonicalize(&args.mountpoint)
+        .map_err(|e| CliError::io(args.mountpoint.display().to_string(), e))?;
+    check_not_mounted(&mountpoint)?;
+    match sigs {
+        Some(sigs) => {
+            let keys = TransportKeys::new(transport::connect(url)?);
+            serve(Arc::new(keys), sigs, args, &mountpoint)
+        }
+        None => {
+            warn_unauthenticated(&args.cipherdir);
+            spawn_background(&mountpoint, None)
+        }
+    }
+}
+
+/// `--init` through a daemon: creates the volume (and its master key)
+/// when CIPHERDIR has no kmsfs.conf, and MOUNTPOINT when missing.
+fn prepare_client(url: &KmsUrl, args: &MountArgs) -> Result<(), CliError> {
+    if !args.cipherdir.join(CONFIG_FILE_NAME).exists() {
+        super::init::check_empty_or_missing(&args.cipherdir)?;
+        let kms = transport::connect(url)?;
+        let keys = TransportKeys::new(kms.clone());
+        let config = super::init::create_volume(
+            kms.as_ref(),
+            &keys,
+            &args.cipherdir,
+            None,
+            kmsfs::format::DEFAULT_BLOCK_SIZE,
+            NamesMode::Encrypted,
+            true,
+        )?;
+        eprintln!(
+            "kmsfs: created volume {} in {} (master key {})",
+            config.volume_id,
+            args.cipherdir.display(),
+            config.master_key_id
+        );
+    }
+    if !args.mountpoint.exists() {
+        std::fs::create_dir_all(&args.mountpoint)
+            .map_err(|e| CliError::io(args.mountpoint.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
+fn check_not_mounted(mountpoint: &Path) -> Result<(), CliError> {
+    if status::is_mounted(mountpoint) {
+        return Err(CliError::Mount(format!(
+            "{} is already a kmsfs mount",
+            mountpoint.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The command the user ran warns about an unauthenticated config (a
+/// background mount process's output goes to its log); a config that does
+/// not decode is reported when the volume is opened.
+fn warn_unauthenticated(cipherdir: &Path) {
+    if let Ok(config) = kmsfs::volume::read_config(cipherdir) {
+        super::init::warn_unauthenticated(cipherdir, &config);
+    }
+}
+
+/// The audit trail's flushing for `--audit-flush-ms MS` (the mount's and
+/// the engine daemon's): every record synced before its call returns (0),
+/// or at least every MS milliseconds and every 256 records.
+pub(crate) fn trail_options(audit_flush_ms: u64) -> TrailOptions {
+    let sync = match audit_flush_ms {
+        0 => SyncMode::EveryRecord,
+        ms => SyncMode::Batched {
+            max_records: 256,
+            max_delay: Duration::from_millis(ms),
+        },
+    };
+    TrailOptions {
+        sync,
+        ..TrailOptions::default()
     }
 }
 
 /// Blocks the termination signals in this thread, before any other thread
 /// starts (the engine's audit thread included), so that only the thread
 /// that waits for them sees them, and it unmounts.
-fn block_termination_signals() -> Result<SigSet, CliError> {
+pub(crate) fn block_termination_signals() -> Result<SigSet, CliError> {
     let mut sigs = SigSet::empty();
     sigs.add(Signal::SIGINT);
     sigs.add(Signal::SIGTERM);
@@ -183,6 +255,12 @@ fn secret(
     if !args.secret_stdin {
         return engine_access::root_secret(engine_args, purpose);
     }
+    secret_from_stdin()
+}
+
+/// The root secret handed over standard input by the command that started
+/// this background process ([`RootSecret::to_wire`]).
+pub(crate) fn secret_from_stdin() -> Result<RootSecret, CliError> {
     let mut bytes = Zeroizing::new(Vec::new());
     std::io::stdin()
         .read_to_end(&mut bytes)
@@ -228,6 +306,7 @@ fn prepare(
     };
     if !has_volume {
         let config = super::init::create_volume(
+            opened.0.as_ref(),
             &opened.0,
             &args.cipherdir,
             None,
@@ -249,8 +328,9 @@ fn prepare(
     Ok(opened)
 }
 
-/// Re-executes `kmsfs ... --foreground` detached and waits for the mount.
-fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliError> {
+/// Re-executes `kmsfs ... --foreground` detached and waits for the mount;
+/// hands it the root secret of an embedded engine over a pipe.
+fn spawn_background(mountpoint: &Path, secret: Option<&RootSecret>) -> Result<(), CliError> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| CliError::io("finding own executable", e))?;
     let log_path = status::status_file_for(mountpoint).with_extension("log");
@@ -263,18 +343,22 @@ fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliErr
     let log2 = log
         .try_clone()
         .map_err(|e| CliError::io(log_path.display().to_string(), e))?;
-    let mut child = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .arg("--foreground")
-        .arg("--secret-stdin")
-        .stdin(std::process::Stdio::piped())
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1)).arg("--foreground");
+    if secret.is_some() {
+        cmd.arg("--secret-stdin")
+            .stdin(std::process::Stdio::piped());
+    } else {
+        cmd.stdin(std::process::Stdio::null());
+    }
+    let mut child = cmd
         .stdout(log)
         .stderr(log2)
         .process_group(0)
         .spawn()
         .map_err(|e| CliError::io("starting the mount process", e))?;
     // Hand the root secret over the pipe, then close it (EOF ends the read).
-    if let Some(mut stdin) = child.stdin.take() {
+    if let (Some(mut stdin), Some(secret)) = (child.stdin.take(), secret) {
         let sent = stdin.write_all(&secret.to_wire());
         drop(stdin);
         if let Err(e) = sent {
@@ -309,7 +393,7 @@ fn spawn_background(mountpoint: &Path, secret: &RootSecret) -> Result<(), CliErr
 /// The error for a background mount process that exited before its mount
 /// appeared: its own error line (it prints `kmsfs: LINE` and exits with the
 /// code for it) and its exit code, or the whole log when there is no such line.
-fn child_failure(status: std::process::ExitStatus, log: &str) -> CliError {
+pub(crate) fn child_failure(status: std::process::ExitStatus, log: &str) -> CliError {
     let line = log
         .lines()
         .rev()
@@ -347,14 +431,13 @@ fn raise_open_file_limit() {
 
 /// Mounts and serves in this process until unmounted or signalled.
 fn serve(
-    engine: Arc<Engine>,
+    ks: Arc<dyn KeyService>,
     sigs: SigSet,
     args: &MountArgs,
     mountpoint: &Path,
 ) -> Result<(), CliError> {
     raise_open_file_limit();
     let caller = Principal::current_process();
-    let ks: Arc<dyn KeyService> = Arc::new(engine);
     let vol = Volume::open(&args.cipherdir, &ks, &caller).map_err(super::init::volume_error)?;
     let opts = FsOptions {
         read_only: args.read_only,

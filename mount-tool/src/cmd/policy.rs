@@ -4,10 +4,11 @@
 use super::kms::params::parse_context;
 use super::kms::print;
 use crate::cli::{EngineArgs, Output};
-use crate::engine_access;
 use crate::exit::CliError;
+use crate::transport;
 use clap::{Args, Subcommand};
 use kms_engine::{EncryptionContext, Principal, Resolver};
+use serde_json::json;
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -110,21 +111,25 @@ fn check(engine_args: &EngineArgs, a: &CheckArgs) -> Result<(), CliError> {
             }
         }
     }
-    let engine = engine_access::open_engine(engine_args)?;
-    let ctx = (!a.encryption_context.is_empty()).then_some(&ctx);
-    let e = engine.explain_access(&a.key_id, &who, &a.action, ctx)?;
+    let kms = transport::open(engine_args)?;
+    let mut request = json!({"KeyId": a.key_id, "Principal": who, "Action": a.action});
+    if !a.encryption_context.is_empty() {
+        request["EncryptionContext"] = json!(ctx);
+    }
+    let resp = kms.call("KmsfsExplainAccess", request, None)?;
     let text = match engine_args.output {
         Output::Json => {
-            let mut v = e.to_json();
+            let mut v = resp["Explanation"].clone();
             if let Some(o) = v.as_object_mut() {
                 o.insert("Principal".into(), principal_json(&who));
             }
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         Output::Text => format!(
-            "principal {who} ({})\n{}{e}",
+            "principal {who} ({})\n{}{}",
             a.principal,
-            unresolved_note(&who)
+            unresolved_note(&who),
+            resp["Text"].as_str().unwrap_or_default()
         ),
     };
     print(&text)

@@ -6,14 +6,12 @@
 //! the upgrade (names mode, master key) would be bound too.
 
 use crate::cli::{EngineArgs, Output};
-use crate::engine_access;
 use crate::exit::CliError;
+use crate::transport;
 use clap::Args;
 use kms_engine::Principal;
-use kmsfs::keys::KeyService;
 use kmsfs::volume::Volume;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct UpgradeConfigArgs {
@@ -29,9 +27,8 @@ pub fn run(
     let root = std::fs::canonicalize(&args.cipherdir)
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     super::fsck::refuse_if_mounted(&root)?;
-    let engine = engine_access::open_engine(engine_args)?;
+    let (_kms, ks) = transport::open_keys(engine_args)?;
     let caller = Principal::current_process();
-    let ks: Arc<dyn KeyService> = Arc::new(engine);
     let mut vol = Volume::open(&root, &ks, &caller).map_err(super::init::volume_error)?;
     let from = vol.config.format_version;
     let upgraded = vol

@@ -6,6 +6,7 @@
     reason = "test helpers outside #[test] functions; a failed unwrap is a failed test"
 )]
 
+use crate::daemon::Daemon;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
@@ -15,8 +16,46 @@ use std::process::{Command, Output, Stdio};
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
-/// A temporary engine directory and passphrase file.
+/// How the commands reach the engine.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// The store in the engine directory, opened by each command.
+    Embedded,
+    /// A real daemon (`kmsfs engine serve`) serving that store; the
+    /// commands get only KMSFS_KMS, no engine directory or passphrase.
+    Daemon,
+}
+
+/// The tests that run both ways: each `fn NAME(via: Via)` becomes
+/// `kms_cli::embedded::NAME` and `kms_cli::daemon::NAME`, so that every
+/// command is shown to behave the same through the daemon.
+macro_rules! both_ways {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[test] fn $name() { super::$name(super::Via::Embedded) })*
+        }
+        mod daemon {
+            $(#[test] fn $name() { super::$name(super::Via::Daemon) })*
+        }
+    };
+}
+
+both_ways!(
+    create_describe_and_list_with_paging,
+    aliases_name_keys_everywhere,
+    encrypt_decrypt_round_trip_with_context,
+    disable_and_enable,
+    schedule_and_cancel_deletion,
+    rotation_commands,
+    tags,
+    generate_data_key_and_random_text_output,
+);
+
+/// A temporary engine directory and passphrase file, and the daemon
+/// serving it when the test runs through one (dropped first: stopped
+/// before the directory goes).
 struct Env {
+    daemon: Option<Daemon>,
     tmp: tempfile::TempDir,
     engine: PathBuf,
     pass: PathBuf,
@@ -29,12 +68,22 @@ impl Env {
         let engine = tmp.path().join("engine");
         let pass = tmp.path().join("passphrase");
         std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-        Env { tmp, engine, pass }
+        Env {
+            daemon: None,
+            tmp,
+            engine,
+            pass,
+        }
     }
 
     /// An environment with an initialised store.
     fn new() -> Env {
-        let env = Env::empty();
+        Env::new_via(Via::Embedded)
+    }
+
+    /// An initialised store, used as `via` says.
+    fn new_via(via: Via) -> Env {
+        let mut env = Env::empty();
         let out = env.ok(&[
             "init-engine",
             "--kdf-memory-kib",
@@ -43,6 +92,10 @@ impl Env {
             "1",
         ]);
         assert_eq!(out["RootKeySource"], "passphrase");
+        if let Via::Daemon = via {
+            let socket = env.tmp.path().join("engine.sock");
+            env.daemon = Some(Daemon::start(&env.engine, &env.pass, &socket));
+        }
         env
     }
 
@@ -54,10 +107,13 @@ impl Env {
     /// environment variables), no terminal.
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = bare_cmd();
-        c.env("KMSFS_ENGINE", &self.engine)
-            .env("KMSFS_PASSPHRASE_FILE", &self.pass)
-            .arg("kms")
-            .args(args);
+        match &self.daemon {
+            Some(d) => c.env("KMSFS_KMS", d.url()),
+            None => c
+                .env("KMSFS_ENGINE", &self.engine)
+                .env("KMSFS_PASSPHRASE_FILE", &self.pass),
+        };
+        c.arg("kms").args(args);
         c
     }
 
@@ -114,7 +170,12 @@ impl Env {
 /// The binary with no KMSFS_* variables inherited and stdin closed.
 fn bare_cmd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
-    for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
+    for var in [
+        "KMSFS_ENGINE",
+        "KMSFS_PASSPHRASE_FILE",
+        "KMSFS_KEY_FILE",
+        "KMSFS_KMS",
+    ] {
         c.env_remove(var);
     }
     c.stdin(Stdio::null());
@@ -268,9 +329,8 @@ fn wrong_passphrase_exits_3_and_changes_nothing() {
     assert_eq!(keys["Keys"][0]["KeyId"], key.as_str());
 }
 
-#[test]
-fn create_describe_and_list_with_paging() {
-    let env = Env::new();
+fn create_describe_and_list_with_paging(via: Via) {
+    let env = Env::new_via(via);
     let created = env.ok(&[
         "create-key",
         "--description",
@@ -335,9 +395,8 @@ fn create_describe_and_list_with_paging() {
     assert_one_line_error(&err, "NotFoundException");
 }
 
-#[test]
-fn aliases_name_keys_everywhere() {
-    let env = Env::new();
+fn aliases_name_keys_everywhere(via: Via) {
+    let env = Env::new_via(via);
     let k1 = env.create_key(&[]);
     let k2 = env.create_key(&[]);
     assert!(
@@ -395,9 +454,8 @@ fn aliases_name_keys_everywhere() {
     assert_one_line_error(&err, "NotFoundException");
 }
 
-#[test]
-fn encrypt_decrypt_round_trip_with_context() {
-    let env = Env::new();
+fn encrypt_decrypt_round_trip_with_context(via: Via) {
+    let env = Env::new_via(via);
     let key = env.create_key(&[]);
     env.ok(&[
         "create-alias",
@@ -508,9 +566,8 @@ fn encrypt_decrypt_round_trip_with_context() {
     assert!(err.contains("--ciphertext-blob"), "{err}");
 }
 
-#[test]
-fn disable_and_enable() {
-    let env = Env::new();
+fn disable_and_enable(via: Via) {
+    let env = Env::new_via(via);
     let key = env.create_key(&[]);
     env.ok(&["disable-key", "--key-id", &key]);
     let d = env.ok(&["describe-key", "--key-id", &key]);
@@ -533,9 +590,8 @@ fn disable_and_enable() {
     assert_eq!(d["KeyMetadata"]["KeyState"], "Enabled");
 }
 
-#[test]
-fn schedule_and_cancel_deletion() {
-    let env = Env::new();
+fn schedule_and_cancel_deletion(via: Via) {
+    let env = Env::new_via(via);
     let key = env.create_key(&[]);
     let s = env.ok(&[
         "schedule-key-deletion",
@@ -560,9 +616,8 @@ fn schedule_and_cancel_deletion() {
     assert_eq!(s["PendingWindowInDays"], 30);
 }
 
-#[test]
-fn rotation_commands() {
-    let env = Env::new();
+fn rotation_commands(via: Via) {
+    let env = Env::new_via(via);
     let key = env.create_key(&[]);
     let st = env.ok(&["get-key-rotation-status", "--key-id", &key]);
     assert_eq!(st["KeyRotationEnabled"], false);
@@ -607,9 +662,8 @@ fn rotation_commands() {
     assert_one_line_error(&err, "ValidationException");
 }
 
-#[test]
-fn tags() {
-    let env = Env::new();
+fn tags(via: Via) {
+    let env = Env::new_via(via);
     let key = env.create_key(&["--tags", "TagKey=team,TagValue=storage"]);
     env.ok(&[
         "tag-resource",
@@ -652,9 +706,8 @@ fn tags() {
     );
 }
 
-#[test]
-fn generate_data_key_and_random_text_output() {
-    let env = Env::new();
+fn generate_data_key_and_random_text_output(via: Via) {
+    let env = Env::new_via(via);
     let key = env.create_key(&[]);
     let out = env.text(&[
         "generate-data-key",

@@ -6,6 +6,8 @@ mod audit_cli;
 mod audit_e2e;
 mod audit_paths_cli;
 mod config_cli;
+mod daemon;
+mod daemon_cli;
 mod engine_env;
 mod fsck_cli;
 mod kms_cli;

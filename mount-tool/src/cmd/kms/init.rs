@@ -27,6 +27,7 @@ pub struct InitEngineArgs {
 }
 
 pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
+    crate::transport::require_embedded(engine, "kms init-engine")?;
     if engine.key_file.is_some() && (args.kdf_memory_kib.is_some() || args.kdf_iterations.is_some())
     {
         return Err(CliError::Usage(

@@ -9,10 +9,11 @@ pub(crate) mod params;
 mod root_key;
 
 use crate::cli::EngineArgs;
-use crate::engine_access::{self, Kms};
 use crate::exit::CliError;
+use crate::transport;
 use clap::{Args, Subcommand};
 pub use commands::{OpCommand, Request};
+use kms_engine::service::Transport;
 use serde_json::Value;
 use std::io::Write;
 
@@ -41,20 +42,20 @@ pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
         KmsCommand::ChangeRootKey(a) => root_key::run(engine, &a),
         KmsCommand::PolicyOp(op) => {
             let request = op.request()?;
-            let kms = engine_access::open(engine)?;
+            let kms = transport::open(engine)?;
             let resp = match op.auto_paged_field() {
                 Some(field) => call_all_pages(kms.as_ref(), request, field)?,
-                None => kms.dispatch(request.op, request.body)?,
+                None => kms.call(request.op, request.body, None)?,
             };
             print(&output::render(&resp, engine.output, op.text_fields()))
         }
         KmsCommand::Op(op) => {
             // Read fileb:// inputs before asking for a passphrase.
             let request = op.request()?;
-            let kms = engine_access::open(engine)?;
+            let kms = transport::open(engine)?;
             let resp = match op.auto_paged_field() {
                 Some(field) => call_all_pages(kms.as_ref(), request, field)?,
-                None => kms.dispatch(request.op, request.body)?,
+                None => kms.call(request.op, request.body, None)?,
             };
             print(&output::render(&resp, engine.output, op.text_fields()))
         }
@@ -75,11 +76,11 @@ pub(crate) fn print(text: &str) -> Result<(), CliError> {
 /// and returns the last response with `field` holding every page's items
 /// and without the paging fields (`NextMarker`, `Truncated`), as `aws`
 /// prints a list it paginated itself.
-fn call_all_pages(kms: &dyn Kms, request: Request, field: &str) -> Result<Value, CliError> {
+fn call_all_pages(kms: &dyn Transport, request: Request, field: &str) -> Result<Value, CliError> {
     let mut body = request.body;
     let mut items = Vec::new();
     loop {
-        let mut resp = kms.dispatch(request.op, body.clone())?;
+        let mut resp = kms.call(request.op, body.clone(), None)?;
         if let Some(Value::Array(page)) = resp.get_mut(field).map(Value::take) {
             items.extend(page);
         }
@@ -107,20 +108,20 @@ fn call_all_pages(kms: &dyn Kms, request: Request, field: &str) -> Result<Value,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kms_engine::KmsError;
+    use kms_engine::{KmsError, Principal};
     use serde_json::json;
-    use std::cell::RefCell;
+    use std::sync::Mutex;
 
     /// Serves 5 keys two at a time and records the requests.
     #[derive(Default)]
     struct Pager {
-        requests: RefCell<Vec<Value>>,
+        requests: Mutex<Vec<Value>>,
     }
 
-    impl Kms for Pager {
-        fn dispatch(&self, op: &str, req: Value) -> Result<Value, KmsError> {
+    impl Transport for Pager {
+        fn call(&self, op: &str, req: Value, _: Option<&Principal>) -> Result<Value, KmsError> {
             assert_eq!(op, "ListKeys");
-            self.requests.borrow_mut().push(req.clone());
+            self.requests.lock().unwrap().push(req.clone());
             let start: usize = match req.get("Marker").and_then(Value::as_str) {
                 Some(m) => m
                     .parse()
@@ -157,7 +158,7 @@ mod tests {
         assert!(resp.get("Truncated").is_none());
         assert!(resp.get("NextMarker").is_none());
         assert_eq!(
-            *pager.requests.borrow(),
+            *pager.requests.lock().unwrap(),
             vec![json!({}), json!({"Marker": "2"}), json!({"Marker": "4"})]
         );
     }
@@ -165,8 +166,8 @@ mod tests {
     /// A server that answers the same marker forever must not loop forever.
     struct Stuck;
 
-    impl Kms for Stuck {
-        fn dispatch(&self, _op: &str, _req: Value) -> Result<Value, KmsError> {
+    impl Transport for Stuck {
+        fn call(&self, _: &str, _: Value, _: Option<&Principal>) -> Result<Value, KmsError> {
             Ok(json!({"Keys": [{"KeyId": "x"}], "Truncated": true, "NextMarker": "m"}))
         }
     }

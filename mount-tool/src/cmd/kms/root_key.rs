@@ -29,6 +29,7 @@ pub struct ChangeRootKeyArgs {
 }
 
 pub fn run(engine: &EngineArgs, args: &ChangeRootKeyArgs) -> Result<(), CliError> {
+    crate::transport::require_embedded(engine, "kms change-root-key")?;
     let kdf = KdfChoice {
         memory_kib: args.kdf_memory_kib,
         iterations: args.kdf_iterations,
