@@ -462,14 +462,22 @@ fn mount_process_limits() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let status: Value = serde_json::from_str(&env.ok(&["status"])).unwrap();
-    let pid = status["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mountpoint"] == Env::s(&mnt))
-        .map(|m| m["status"]["pid"].as_u64().unwrap())
-        .expect("the mount is listed with its pid");
+    // The status file is written once a second from when the mount serves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let status: Value = serde_json::from_str(&env.ok(&["status"])).unwrap();
+        let pid = status["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountpoint"] == Env::s(&mnt))
+            .and_then(|m| m["status"]["pid"].as_u64());
+        match pid {
+            Some(pid) => break pid,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => panic!("the mount is not listed with its pid: {status}"),
+        }
+    };
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let limit = |name: &str| -> Vec<String> {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
