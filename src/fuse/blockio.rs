@@ -308,8 +308,8 @@ impl BlockIo<'_> {
     /// Format 2 write: the blocks the data touches in one pwrite; when the
     /// file grows past its old last block, that block is first completed
     /// to a full block (still marked last), then sealed again unmarked
-    /// after the new blocks are written (or, the empty end block of an
-    /// empty file, punched to a hole). Blocks in between are holes.
+    /// after the new blocks are written (or, when it holds only zeros,
+    /// punched to a hole). Blocks in between are holes.
     fn write_v2(&self, offset: u64, data: &[u8], size: u64, hi: u64) -> FsResult<()> {
         let layout = self.layout();
         let b = self.b();
@@ -324,13 +324,17 @@ impl BlockIo<'_> {
             None
         };
         // The old last block stays out of the batch and becomes a middle
-        // block; an empty file's end block becomes a hole (as an empty
-        // file's first page stays a hole on tmpfs or ext4).
+        // block; one of zeros only (an empty file's end block, what a
+        // truncate up or fallocate left) becomes a hole, as those pages
+        // are holes on tmpfs or ext4.
         let detached = grows && first > old_last;
-        let empty_end_to_hole = detached && size == 0;
+        let zero_end_to_hole = detached
+            && end_blk
+                .as_ref()
+                .is_some_and(|e| e.plain.iter().all(|&x| x == 0));
         let sparse = end_blk.as_ref().is_some_and(|e| e.sparse)
             || (grows && first > old_last + 1)
-            || empty_end_to_hole;
+            || zero_end_to_hole;
         let batch = Batch {
             offset,
             data,
@@ -372,11 +376,12 @@ impl BlockIo<'_> {
                 e
             });
         }
-        if empty_end_to_hole {
-            // The new last block is written: the old (empty) one's stored
-            // range becomes a hole.
+        if let (true, Some(eb)) = (zero_end_to_hole, &end_blk) {
+            // The new last block is written: the old (all-zero) one's
+            // stored range becomes a hole.
             let layout = self.layout();
-            self.punch_backing(layout.block_cipher_offset(0), layout.stored_block_size())?;
+            let at = layout.block_cipher_offset(eb.index);
+            self.punch_backing(at, layout.stored_block_size())?;
         } else if let (true, Some(eb)) = (detached, &end_blk) {
             // The new last block is written: drop the old one's end mark.
             self.seal_full_at(eb, BlockMark::Middle)?;

@@ -27,6 +27,8 @@ enum Op {
     Truncate(u64),
     /// fallocate PUNCH_HOLE | KEEP_SIZE.
     Punch(u64, u64),
+    /// fallocate mode 0: reserved, unwritten space (a hole to lseek).
+    Allocate(u64, u64),
 }
 
 /// The files: name and the calls that build it.
@@ -42,6 +44,16 @@ fn cases() -> Vec<(String, Vec<Op>)> {
             vec![Write(0, B + 7), Truncate(3 * B + 500)],
         ),
         ("only_a_hole".into(), vec![Truncate(5 * B + 3)]),
+        // seek_sanity's probe for unwritten extents, and its test 15.
+        ("allocated".into(), vec![Allocate(0, 2 * B)]),
+        (
+            "allocated_then_data_after_it".into(),
+            vec![Allocate(0, 64 * B), Write(0, B), Write(64 * B, B)],
+        ),
+        (
+            "truncated_up_then_data_after_it".into(),
+            vec![Write(0, 10), Truncate(8 * B), Write(8 * B, 3)],
+        ),
         ("leading_hole".into(), vec![Write(5 * B, B)]),
         (
             "data_in_a_partial_last_block".into(),
@@ -90,6 +102,10 @@ fn build(dir: &Path, name: &str, ops: &[Op]) {
             Op::Punch(off, len) => {
                 let flags =
                     rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+                rustix::fs::fallocate(&f, flags, off, len).unwrap();
+            }
+            Op::Allocate(off, len) => {
+                let flags = rustix::fs::FallocateFlags::empty();
                 rustix::fs::fallocate(&f, flags, off, len).unwrap();
             }
         }
