@@ -324,14 +324,16 @@ impl BlockIo<'_> {
             None
         };
         // The old last block stays out of the batch and becomes a middle
-        // block; one of zeros only (an empty file's end block, what a
-        // truncate up or fallocate left) becomes a hole, as those pages
-        // are holes on tmpfs or ext4.
+        // block; an empty file's end block, or one of zeros only in a file
+        // that may hold holes (what a truncate up or fallocate left),
+        // becomes a hole, as those pages are holes on tmpfs or ext4. Zeros
+        // written to a file without holes stay data, and its end mark
+        // keeps refusing zeroed blocks.
         let detached = grows && first > old_last;
         let zero_end_to_hole = detached
             && end_blk
                 .as_ref()
-                .is_some_and(|e| e.plain.iter().all(|&x| x == 0));
+                .is_some_and(|e| (size == 0 || e.sparse) && e.plain.iter().all(|&x| x == 0));
         let sparse = end_blk.as_ref().is_some_and(|e| e.sparse)
             || (grows && first > old_last + 1)
             || zero_end_to_hole;

@@ -24,6 +24,8 @@ const B: u64 = 4096;
 enum Op {
     /// Writes this many bytes of non-zero data at this offset.
     Write(u64, u64),
+    /// Writes this many zero bytes at this offset (data, not a hole).
+    WriteZeros(u64, u64),
     Truncate(u64),
     /// fallocate PUNCH_HOLE | KEEP_SIZE.
     Punch(u64, u64),
@@ -53,6 +55,11 @@ fn cases() -> Vec<(String, Vec<Op>)> {
         (
             "truncated_up_then_data_after_it".into(),
             vec![Write(0, 10), Truncate(8 * B), Write(8 * B, 3)],
+        ),
+        // Written zeros are data on tmpfs, also once the file grows.
+        (
+            "written_zeros_then_data_after_them".into(),
+            vec![WriteZeros(0, B + 10), Write(2 * B, B)],
         ),
         ("leading_hole".into(), vec![Write(5 * B, B)]),
         (
@@ -98,6 +105,7 @@ fn build(dir: &Path, name: &str, ops: &[Op]) {
                 let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
                 f.write_all_at(&data, off).unwrap();
             }
+            Op::WriteZeros(off, len) => f.write_all_at(&vec![0; len as usize], off).unwrap(),
             Op::Truncate(size) => f.set_len(size).unwrap(),
             Op::Punch(off, len) => {
                 let flags =

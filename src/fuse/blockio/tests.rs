@@ -326,3 +326,20 @@ fn a_crash_between_the_append_steps_leaves_a_readable_file() {
     fx.file.set_len(H + S).unwrap();
     assert_eq!(fx.read_all().unwrap(), first);
 }
+
+/// Zeros written to a file without holes stay sealed data when the file
+/// grows past them: its end mark still refuses a zeroed block.
+#[test]
+fn written_zeros_keep_a_file_without_holes() {
+    let fx = Fixture::new(HEADER_FORMAT_VERSION);
+    let io = fx.io();
+    io.write(0, &pattern(B as usize, 1)).unwrap();
+    io.write(B, &vec![0; B as usize]).unwrap();
+    io.write(2 * B, &pattern(B as usize, 2)).unwrap();
+    assert_eq!(
+        fx.read_all().unwrap()[B as usize..2 * B as usize],
+        vec![0; B as usize][..]
+    );
+    fx.zero_backing(H, S);
+    assert!(is_tampered(fx.read_all()));
+}
