@@ -220,6 +220,7 @@ impl Setup {
                 block_size: 4096,
                 names_mode: NamesMode::Encrypted,
                 long_names: true,
+                kms: None,
             },
         )
         .expect("init");

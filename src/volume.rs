@@ -180,6 +180,9 @@ pub struct InitOptions {
     /// Hash long encrypted names into side files (feature flag
     /// `long-names`); ignored, and off, with plaintext names.
     pub long_names: bool,
+    /// The engine daemon's URL to record in the config
+    /// ([`VolumeConfig::kms`]); `None` for the embedded engine.
+    pub kms: Option<String>,
 }
 
 /// Creates a volume in the empty directory `root`: generates and wraps a
@@ -218,6 +221,7 @@ pub fn init(
     config.features = Features {
         long_names: opts.long_names && opts.names_mode == NamesMode::Encrypted,
     };
+    config.kms = opts.kms.clone();
     let generated =
         keys.generate_data_key(caller, &opts.master_key_id, &config.names_key_context())?;
     config.wrapped_names_key = generated.wrapped;

@@ -10,7 +10,7 @@ use crate::exit::CliError;
 use kms_engine::service::{Client, Transport};
 use kmsfs::keys::KeyService;
 use kmsfs::keys::remote::TransportKeys;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where the engine is.
@@ -101,6 +101,69 @@ fn daemon_keys(kms: Arc<dyn Transport>) -> Keys {
     (kms, Arc::new(keys))
 }
 
+/// The arguments for a command on the volume in `cipherdir`: as given
+/// when they name an engine (`--kms`/`KMSFS_KMS`), else with the engine
+/// daemon the volume records (`kmsfs.conf` field `kms`, written by `kmsfs
+/// --kms URL init`) when there is one, else as given (the embedded store).
+/// A recorded socket is followed only when it and its directory belong to
+/// root or this user and nobody else can write the directory: a config
+/// edited to name someone else's socket would hand them the data keys the
+/// mount asks for (the config digest cannot catch that: the engine it
+/// names is the one that checks it).
+pub fn with_volume_engine(args: &EngineArgs, cipherdir: &Path) -> Result<EngineArgs, CliError> {
+    if args.kms.is_some() {
+        return Ok(args.clone());
+    }
+    let Some(recorded) = kmsfs::volume::read_config(cipherdir)
+        .ok()
+        .and_then(|c| c.kms)
+    else {
+        return Ok(args.clone());
+    };
+    let url = KmsUrl::parse(&recorded).map_err(|e| {
+        CliError::Usage(format!(
+            "{}/kmsfs.conf names engine {e}",
+            cipherdir.display()
+        ))
+    })?;
+    let KmsUrl::Unix(socket) = &url;
+    check_trusted_socket(socket).map_err(|why| {
+        CliError::Usage(format!(
+            "{}/kmsfs.conf names engine {url}, which is not followed: {why}; pass --kms to \
+             name the engine",
+            cipherdir.display()
+        ))
+    })?;
+    Ok(EngineArgs {
+        kms: Some(url),
+        ..args.clone()
+    })
+}
+
+/// Whether `socket` and its directory belong to root or this user, and no
+/// one else can write the directory (a sticky one aside).
+fn check_trusted_socket(socket: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let owned = |m: &std::fs::Metadata| m.uid() == 0 || m.uid() == me;
+    let s = std::fs::symlink_metadata(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    if !owned(&s) {
+        return Err(format!("{} belongs to uid {}", socket.display(), s.uid()));
+    }
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    let d = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mode = d.mode();
+    if !owned(&d) || (mode & 0o022 != 0 && mode & 0o1000 == 0) {
+        return Err(format!(
+            "its directory {} (uid {}, mode {:o}) could be written by others",
+            dir.display(),
+            d.uid(),
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a command that works on the store itself (creating it,
 /// changing its root key) when a daemon is named.
 pub fn require_embedded(args: &EngineArgs, what: &str) -> Result<(), CliError> {
@@ -117,6 +180,31 @@ pub fn require_embedded(args: &EngineArgs, what: &str) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_socket_is_followed_only_when_nobody_else_controls_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let sock = dir.join("engine.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        check_trusted_socket(&sock).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        // Another user's socket (only root can hand one over to test it).
+        if me == 0 {
+            std::os::unix::fs::chown(&sock, Some(4242), None).unwrap();
+            let e = check_trusted_socket(&sock).unwrap_err();
+            assert!(e.contains("uid 4242"), "{e}");
+            std::os::unix::fs::chown(&sock, Some(0), None).unwrap();
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_trusted_socket(&sock).unwrap_err();
+        assert!(e.contains("written by others"), "{e}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check_trusted_socket(&sock).unwrap();
+        assert!(check_trusted_socket(&dir.join("missing.sock")).is_err());
+    }
 
     #[test]
     fn urls() {

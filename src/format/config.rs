@@ -103,6 +103,9 @@ pub enum ConfigError {
     /// `master_key_id` is empty.
     #[error("master_key_id is empty")]
     EmptyMasterKeyId,
+    /// `kms` is present and empty.
+    #[error("kms (the volume's engine) is empty")]
+    EmptyKms,
     /// `wrapped_names_key` is not valid base64 or is empty.
     #[error("wrapped_names_key is not valid non-empty base64")]
     InvalidWrappedNamesKey,
@@ -131,6 +134,10 @@ pub struct VolumeConfig {
     pub wrapped_names_key: Vec<u8>,
     /// Creation time, seconds since the Unix epoch.
     pub created_unix_secs: u64,
+    /// The key engine the volume uses when none is named (`kmsfs mount`
+    /// without `--kms`): an engine daemon's URL, `unix:///...`; `None` for
+    /// the embedded engine. Bound by the digest when present.
+    pub kms: Option<String>,
 }
 
 /// The JSON shape, strict.
@@ -145,6 +152,8 @@ struct RawConfig {
     master_key_id: String,
     wrapped_names_key: String,
     created_unix_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kms: Option<String>,
 }
 
 impl VolumeConfig {
@@ -166,6 +175,7 @@ impl VolumeConfig {
             master_key_id,
             wrapped_names_key,
             created_unix_secs,
+            kms: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -197,6 +207,9 @@ impl VolumeConfig {
         if self.wrapped_names_key.is_empty() {
             return Err(ConfigError::InvalidWrappedNamesKey);
         }
+        if self.kms.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::EmptyKms);
+        }
         Ok(())
     }
 
@@ -212,6 +225,7 @@ impl VolumeConfig {
             master_key_id: self.master_key_id.clone(),
             wrapped_names_key: STANDARD.encode(&self.wrapped_names_key),
             created_unix_secs: self.created_unix_secs,
+            kms: self.kms.clone(),
         };
         let mut out = serde_json::to_vec_pretty(&raw).map_err(ConfigError::Malformed)?;
         out.push(b'\n');
@@ -253,6 +267,7 @@ impl VolumeConfig {
             master_key_id: raw.master_key_id,
             wrapped_names_key,
             created_unix_secs: raw.created_unix_secs,
+            kms: raw.kms,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -262,7 +277,8 @@ impl VolumeConfig {
     /// followed by the canonical encoding (as for an encryption context) of
     /// every field but the wrapped names key, as strings: `block_size`,
     /// `created_unix_secs`, `feature_flags` (comma-separated, in canonical
-    /// order), `format_version`, `master_key_id`, `names_mode`, `volume_id`.
+    /// order), `format_version`, `master_key_id`, `names_mode`, `volume_id`,
+    /// and `kms` when the config records an engine.
     pub fn digest_input(&self) -> Vec<u8> {
         let mut fields = EncryptionContext::new();
         let mut put = |k: &str, v: String| fields.insert(k.to_string(), v);
@@ -276,6 +292,9 @@ impl VolumeConfig {
         put("names_mode", self.names_mode.as_str().to_string());
         put("master_key_id", self.master_key_id.clone());
         put("created_unix_secs", self.created_unix_secs.to_string());
+        if let Some(kms) = &self.kms {
+            put("kms", kms.clone());
+        }
         let mut out = DIGEST_LABEL.to_vec();
         out.extend_from_slice(&kms_engine::context::canonical_encoding(&fields));
         out
@@ -508,6 +527,33 @@ mod tests {
         assert_eq!(cfg.wrapped_names_key, vec![1, 2, 3, 4]);
         assert_eq!(cfg.created_unix_secs, 1_700_000_000);
         assert_eq!(String::from_utf8(cfg.encode().unwrap()).unwrap(), SAMPLE);
+    }
+
+    #[test]
+    fn a_recorded_engine_is_bound_and_round_trips() {
+        let base = sample_v2();
+        let with = VolumeConfig {
+            kms: Some("unix:///run/kmsfs/engine.sock".into()),
+            ..base.clone()
+        };
+        // Absent, the field changes nothing (old digests stay valid).
+        assert!(
+            !String::from_utf8(base.encode().unwrap())
+                .unwrap()
+                .contains("kms\"")
+        );
+        assert_ne!(with.digest_hex(), base.digest_hex());
+        let other = VolumeConfig {
+            kms: Some("unix:///tmp/other.sock".into()),
+            ..base.clone()
+        };
+        assert_ne!(with.digest_hex(), other.digest_hex());
+        assert_eq!(VolumeConfig::decode(&with.encode().unwrap()).unwrap(), with);
+        let empty = VolumeConfig {
+            kms: Some(String::new()),
+            ..base
+        };
+        assert!(matches!(empty.validate(), Err(ConfigError::EmptyKms)));
     }
 
     #[test]

@@ -270,8 +270,10 @@ impl WriteCounters {
 }
 
 /// Where status files live: `$KMSFS_RUNTIME_DIR`, else
-/// `$XDG_RUNTIME_DIR/kmsfs`, else `/run/kmsfs` for root and
-/// `/tmp/kmsfs-<uid>` for others.
+/// `$XDG_RUNTIME_DIR/kmsfs`, else `/run/kmsfs/mounts` for root and
+/// `/tmp/kmsfs-<uid>` for others. Root's is a subdirectory because it is
+/// made private (0700) at every open, and `/run/kmsfs` holds the engine
+/// daemon's socket, which other users must reach.
 pub fn runtime_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KMSFS_RUNTIME_DIR") {
         return PathBuf::from(d);
@@ -281,7 +283,7 @@ pub fn runtime_dir() -> PathBuf {
     }
     let uid = rustix::process::getuid().as_raw();
     if uid == 0 {
-        PathBuf::from("/run/kmsfs")
+        PathBuf::from("/run/kmsfs/mounts")
     } else {
         PathBuf::from(format!("/tmp/kmsfs-{uid}"))
     }

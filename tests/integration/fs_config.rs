@@ -251,6 +251,7 @@ fn the_long_names_flag_selects_long_name_storage() {
             block_size: 4096,
             names_mode: NamesMode::Encrypted,
             long_names: false,
+            kms: None,
         },
     )
     .unwrap();
@@ -408,6 +409,7 @@ fn write_frozen_format_1_volume() {
             block_size: 4096,
             names_mode: NamesMode::Encrypted,
             long_names: true,
+            kms: None,
         },
     )
     .unwrap();

@@ -95,6 +95,7 @@ impl PolicyFixture {
                 block_size: 4096,
                 names_mode: NamesMode::Encrypted,
                 long_names: true,
+                kms: None,
             },
         )
         .unwrap();

@@ -106,7 +106,8 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         global.accept_store_rollback,
         HoldKind::Exclusive,
     )?;
-    socket::prepare_dir(&socket)?;
+    let ours = socket::prepare_dir(&socket)?;
+    socket::open_dir_to(&socket, args.socket_mode, ours)?;
     let listener = socket::bind(&socket, args.socket_mode, args.socket_group)?;
     let pid = std::process::id();
     engine_access::describe_holder(&format!("pid {pid} socket {}", socket.display()))?;

@@ -4,7 +4,7 @@
 
 use crate::cli::{EngineArgs, Output};
 use crate::exit::CliError;
-use crate::transport;
+use crate::transport::{self, KmsUrl};
 use clap::Args;
 use kms_engine::service::Transport;
 use kms_engine::{KmsError, Principal};
@@ -70,15 +70,14 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
     };
     check_empty_or_missing(&args.cipherdir)?;
     let (kms, keys) = transport::open_or_create_keys(engine_args)?;
-    let config = create_volume(
-        kms.as_ref(),
-        keys.as_ref(),
-        &args.cipherdir,
-        args.key_id,
+    let new = NewVolume {
+        key_id: args.key_id,
         block_size,
         names_mode,
-        !args.no_long_names,
-    )?;
+        long_names: !args.no_long_names,
+        engine: engine_args.kms.as_ref().map(KmsUrl::to_string),
+    };
+    let config = create_volume(kms.as_ref(), keys.as_ref(), &args.cipherdir, new)?;
     report(output, &args.cipherdir, &config);
     Ok(())
 }
@@ -105,22 +104,46 @@ pub(crate) fn check_empty_or_missing(cipherdir: &Path) -> Result<(), CliError> {
     }
 }
 
+/// What [`create_volume`] makes.
+#[derive(Debug)]
+pub(crate) struct NewVolume {
+    /// The master key; `None`: a new one.
+    pub key_id: Option<String>,
+    pub block_size: u32,
+    pub names_mode: NamesMode,
+    pub long_names: bool,
+    /// The engine daemon's URL the volume records (`--kms`), so that
+    /// `kmsfs mount` finds it without the flag; `None` for the embedded
+    /// engine.
+    pub engine: Option<String>,
+}
+
+impl NewVolume {
+    /// A volume as `mount --init` makes it, recording `engine`.
+    pub(crate) fn default_with(engine: Option<String>) -> NewVolume {
+        NewVolume {
+            key_id: None,
+            block_size: DEFAULT_BLOCK_SIZE,
+            names_mode: NamesMode::Encrypted,
+            long_names: true,
+            engine,
+        }
+    }
+}
+
 /// Creates the volume in `cipherdir` (made if missing), with a new master
-/// key in the engine (`kms`) unless `key_id` names one; its names key
+/// key in the engine (`kms`) unless the spec names one; its names key
 /// comes from `keys`.
 pub(crate) fn create_volume(
     kms: &dyn Transport,
     keys: &dyn KeyService,
     cipherdir: &Path,
-    key_id: Option<String>,
-    block_size: u32,
-    names_mode: NamesMode,
-    long_names: bool,
+    new: NewVolume,
 ) -> Result<VolumeConfig, CliError> {
     std::fs::create_dir_all(cipherdir)
         .map_err(|e| CliError::io(cipherdir.display().to_string(), e))?;
     let caller = Principal::current_process();
-    let key_id = match key_id {
+    let key_id = match new.key_id {
         Some(k) => k,
         None => {
             let description = format!("kmsfs volume at {}", cipherdir.display());
@@ -141,9 +164,10 @@ pub(crate) fn create_volume(
         &caller,
         &InitOptions {
             master_key_id: key_id,
-            block_size,
-            names_mode,
-            long_names,
+            block_size: new.block_size,
+            names_mode: new.names_mode,
+            long_names: new.long_names,
+            kms: new.engine,
         },
     )
     .map_err(volume_error)

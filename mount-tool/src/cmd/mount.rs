@@ -14,7 +14,7 @@ use crate::transport::{self, KmsUrl};
 use clap::Args;
 use kms_engine::audit::{SyncMode, TrailOptions};
 use kms_engine::{Engine, Principal};
-use kmsfs::format::{CONFIG_FILE_NAME, NamesMode};
+use kmsfs::format::CONFIG_FILE_NAME;
 use kmsfs::fuse::{Core, FsOptions, KmsFs, status};
 use kmsfs::keys::KeyService;
 use kmsfs::keys::remote::TransportKeys;
@@ -85,6 +85,7 @@ impl MountArgs {
 }
 
 pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
+    let engine_args = &transport::with_volume_engine(engine_args, &args.cipherdir)?;
     if engine_args.key_file.is_some() && args.kdf().is_set() {
         return Err(CliError::Usage(
             "--kdf-memory-kib and --kdf-iterations set the passphrase's Argon2id cost; \
@@ -173,15 +174,8 @@ fn prepare_client(url: &KmsUrl, args: &MountArgs) -> Result<(), CliError> {
         super::init::check_empty_or_missing(&args.cipherdir)?;
         let kms = transport::connect(url)?;
         let keys = TransportKeys::new(kms.clone());
-        let config = super::init::create_volume(
-            kms.as_ref(),
-            &keys,
-            &args.cipherdir,
-            None,
-            kmsfs::format::DEFAULT_BLOCK_SIZE,
-            NamesMode::Encrypted,
-            true,
-        )?;
+        let new = super::init::NewVolume::default_with(Some(url.to_string()));
+        let config = super::init::create_volume(kms.as_ref(), &keys, &args.cipherdir, new)?;
         eprintln!(
             "kmsfs: created volume {} in {} (master key {})",
             config.volume_id,
@@ -305,15 +299,9 @@ fn prepare(
         (created.engine, secret)
     };
     if !has_volume {
-        let config = super::init::create_volume(
-            opened.0.as_ref(),
-            &opened.0,
-            &args.cipherdir,
-            None,
-            kmsfs::format::DEFAULT_BLOCK_SIZE,
-            NamesMode::Encrypted,
-            true,
-        )?;
+        let new = super::init::NewVolume::default_with(None);
+        let config =
+            super::init::create_volume(opened.0.as_ref(), &opened.0, &args.cipherdir, new)?;
         eprintln!(
             "kmsfs: created volume {} in {} (master key {})",
             config.volume_id,

@@ -8,6 +8,7 @@ mod audit_paths_cli;
 mod config_cli;
 mod daemon;
 mod daemon_cli;
+mod daemon_mount;
 mod engine_env;
 mod fsck_cli;
 mod kms_cli;

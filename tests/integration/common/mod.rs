@@ -63,6 +63,7 @@ impl Fixture {
                 block_size,
                 names_mode: names,
                 long_names: true,
+                kms: None,
             },
         )
         .expect("init volume");

@@ -28,8 +28,9 @@ pub fn default_path() -> Result<PathBuf, CliError> {
 /// Makes the socket's directory when missing (mode 0755, with its
 /// parents), and refuses one that someone else could replace the socket
 /// in: owned by another user than this one or root, or writable by group
-/// or others without the sticky bit.
-pub fn prepare_dir(socket: &Path) -> Result<(), CliError> {
+/// or others without the sticky bit. Returns whether the directory is this
+/// user's own.
+pub fn prepare_dir(socket: &Path) -> Result<bool, CliError> {
     let dir = socket
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -55,7 +56,35 @@ pub fn prepare_dir(socket: &Path) -> Result<(), CliError> {
             meta.uid()
         )));
     }
-    Ok(())
+    Ok(meta.uid() == me)
+}
+
+/// When the socket's mode lets group or others connect but its directory
+/// (ours) does not let them reach it (a 0700 directory made by a mount's
+/// status files), lets them pass through it: search permission only, the
+/// directory stays unlistable. Someone else's directory is only warned about.
+pub fn open_dir_to(socket: &Path, socket_mode: u32, ours: bool) -> Result<(), CliError> {
+    let Some(dir) = socket.parent() else {
+        return Ok(());
+    };
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| CliError::io(format!("socket directory {}", dir.display()), e))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    // Search bits for the classes the socket admits (its write bit).
+    let need = ((socket_mode & 0o020) >> 1) | ((socket_mode & 0o002) >> 1);
+    if mode & need == need {
+        return Ok(());
+    }
+    if !ours {
+        eprintln!(
+            "kmsfs: warning: socket directory {} is mode {mode:o}: users the socket mode \
+             {socket_mode:o} admits cannot reach the socket",
+            dir.display()
+        );
+        return Ok(());
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | need))
+        .map_err(|e| CliError::io(format!("socket directory {}", dir.display()), e))
 }
 
 /// Binds the socket at `path` with `mode` and, when given, `gid`. A socket
@@ -158,6 +187,22 @@ mod tests {
         let plain = tmp.path().join("run/file");
         std::fs::write(&plain, b"").unwrap();
         assert!(bind(&plain, 0o600, None).is_err());
+    }
+
+    #[test]
+    fn a_private_directory_of_ours_is_opened_for_search_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let sock = dir.join("engine.sock");
+        open_dir_to(&sock, 0o600, true).unwrap();
+        let mode = |d: &Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        open_dir_to(&sock, 0o660, true).unwrap();
+        assert_eq!(mode(&dir), 0o710);
+        open_dir_to(&sock, 0o666, true).unwrap();
+        assert_eq!(mode(&dir), 0o711);
     }
 
     #[test]
