@@ -237,3 +237,80 @@ fn two_uids_one_policy_the_kernel_names_each_caller() {
     let out = via(&d, Some(UID_ALLOWED), &check);
     assert_eq!(out.status.code(), Some(4));
 }
+
+/// Stops a daemon started with `--background` (its pid from the store's
+/// holder file) when dropped.
+struct BackgroundDaemon(Option<i32>);
+
+impl Drop for BackgroundDaemon {
+    fn drop(&mut self) {
+        let Some(pid) = self.0 else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..500 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn background_returns_once_serving_and_reports_a_failed_start() {
+    let env = EngineEnv::new(PASSPHRASE);
+    let socket = env.path("run/engine.sock");
+    let serve = |extra: &[(&str, &std::path::Path)], pass: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
+        for var in [
+            "KMSFS_ENGINE",
+            "KMSFS_PASSPHRASE_FILE",
+            "KMSFS_KEY_FILE",
+            "KMSFS_KMS",
+        ] {
+            c.env_remove(var);
+        }
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.arg("--engine").arg(&env.engine);
+        if pass {
+            c.arg("--passphrase-file").arg(&env.pass);
+        }
+        c.args(["engine", "serve", "--background", "--socket"])
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // A wrong secret: the command exits with the daemon's code and line.
+    let wrong = env.path("wrong");
+    std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    let out = serve(&[("KMSFS_PASSPHRASE_FILE", &wrong)], false);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("IncorrectPassphraseException"), "{err}");
+    // The secret as a systemd credential; the command returns once the
+    // socket answers.
+    let creds = env.path("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::copy(&env.pass, creds.join("kmsfs-engine-passphrase")).unwrap();
+    let out = serve(&[("CREDENTIALS_DIRECTORY", &creds)], false);
+    let holder = std::fs::read_to_string(env.engine.join("engine.holder")).unwrap_or_default();
+    let _stop = BackgroundDaemon(
+        holder
+            .strip_prefix("pid ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok()),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let client = Client::connect(&socket).unwrap();
+    let keys = client.call("ListKeys", json!({}), None).unwrap();
+    assert_eq!(keys["Keys"], json!([]));
+    let log = std::fs::read_to_string(socket.with_extension("log")).unwrap();
+    assert!(log.contains("serving"), "{log}");
+}
