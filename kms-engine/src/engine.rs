@@ -182,7 +182,7 @@ pub struct Engine {
     /// this engine keeps reading and writing the store after another
     /// process changed the root key.
     store_key: Zeroizing<[u8; 32]>,
-    /// For a store opened in an older format (1 or 2): the header of the
+    /// For a store opened in an older format (1 to 3): the header of the
     /// current format its first write uses (the store key wrapped under the
     /// root key it was opened with).
     conversion: Option<StoreHeader>,
@@ -433,7 +433,7 @@ impl Engine {
         let header = match old.header {
             h if h.version() == STORE_VERSION => h,
             old_format => match self.conversion {
-                // The first write converts a store of format 1 or 2 to the
+                // The first write converts a store of format 1 to 3 to the
                 // current format, keeping its store key (for format 1 its
                 // sealing key).
                 Some(h) if h.root() == old_format.root() => h,

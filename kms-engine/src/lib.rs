@@ -8,6 +8,7 @@
 //! (`create_key`, `encrypt`, `decrypt` ...) or [`Engine::dispatch`] with AWS
 //! operation names and AWS-shaped JSON.
 
+pub mod access_key;
 pub mod audit;
 pub mod blob;
 pub mod clock;
@@ -34,6 +35,7 @@ pub use error::KmsError;
 pub use identity::Resolver;
 pub use ids::KeyId;
 pub use key::{KeyRecord, KeyState};
+pub use ops::access_keys::*;
 pub use ops::aliases::*;
 pub use ops::audit_settings::AuditPathChange;
 pub use ops::crypto::*;

@@ -3,6 +3,7 @@
 //! rotations that fell due and deletion windows that passed.
 
 use crate::KmsError;
+use crate::access_key::AccessKeyRecord;
 use crate::audit::paths::AuditPathMode;
 use crate::grant::Grant;
 use crate::ids::{KeyId, KeyRef, alias_arn, parse_key_ref};
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
-/// Everything the store seals (store format 3). Encoded with postcard (not
+/// Everything the store seals (store format 4). Encoded with postcard (not
 /// self-describing: any field change needs a new store format version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -32,6 +33,38 @@ pub struct State {
     /// and kept afterwards, so records of every hmac period stay searchable
     /// (format 3).
     pub audit_path_key: Option<KeyMaterial>,
+    /// Access keys for the HTTPS endpoint, by id, secrets included
+    /// (format 4).
+    pub access_keys: BTreeMap<String, AccessKeyRecord>,
+}
+
+/// The state of store format 3: [`State`] without access keys.
+#[derive(Deserialize)]
+struct StateV3 {
+    generation: u64,
+    audit_seed: KeyMaterial,
+    keys: BTreeMap<KeyId, KeyRecord>,
+    aliases: BTreeMap<String, AliasRecord>,
+    destroyed: BTreeSet<KeyId>,
+    grants: BTreeMap<KeyId, Vec<Grant>>,
+    audit_paths: AuditPathMode,
+    audit_path_key: Option<KeyMaterial>,
+}
+
+impl From<StateV3> for State {
+    fn from(s: StateV3) -> State {
+        State {
+            generation: s.generation,
+            audit_seed: s.audit_seed,
+            keys: s.keys,
+            aliases: s.aliases,
+            destroyed: s.destroyed,
+            grants: s.grants,
+            audit_paths: s.audit_paths,
+            audit_path_key: s.audit_path_key,
+            access_keys: BTreeMap::new(),
+        }
+    }
 }
 
 /// The state of store formats 1 and 2: [`State`] without the audit path
@@ -57,6 +90,7 @@ impl From<StateV2> for State {
             grants: s.grants,
             audit_paths: AuditPathMode::Plain,
             audit_path_key: None,
+            access_keys: BTreeMap::new(),
         }
     }
 }
@@ -72,6 +106,7 @@ impl State {
             grants: BTreeMap::new(),
             audit_paths: AuditPathMode::Plain,
             audit_path_key: None,
+            access_keys: BTreeMap::new(),
         })
     }
 
@@ -82,13 +117,17 @@ impl State {
     }
 
     /// Decodes the state of a store of format `version` (1 and 2: without
-    /// the audit path settings). Trailing bytes are refused.
+    /// the audit path settings; 3: without access keys). Trailing bytes are
+    /// refused.
     pub fn decode(bytes: &[u8], version: u8) -> Result<State, KmsError> {
         let bad = |e: postcard::Error| {
             KmsError::StoreCorrupted(format!("cannot decode engine state: {e}"))
         };
         let (state, rest) = if version >= crate::store::format::STORE_VERSION {
             postcard::take_from_bytes::<State>(bytes).map_err(bad)?
+        } else if version == crate::store::format::STORE_VERSION_3 {
+            let (old, rest) = postcard::take_from_bytes::<StateV3>(bytes).map_err(bad)?;
+            (State::from(old), rest)
         } else {
             let (old, rest) = postcard::take_from_bytes::<StateV2>(bytes).map_err(bad)?;
             (State::from(old), rest)

@@ -43,6 +43,11 @@ pub const OPERATIONS: &[&str] = &[
     "ListRetirableGrants",
     "RetireGrant",
     "RevokeGrant",
+    // IAM's access key operations (administrators only).
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
 ];
 
 type Op<Req, Resp> = fn(&Engine, &Principal, Req) -> Result<Resp, KmsError>;
@@ -207,6 +212,10 @@ impl Engine {
             ),
             "RetireGrant" => call(self, caller, operation, request, Engine::retire_grant),
             "RevokeGrant" => call(self, caller, operation, request, Engine::revoke_grant),
+            "CreateAccessKey" => call(self, caller, operation, request, Engine::create_access_key),
+            "ListAccessKeys" => call(self, caller, operation, request, Engine::list_access_keys),
+            "UpdateAccessKey" => call(self, caller, operation, request, Engine::update_access_key),
+            "DeleteAccessKey" => call(self, caller, operation, request, Engine::delete_access_key),
             other => self
                 .dispatch_kmsfs(caller, other, request)
                 .unwrap_or_else(|| {

@@ -2,6 +2,7 @@
 //! response shapes, plus [`Engine::dispatch`](crate::Engine::dispatch) by
 //! AWS operation name.
 
+pub mod access_keys;
 pub mod aliases;
 pub mod audit_settings;
 pub mod crypto;

@@ -85,15 +85,21 @@ pub enum PrincipalId {
 }
 
 impl PrincipalId {
-    /// Parses `*`, `uid:N`, `gid:N`, `user:NAME` or `group:NAME`.
+    /// Parses `*`, `uid:N`, `gid:N`, `user:NAME` or `group:NAME`; an IAM
+    /// user ARN `arn:aws:iam::ACCOUNT:user/NAME` (any account, any path)
+    /// names the local user NAME, as `user:NAME` does, so that a policy
+    /// written for AWS names the user an access key maps to.
     pub fn parse(s: &str) -> Result<PrincipalId, String> {
         if s == "*" {
             return Ok(PrincipalId::Any);
         }
+        if let Some(spec) = crate::access_key::iam_user_arn_spec(s) {
+            return Ok(PrincipalId::User(spec["user:".len()..].to_string()));
+        }
         let bad = || {
             format!(
                 "principal {s:?} is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \
-                 \"group:NAME\""
+                 \"group:NAME\", \"arn:aws:iam::ACCOUNT:user/NAME\""
             )
         };
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;

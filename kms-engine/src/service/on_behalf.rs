@@ -18,7 +18,8 @@ use serde_json::Value;
 /// Operations whose authorization is not decided on a key's policy: they
 /// create or list keys, draw random bytes, or follow grant rules of their
 /// own (CreateGrant's and RetireGrant's grantee and retiring-principal
-/// checks). Unknown operation names count as key-less too.
+/// checks, the access key operations' administrator check). Unknown
+/// operation names count as key-less too.
 pub const KEYLESS_OPERATIONS: &[&str] = &[
     "CreateKey",
     "ListKeys",
@@ -27,6 +28,10 @@ pub const KEYLESS_OPERATIONS: &[&str] = &[
     "CreateGrant",
     "ListRetirableGrants",
     "RetireGrant",
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
 ];
 
 /// Whether `operation` is checked on a key's policy, so that

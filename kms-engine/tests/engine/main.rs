@@ -6,6 +6,7 @@ mod audit_support;
 mod common;
 mod service_support;
 
+mod access_keys;
 mod aliases_tags;
 mod audit_events;
 mod audit_group_commit;

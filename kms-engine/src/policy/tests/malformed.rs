@@ -148,28 +148,28 @@ fn malformed_documents_table() {
         (
             "bad uid",
             doc(json!([stmt(json!({"Principal": {"AWS": "uid:abc"}}))])),
-            "Statement[0].Principal.AWS: principal \"uid:abc\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\"",
+            "Statement[0].Principal.AWS: principal \"uid:abc\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\", \"arn:aws:iam::ACCOUNT:user/NAME\"",
         ),
         (
             "bad list entry",
             doc(json!([stmt(
                 json!({"Principal": {"AWS": ["uid:1", "root"]}})
             )])),
-            "Statement[0].Principal.AWS[1]: principal \"root\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\"",
+            "Statement[0].Principal.AWS[1]: principal \"root\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\", \"arn:aws:iam::ACCOUNT:user/NAME\"",
         ),
         (
             "AWS account ARN",
             doc(json!([stmt(
                 json!({"Principal": {"AWS": "arn:aws:iam::111122223333:root"}})
             )])),
-            "Statement[0].Principal.AWS: principal \"arn:aws:iam::111122223333:root\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\"",
+            "Statement[0].Principal.AWS: principal \"arn:aws:iam::111122223333:root\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\", \"arn:aws:iam::ACCOUNT:user/NAME\"",
         ),
         (
             "empty user name",
             doc(json!([stmt(
                 json!({"NotPrincipal": {"AWS": "user:"}, "Principal": null})
             )])),
-            "Statement[0].NotPrincipal.AWS: principal \"user:\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\"",
+            "Statement[0].NotPrincipal.AWS: principal \"user:\" is not one of \"*\", \"uid:N\", \"user:NAME\", \"gid:N\", \"group:NAME\", \"arn:aws:iam::ACCOUNT:user/NAME\"",
         ),
         (
             "service principal",

@@ -13,11 +13,13 @@
 pub mod auth;
 pub mod protocol;
 mod server;
+pub mod sigv4;
 pub mod throttle;
 pub mod tls;
 
 pub use auth::{AuthRefusal, Authenticated, Authenticator, RequestParts};
 pub use server::Endpoint;
+pub use sigv4::SigV4Authenticator;
 pub use throttle::RateLimit;
 
 use std::net::SocketAddr;
