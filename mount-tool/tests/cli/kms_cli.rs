@@ -18,7 +18,7 @@ const PASSPHRASE: &str = "correct horse battery staple";
 
 /// How the commands reach the engine.
 #[derive(Debug, Clone, Copy)]
-enum Via {
+pub(crate) enum Via {
     /// The store in the engine directory, opened by each command.
     Embedded,
     /// A real daemon (`kmsfs engine serve`) serving that store; the
@@ -39,6 +39,7 @@ macro_rules! both_ways {
         }
     };
 }
+pub(crate) use both_ways;
 
 both_ways!(
     create_describe_and_list_with_paging,
@@ -54,16 +55,16 @@ both_ways!(
 /// A temporary engine directory and passphrase file, and the daemon
 /// serving it when the test runs through one (dropped first: stopped
 /// before the directory goes).
-struct Env {
+pub(crate) struct Env {
     daemon: Option<Daemon>,
     tmp: tempfile::TempDir,
-    engine: PathBuf,
+    pub(crate) engine: PathBuf,
     pass: PathBuf,
 }
 
 impl Env {
     /// An environment without a store.
-    fn empty() -> Env {
+    pub(crate) fn empty() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let engine = tmp.path().join("engine");
         let pass = tmp.path().join("passphrase");
@@ -77,12 +78,12 @@ impl Env {
     }
 
     /// An environment with an initialised store.
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env::new_via(Via::Embedded)
     }
 
     /// An initialised store, used as `via` says.
-    fn new_via(via: Via) -> Env {
+    pub(crate) fn new_via(via: Via) -> Env {
         let mut env = Env::empty();
         let out = env.ok(&[
             "init-engine",
@@ -99,13 +100,13 @@ impl Env {
         env
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
 
     /// `kmsfs kms ARGS` with this engine and passphrase (through the
     /// environment variables), no terminal.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = bare_cmd();
         match &self.daemon {
             Some(d) => c.env("KMSFS_KMS", d.url()),
@@ -117,12 +118,12 @@ impl Env {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
     /// Runs a command that must succeed; its stdout as JSON (Null if empty).
-    fn ok(&self, args: &[&str]) -> Value {
+    pub(crate) fn ok(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert_success(&out, args);
         let stdout = String::from_utf8(out.stdout).unwrap();
@@ -134,7 +135,7 @@ impl Env {
     }
 
     /// Runs a command that must succeed with `--output text`; its stdout.
-    fn text(&self, args: &[&str]) -> String {
+    pub(crate) fn text(&self, args: &[&str]) -> String {
         let mut all = args.to_vec();
         all.extend(["--output", "text"]);
         let out = self.run(&all);
@@ -143,11 +144,11 @@ impl Env {
     }
 
     /// Runs a command that must fail; its exit code and stderr.
-    fn fail(&self, args: &[&str]) -> (i32, String) {
+    pub(crate) fn fail(&self, args: &[&str]) -> (i32, String) {
         failure(self.run(args), args)
     }
 
-    fn create_key(&self, extra: &[&str]) -> String {
+    pub(crate) fn create_key(&self, extra: &[&str]) -> String {
         let mut args = vec!["create-key"];
         args.extend_from_slice(extra);
         let out = self.ok(&args);
@@ -155,7 +156,7 @@ impl Env {
     }
 
     /// Every file in the engine directory with its bytes.
-    fn store_snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+    pub(crate) fn store_snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         let mut out = BTreeMap::new();
         for e in std::fs::read_dir(&self.engine).unwrap() {
             let p = e.unwrap().path();
@@ -202,7 +203,7 @@ fn failure(out: Output, args: &[&str]) -> (i32, String) {
 }
 
 /// An engine error is one line: `kmsfs: MESSAGE (ExceptionName)`.
-fn assert_one_line_error(stderr: &str, exception: &str) {
+pub(crate) fn assert_one_line_error(stderr: &str, exception: &str) {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("kmsfs: "), "{stderr}");
     assert!(

@@ -2,6 +2,7 @@
 //! one test binary (see the root crate's `tests/integration/main.rs` for why).
 //! Run one area with `cargo test -p mount-tool --test cli kms_cli::`.
 
+mod access_keys_cli;
 mod audit_cli;
 mod audit_e2e;
 mod audit_paths_cli;

@@ -2,6 +2,7 @@
 //! options, each sent to the engine as the AWS JSON request, the response
 //! printed as AWS prints it.
 
+mod access_keys;
 mod commands;
 mod init;
 mod output;
@@ -34,6 +35,8 @@ pub enum KmsCommand {
     Op(OpCommand),
     #[command(flatten)]
     PolicyOp(crate::cmd::kms_policy::PolicyOpCommand),
+    #[command(flatten)]
+    AccessKeyOp(access_keys::AccessKeyCommand),
 }
 
 pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
@@ -41,25 +44,33 @@ pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
         KmsCommand::InitEngine(a) => init::run(engine, &a),
         KmsCommand::ChangeRootKey(a) => root_key::run(engine, &a),
         KmsCommand::PolicyOp(op) => {
-            let request = op.request()?;
-            let kms = transport::open(engine)?;
-            let resp = match op.auto_paged_field() {
-                Some(field) => call_all_pages(kms.as_ref(), request, field)?,
-                None => kms.call(request.op, request.body, None)?,
-            };
-            print(&output::render(&resp, engine.output, op.text_fields()))
+            let paging = op.auto_paged_field().map(Paging::kms);
+            call_and_print(engine, op.request()?, paging, op.text_fields())
         }
         KmsCommand::Op(op) => {
             // Read fileb:// inputs before asking for a passphrase.
             let request = op.request()?;
-            let kms = transport::open(engine)?;
-            let resp = match op.auto_paged_field() {
-                Some(field) => call_all_pages(kms.as_ref(), request, field)?,
-                None => kms.call(request.op, request.body, None)?,
-            };
-            print(&output::render(&resp, engine.output, op.text_fields()))
+            let paging = op.auto_paged_field().map(Paging::kms);
+            call_and_print(engine, request, paging, op.text_fields())
         }
+        KmsCommand::AccessKeyOp(op) => call_and_print(engine, op.request(), op.auto_paging(), &[]),
     }
+}
+
+/// Sends `request` (every page of it when `paging` is given) and prints the
+/// response as `--output` says.
+fn call_and_print(
+    engine: &EngineArgs,
+    request: Request,
+    paging: Option<Paging>,
+    text_fields: &[&str],
+) -> Result<(), CliError> {
+    let kms = transport::open(engine)?;
+    let resp = match paging {
+        Some(p) => call_all_pages(kms.as_ref(), request, p)?,
+        None => kms.call(request.op, request.body, None)?,
+    };
+    print(&output::render(&resp, engine.output, text_fields))
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
@@ -72,21 +83,48 @@ pub(crate) fn print(text: &str) -> Result<(), CliError> {
     }
 }
 
-/// Calls a list operation until `Truncated` is false, following `NextMarker`,
-/// and returns the last response with `field` holding every page's items
-/// and without the paging fields (`NextMarker`, `Truncated`), as `aws`
-/// prints a list it paginated itself.
-fn call_all_pages(kms: &dyn Transport, request: Request, field: &str) -> Result<Value, CliError> {
+/// Where a list response keeps its items and its paging state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// The list's field (`Keys`, `Aliases` ...).
+    pub items: &'static str,
+    /// `Truncated` (KMS), `IsTruncated` (IAM).
+    pub truncated: &'static str,
+    /// The response field with the next page's marker: `NextMarker` (KMS),
+    /// `Marker` (IAM); the request always sends it as `Marker`.
+    pub next_marker: &'static str,
+}
+
+impl Paging {
+    /// KMS's paging of the list in field `items`.
+    pub fn kms(items: &'static str) -> Paging {
+        Paging {
+            items,
+            truncated: "Truncated",
+            next_marker: "NextMarker",
+        }
+    }
+}
+
+/// Calls a list operation until it is no longer truncated, following the
+/// next marker, and returns the last response with the items field holding
+/// every page's items and without the paging fields, as `aws` prints a list
+/// it paginated itself.
+fn call_all_pages(
+    kms: &dyn Transport,
+    request: Request,
+    paging: Paging,
+) -> Result<Value, CliError> {
     let mut body = request.body;
     let mut items = Vec::new();
     loop {
         let mut resp = kms.call(request.op, body.clone(), None)?;
-        if let Some(Value::Array(page)) = resp.get_mut(field).map(Value::take) {
+        if let Some(Value::Array(page)) = resp.get_mut(paging.items).map(Value::take) {
             items.extend(page);
         }
-        let truncated = resp.get("Truncated").and_then(Value::as_bool) == Some(true);
+        let truncated = resp.get(paging.truncated).and_then(Value::as_bool) == Some(true);
         let next = resp
-            .get("NextMarker")
+            .get(paging.next_marker)
             .and_then(Value::as_str)
             .map(str::to_string);
         match (truncated, next) {
@@ -95,9 +133,9 @@ fn call_all_pages(kms: &dyn Transport, request: Request, field: &str) -> Result<
             }
             _ => {
                 if let Some(obj) = resp.as_object_mut() {
-                    obj.remove("NextMarker");
-                    obj.remove("Truncated");
-                    obj.insert(field.to_string(), Value::Array(items));
+                    obj.remove(paging.next_marker);
+                    obj.remove(paging.truncated);
+                    obj.insert(paging.items.to_string(), Value::Array(items));
                 }
                 return Ok(resp);
             }
@@ -147,7 +185,7 @@ mod tests {
             op: "ListKeys",
             body: json!({}),
         };
-        let resp = call_all_pages(&pager, req, "Keys").unwrap();
+        let resp = call_all_pages(&pager, req, Paging::kms("Keys")).unwrap();
         let ids: Vec<&str> = resp["Keys"]
             .as_array()
             .unwrap()
@@ -178,7 +216,7 @@ mod tests {
             op: "ListKeys",
             body: json!({}),
         };
-        let resp = call_all_pages(&Stuck, req, "Keys").unwrap();
+        let resp = call_all_pages(&Stuck, req, Paging::kms("Keys")).unwrap();
         assert_eq!(resp["Keys"].as_array().unwrap().len(), 2);
     }
 }
