@@ -6,7 +6,7 @@
 use crate::common::*;
 use std::process::Command;
 
-fn have_python_clients() -> Result<(), String> {
+pub(crate) fn have_python_clients() -> Result<(), String> {
     let boto3 = Command::new("python3")
         .args(["-c", "import boto3"])
         .output();

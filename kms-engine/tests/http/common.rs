@@ -32,8 +32,10 @@ pub fn bob() -> Principal {
     p
 }
 
-/// Until the SigV4 verifier is wired in: accepts the access key id named
-/// in `Authorization`'s `Credential=` without checking the signature.
+/// For the wire and limits tests, which write requests by hand: accepts
+/// the access key id named in `Authorization`'s `Credential=` without
+/// checking the signature. `sigv4.rs` tests the real verifier
+/// ([`kms_engine::service::http::SigV4Authenticator`]).
 pub struct CredentialOnly;
 
 impl Authenticator for CredentialOnly {
@@ -95,6 +97,16 @@ impl Server {
     }
 
     pub fn start(with_tls: bool, limits: Limits) -> Server {
+        Server::start_with(with_tls, limits, |_| Arc::new(CredentialOnly))
+    }
+
+    /// HTTPS with the engine's self-signed certificate, authenticating
+    /// with the authenticator `auth` makes for the engine.
+    pub fn start_with(
+        with_tls: bool,
+        limits: Limits,
+        auth: impl FnOnce(Arc<Engine>) -> Arc<dyn Authenticator>,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let sink = Arc::new(MemorySink::default());
         let engine = Arc::new(
@@ -110,7 +122,7 @@ impl Server {
         let cert = with_tls.then(|| tls::self_signed(&dir.path().join("engine"), &[]).unwrap());
         let endpoint = Endpoint::new(
             engine.clone(),
-            Arc::new(CredentialOnly),
+            auth(engine.clone()),
             cert.as_ref().map(|c| c.config.clone()),
             limits,
         );

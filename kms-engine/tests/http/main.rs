@@ -6,4 +6,5 @@ mod common;
 
 mod aws_clients;
 mod limits;
+mod sigv4;
 mod wire;
