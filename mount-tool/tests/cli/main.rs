@@ -14,5 +14,6 @@ mod engine_env;
 mod fsck_cli;
 mod kms_cli;
 mod mount_cli;
+mod query_cli;
 mod root_key_cli;
 mod store_rollback_cli;

@@ -1,7 +1,7 @@
 //! `kmsfs kms init-engine`: create an engine store sealed under a passphrase
 //! or a key file.
 
-use super::output::pretty_json;
+use super::output::{Query, pretty_json, render_query};
 use super::print;
 use crate::cli::{EngineArgs, Output};
 use crate::engine_access::{self, KdfChoice};
@@ -26,7 +26,11 @@ pub struct InitEngineArgs {
     pub audit_paths: Option<AuditPathMode>,
 }
 
-pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
+pub fn run(
+    engine: &EngineArgs,
+    query: Option<&Query>,
+    args: &InitEngineArgs,
+) -> Result<(), CliError> {
     crate::transport::require_embedded(engine, "kms init-engine")?;
     if engine.key_file.is_some() && (args.kdf_memory_kib.is_some() || args.kdf_iterations.is_some())
     {
@@ -50,13 +54,15 @@ pub fn run(engine: &EngineArgs, args: &InitEngineArgs) -> Result<(), CliError> {
         }
         _ => AuditPathMode::Plain,
     };
-    let text = match engine.output {
-        Output::Json => pretty_json(&json!({
-            "EngineDirectory": created.dir.display().to_string(),
-            "RootKeySource": created.root_kind,
-            "AuditPaths": paths.name(),
-        })),
-        Output::Text => format!("{}\n", created.dir.display()),
+    let resp = json!({
+        "EngineDirectory": created.dir.display().to_string(),
+        "RootKeySource": created.root_kind,
+        "AuditPaths": paths.name(),
+    });
+    let text = match (query, engine.output) {
+        (Some(q), output) => render_query(&resp, output, q).map_err(CliError::Usage)?,
+        (None, Output::Json) => pretty_json(&resp),
+        (None, Output::Text) => format!("{}\n", created.dir.display()),
     };
     print(&text)
 }

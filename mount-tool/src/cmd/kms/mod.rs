@@ -9,7 +9,7 @@ mod output;
 pub(crate) mod params;
 mod root_key;
 
-use crate::cli::EngineArgs;
+use crate::cli::{EngineArgs, Output};
 use crate::exit::CliError;
 use crate::transport;
 use clap::{Args, Subcommand};
@@ -20,6 +20,10 @@ use std::io::Write;
 
 #[derive(Debug, Args)]
 pub struct KmsArgs {
+    /// A JMESPath expression selecting what to print from the response, as
+    /// `aws --query` (e.g. --query CiphertextBlob --output text)
+    #[arg(long, global = true, value_name = "JMESPATH", value_parser = output::Query::parse)]
+    pub query: Option<output::Query>,
     #[command(subcommand)]
     pub command: KmsCommand,
 }
@@ -40,37 +44,51 @@ pub enum KmsCommand {
 }
 
 pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
+    let query = args.query.as_ref();
     match args.command {
-        KmsCommand::InitEngine(a) => init::run(engine, &a),
-        KmsCommand::ChangeRootKey(a) => root_key::run(engine, &a),
+        KmsCommand::InitEngine(a) => init::run(engine, query, &a),
+        KmsCommand::ChangeRootKey(a) => root_key::run(engine, query, &a),
         KmsCommand::PolicyOp(op) => {
             let paging = op.auto_paged_field().map(Paging::kms);
-            call_and_print(engine, op.request()?, paging, op.text_fields())
+            let resp = call(engine, op.request()?, paging)?;
+            print_response(&resp, engine.output, query, op.text_fields())
         }
         KmsCommand::Op(op) => {
             // Read fileb:// inputs before asking for a passphrase.
             let request = op.request()?;
             let paging = op.auto_paged_field().map(Paging::kms);
-            call_and_print(engine, request, paging, op.text_fields())
+            let resp = call(engine, request, paging)?;
+            print_response(&resp, engine.output, query, op.text_fields())
         }
-        KmsCommand::AccessKeyOp(op) => call_and_print(engine, op.request(), op.auto_paging(), &[]),
+        KmsCommand::AccessKeyOp(op) => {
+            let resp = call(engine, op.request(), op.auto_paging())?;
+            print_response(&resp, engine.output, query, &[])
+        }
     }
 }
 
-/// Sends `request` (every page of it when `paging` is given) and prints the
-/// response as `--output` says.
-fn call_and_print(
-    engine: &EngineArgs,
-    request: Request,
-    paging: Option<Paging>,
-    text_fields: &[&str],
-) -> Result<(), CliError> {
+/// Sends `request` (every page of it when `paging` is given).
+fn call(engine: &EngineArgs, request: Request, paging: Option<Paging>) -> Result<Value, CliError> {
     let kms = transport::open(engine)?;
-    let resp = match paging {
+    Ok(match paging {
         Some(p) => call_all_pages(kms.as_ref(), request, p)?,
         None => kms.call(request.op, request.body, None)?,
-    };
-    print(&output::render(&resp, engine.output, text_fields))
+    })
+}
+
+/// Prints a response as `--query` and `--output` say: with a query, what
+/// `aws` prints for it; without, `text_fields` bare in text mode (see
+/// [`output::render`]).
+fn print_response(
+    resp: &Value,
+    output: Output,
+    query: Option<&output::Query>,
+    text_fields: &[&str],
+) -> Result<(), CliError> {
+    match query {
+        Some(q) => print(&output::render_query(resp, output, q).map_err(CliError::Usage)?),
+        None => print(&output::render(resp, output, text_fields)),
+    }
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

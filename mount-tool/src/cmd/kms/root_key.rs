@@ -2,7 +2,7 @@
 //! or key file, or switch between the two, without re-encrypting anything;
 //! mounts that are running keep working.
 
-use super::output::pretty_json;
+use super::output::{Query, pretty_json, render_query};
 use super::print;
 use crate::cli::{EngineArgs, Output};
 use crate::engine_access::{self, KdfChoice, Purpose, RootSecret};
@@ -28,7 +28,11 @@ pub struct ChangeRootKeyArgs {
     pub kdf_iterations: Option<u32>,
 }
 
-pub fn run(engine: &EngineArgs, args: &ChangeRootKeyArgs) -> Result<(), CliError> {
+pub fn run(
+    engine: &EngineArgs,
+    query: Option<&Query>,
+    args: &ChangeRootKeyArgs,
+) -> Result<(), CliError> {
     crate::transport::require_embedded(engine, "kms change-root-key")?;
     let kdf = KdfChoice {
         memory_kib: args.kdf_memory_kib,
@@ -76,14 +80,16 @@ pub fn run(engine: &EngineArgs, args: &ChangeRootKeyArgs) -> Result<(), CliError
             kdf: kdf.params(),
         },
     )?;
-    let text = match engine.output {
-        Output::Json => pretty_json(&json!({
-            "EngineDirectory": dir.display().to_string(),
-            "RootKeySource": resp.root_key_source,
-            "FormatVersion": resp.format_version,
-            "ConvertedFromFormat1": resp.converted_from_v1,
-        })),
-        Output::Text => format!(
+    let shown = json!({
+        "EngineDirectory": dir.display().to_string(),
+        "RootKeySource": resp.root_key_source,
+        "FormatVersion": resp.format_version,
+        "ConvertedFromFormat1": resp.converted_from_v1,
+    });
+    let text = match (query, engine.output) {
+        (Some(q), output) => render_query(&shown, output, q).map_err(CliError::Usage)?,
+        (None, Output::Json) => pretty_json(&shown),
+        (None, Output::Text) => format!(
             "{}: the root key changed; it now opens with the new {}\n",
             dir.display(),
             resp.root_key_source.replace('-', " ")
