@@ -516,12 +516,18 @@ fn symlink_rename_across_dirs_on_a_full_disk_keeps_the_link() {
     let target = long_target('x');
     std::os::unix::fs::symlink(&target, m.path("a/link")).unwrap();
     std::os::unix::fs::symlink("short", m.path("a/short")).unwrap();
+    // A target too long for a backing symlink: stored in a long-link
+    // target file, which the move writes again in the other directory.
+    let max_target = "y".repeat(4095);
+    std::os::unix::fs::symlink(&max_target, m.path("a/max")).unwrap();
     fs::write(m.path("b/file"), b"in b").unwrap();
     let done = fill_completely(&m);
 
     let before = backing_tree(&fx.cipher);
     let e = fs::rename(m.path("a/link"), m.path("b/link")).unwrap_err();
     assert_enospc(&e, "symlink rename across directories");
+    let e = fs::rename(m.path("a/max"), m.path("b/max")).unwrap_err();
+    assert_enospc(&e, "rename of a symlink with a long-link target file");
     // RENAME_EXCHANGE of the link with a file in the other directory.
     let e = rustix::fs::renameat_with(
         rustix::fs::CWD,
@@ -539,6 +545,8 @@ fn symlink_rename_across_dirs_on_a_full_disk_keeps_the_link() {
     );
     assert_eq!(readlink(&m.path("a/link")), target);
     assert!(fs::symlink_metadata(m.path("b/link")).is_err());
+    assert_eq!(readlink(&m.path("a/max")), max_target);
+    assert!(fs::symlink_metadata(m.path("b/max")).is_err());
     assert_eq!(fs::read(m.path("b/file")).unwrap(), b"in b");
 
     // A short target fits in the inode: that move needs no page and works.
@@ -551,10 +559,13 @@ fn symlink_rename_across_dirs_on_a_full_disk_keeps_the_link() {
     assert_fsck_clean(&fx);
     let m = fx.mount();
     assert_eq!(readlink(&m.path("a/link")), target);
+    assert_eq!(readlink(&m.path("a/max")), max_target);
     // With room again both kinds of rename go through.
     free_one(&m, &done);
     fs::rename(m.path("a/link"), m.path("b/link")).unwrap();
     assert_eq!(readlink(&m.path("b/link")), target);
+    fs::rename(m.path("a/max"), m.path("b/max")).unwrap();
+    assert_eq!(readlink(&m.path("b/max")), max_target);
     rustix::fs::renameat_with(
         rustix::fs::CWD,
         m.path("b/link"),
