@@ -12,6 +12,7 @@
 use super::Core;
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
+use super::perm::Caller;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 
@@ -232,8 +233,17 @@ impl Core {
     /// setxattr of an ACL (the kernel checked ownership, the ACL's
     /// validity, and that a default ACL goes on a directory). An access
     /// ACL sets the mode's owner, group-class and other bits; one that says
-    /// no more than those bits is not stored.
-    pub(crate) fn set_acl(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
+    /// no more than those bits is not stored. As on Linux, the
+    /// set-group-id bit goes when `caller` is neither root nor in the
+    /// file's group (groups that cannot be read count as not in it).
+    pub(crate) fn set_acl(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
         let node = self.node(ino)?;
         let acl = Acl::parse(value)?;
         let meta = std::fs::symlink_metadata(&node.backing)?;
@@ -252,7 +262,10 @@ impl Core {
         } else {
             self.store_xattr(&node, ACCESS, value, flags)?;
         }
-        let mode = (meta.mode() & 0o7000) | bits;
+        let mut mode = (meta.mode() & 0o7000) | bits;
+        if caller.uid != 0 && caller.in_group(meta.gid()) != Some(true) {
+            mode &= !0o2000;
+        }
         rustix::fs::chmod(&node.backing, rustix::fs::Mode::from_raw_mode(mode))?;
         Ok(())
     }

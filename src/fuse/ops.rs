@@ -461,7 +461,8 @@ impl Filesystem for KmsFs {
         reply: ReplyEmpty,
     ) {
         let _t = self.core.op_counters.start(Op::Setxattr);
-        match self.core.setxattr(req.uid(), ino.0, name, value, flags) {
+        let caller = super::perm::Caller::from_request(req);
+        match self.core.setxattr(&caller, ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("setxattr", &e)),
         }

@@ -13,6 +13,7 @@
 use super::Core;
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
+use super::perm::Caller;
 use crate::crypto::{NONCE_LEN, SivKey, TAG_LEN, derive_key, random_array};
 use crate::format::{FILE_ID_LEN, FileHeader, HEADER_LEN};
 use crate::names::DIRIV_LEN;
@@ -305,10 +306,10 @@ impl Core {
         Ok(Some(XattrObject::File(id)))
     }
 
-    /// setxattr by a caller with uid `uid`.
+    /// setxattr by `caller`.
     pub(crate) fn setxattr(
         &self,
-        uid: u32,
+        caller: &Caller,
         ino: u64,
         name: &OsStr,
         value: &[u8],
@@ -316,12 +317,12 @@ impl Core {
     ) -> FsResult<()> {
         self.check_writable()?;
         match Namespace::of(name.as_bytes()) {
-            Some(Namespace::Trusted) if uid != 0 => return Err(FsError::NotPermitted),
+            Some(Namespace::Trusted) if caller.uid != 0 => return Err(FsError::NotPermitted),
             Some(Namespace::Acl) => {
                 if !self.acls_enabled() {
                     return Err(FsError::Unsupported);
                 }
-                return self.set_acl(ino, name.as_bytes(), value, flags);
+                return self.set_acl(caller, ino, name.as_bytes(), value, flags);
             }
             _ => {}
         }

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
-use crate::fs_identity::{ALICE, BOB, accounts, root_or_skip};
+use crate::fs_identity::{ALICE, BOB, STAFF, accounts, root_or_skip};
 
 use common::{Fixture, Mounted, have};
 use kmsfs::format::NamesMode;
@@ -258,4 +258,51 @@ fn acls_are_enforced_follow_chmod_and_are_inherited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not supported"));
     m.unmount();
+}
+
+/// A setfacl that rewrites the mode drops set-group-id when its caller is
+/// neither root nor in the file's group, primary or supplementary (as
+/// Linux does; xfstests generic/375), for files and directories.
+#[test]
+fn setfacl_outside_the_files_group_drops_set_group_id() {
+    let Some((fx, m)) = setup() else { return };
+    let w = m.path("w");
+    fs::create_dir(&w).unwrap();
+    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
+    // (group, alice is in it, directory)
+    let cases = [
+        (ALICE, true, false),
+        (STAFF, true, false),
+        (BOB, false, false),
+        (ALICE, true, true),
+        (BOB, false, true),
+    ];
+    for (i, &(group, member, dir)) in cases.iter().enumerate() {
+        let p = w.join(format!("e{i}"));
+        if dir {
+            fs::create_dir(&p).unwrap();
+        } else {
+            fs::write(&p, b"x").unwrap();
+        }
+        let p = p.display();
+        sh(
+            None,
+            &format!("chown {ALICE}:{group} '{p}'; chmod 2755 '{p}'"),
+        );
+        sh(
+            Some(ALICE),
+            &format!("setfacl -m u::rwx,g::rwx,o::rwx '{p}'"),
+        );
+        let want = if member { 0o2777 } else { 0o777 };
+        let what = format!("{group} {}", if dir { "dir" } else { "file" });
+        assert_eq!(mode(Path::new(&p.to_string())), want, "{what}");
+        // Root keeps it, in any group.
+        sh(
+            None,
+            &format!("chmod 2755 '{p}'; setfacl -m u::rwx,g::rwx,o::rwx '{p}'"),
+        );
+        assert_eq!(mode(Path::new(&p.to_string())), 0o2777, "{what}, by root");
+    }
+    m.unmount();
+    fsck_clean(&fx);
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) const ALICE: &str = "kmsfst-alice";
 pub(crate) const BOB: &str = "kmsfst-bob";
-const STAFF: &str = "kmsfst-staff";
+pub(crate) const STAFF: &str = "kmsfst-staff";
 
 /// True when the test runs as root; otherwise says why it skips.
 pub(crate) fn root_or_skip(test: &str) -> bool {
