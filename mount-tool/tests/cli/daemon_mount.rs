@@ -20,8 +20,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSPHRASE: &str = "daemon mount passphrase";
-/// The unprivileged user the mount runs as (where it can mount FUSE).
-const UID_MOUNT: u32 = 1001;
+/// The account the unprivileged mount runs as (fusermount3 wants a name).
+const MOUNT_USER: &str = "kmsfst-mount";
 /// FUSE callers of the `--allow-other` mount.
 const UID_ALLOWED: u32 = 1001;
 const UID_DENIED: u32 = 1002;
@@ -171,27 +171,67 @@ fn mount_pid(mnt: &Path) -> u32 {
     panic!("no mount process for {}", mnt.display());
 }
 
-/// Whether an unprivileged user may mount FUSE here: /dev/fuse open to
-/// others (fuser mounts directly; without `user_allow_other` it cannot
-/// fall back to fusermount3). Often 0600 in containers.
-fn unprivileged_fuse() -> bool {
+/// The uid of system account `name`, created (no home, no login) when
+/// missing; useradd's 9 means another test process created it first.
+fn system_account(name: &str) -> u32 {
+    let id = || Command::new("id").args(["-u", name]).output().unwrap();
+    let out = id();
+    if !out.status.success() {
+        let st = Command::new("useradd")
+            .args(["--system", "-M", "-U", "-s", "/usr/sbin/nologin", name])
+            .status()
+            .unwrap();
+        assert!(st.success() || st.code() == Some(9), "useradd {name}: {st}");
+    }
+    stdout(&id()).trim().parse().unwrap()
+}
+
+/// Runs `f` (which mounts as `uid` and waits until the mount serves)
+/// with `uid` allowed to open /dev/fuse: where the device is closed to
+/// other users (0600, as in many containers; fusermount3 opens it as the
+/// calling user) an ACL entry grants it for that time only, under a lock
+/// so that concurrent runs of this test do not take it away from each
+/// other. A running mount keeps the descriptors it opened.
+fn with_dev_fuse_for<T>(uid: u32, f: impl FnOnce() -> T) -> T {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/dev/fuse").is_ok_and(|m| m.mode() & 0o006 == 0o006)
+    let open_to_others = std::fs::metadata("/dev/fuse").is_ok_and(|m| m.mode() & 0o006 == 0o006);
+    if open_to_others {
+        return f();
+    }
+    let lock = std::env::temp_dir().join("kmsfs-test-dev-fuse.lock");
+    let lock = std::fs::File::create(lock).unwrap();
+    lock.lock().unwrap();
+    let out = Command::new("setfacl")
+        .args(["-m", &format!("u:{uid}:rw"), "/dev/fuse"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setfacl: {}", stderr(&out));
+    let _revoke = AclGrant(uid);
+    f()
+}
+
+/// Removes `uid`'s ACL entry from /dev/fuse when dropped.
+struct AclGrant(u32);
+
+impl Drop for AclGrant {
+    fn drop(&mut self) {
+        let _ = Command::new("setfacl")
+            .args(["-x", &format!("u:{}", self.0), "/dev/fuse"])
+            .status();
+    }
 }
 
 #[test]
 fn a_mount_over_the_daemon_holds_no_store_and_survives_a_daemon_kill() {
-    // The mount runs as an unprivileged user who cannot read the store
-    // where the kernel lets such a user mount FUSE; else as root, which
-    // still shows it never opens the store.
-    let uid = if unprivileged_fuse() {
-        UID_MOUNT
-    } else {
-        eprintln!("note: /dev/fuse is not open to other users: the mount runs as root");
-        0
-    };
+    // The mount runs as an unprivileged user who cannot read the store.
+    let uid = system_account(MOUNT_USER);
     let mut s = Setup::new(uid);
-    let _guard = s.mount(uid, &[]);
+    let guard = with_dev_fuse_for(uid, || {
+        let guard = s.mount(uid, &[]);
+        let ls = sh(uid, r#"ls -a "$1""#, &[&s.mnt]);
+        assert!(ls.status.success(), "{}", stderr(&ls));
+        guard
+    });
     let pid = mount_pid(&s.mnt);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -208,10 +248,13 @@ fn a_mount_over_the_daemon_holds_no_store_and_survives_a_daemon_kill() {
         assert!(!target.starts_with(&s.env.engine), "{}", target.display());
     }
     let store = s.env.engine.join("engine.store");
-    if uid != 0 {
-        let cat = sh(uid, r#"cat "$1""#, &[&store]);
-        assert!(!cat.status.success(), "the mount's user can read the store");
-    }
+    let cat = sh(uid, r#"cat "$1""#, &[&store]);
+    assert!(!cat.status.success(), "the mount's user can read the store");
+    assert!(
+        stderr(&cat).contains("Permission denied"),
+        "{}",
+        stderr(&cat)
+    );
 
     let (a, b) = (s.file("a"), s.file("b"));
     let w = sh(uid, r#"echo hello > "$1" && echo world > "$2""#, &[&a, &b]);
@@ -267,6 +310,11 @@ fn a_mount_over_the_daemon_holds_no_store_and_survives_a_daemon_kill() {
     let log = s.mount_log();
     assert_eq!(log.matches("engine is unreachable").count(), 1, "{log}");
     assert_eq!(log.matches("reachable again").count(), 1, "{log}");
+    // The user unmounts it (fusermount3 mounted it) and the process ends.
+    let mnt = s.mnt.to_str().unwrap().to_string();
+    s.ok(uid, &["unmount", &mnt], false);
+    guard.wait_for_mount_process();
+    assert!(!kmsfs::fuse::status::is_mounted(&s.mnt));
 }
 
 #[test]
