@@ -218,3 +218,29 @@ fn shutdown_finishes_requests_in_flight() {
     let e = client.call("ListKeys", json!({}), None).unwrap_err();
     assert!(matches!(e, KmsError::Unavailable(_)), "{e:?}");
 }
+
+#[test]
+fn an_idle_connection_is_closed_but_not_one_waiting_for_its_call() {
+    let d = Daemon::start_with(ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    });
+    let mut idle = UnixStream::connect(&d.socket).unwrap();
+    // A call held (at the audit sink) for longer than the idle timeout.
+    d.sink.close();
+    let mut busy = UnixStream::connect(&d.socket).unwrap();
+    busy.write_all(&list_keys(4)).unwrap();
+    d.sink.wait_entered(1);
+    // The idle one is closed by the server: end of file, not our timeout.
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(idle.read(&mut b).unwrap(), 0);
+    // Well past the idle timeout, the waiting one still gets its answer.
+    std::thread::sleep(Duration::from_millis(600));
+    d.sink.open();
+    busy.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(read_response(&mut busy).unwrap().id(), 4);
+    still_serves(&d);
+}

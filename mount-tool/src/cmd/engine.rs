@@ -94,6 +94,9 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         return spawn_background(global, args, &socket);
     }
     let sigs = super::mount::block_termination_signals()?;
+    // A connection is a descriptor: 1,000 clients must not meet EMFILE
+    // under a soft limit of 1,024.
+    super::mount::raise_open_file_limit();
     let dir = engine_access::engine_dir(global)?;
     if !engine_access::store_exists(&dir)? {
         return Err(CliError::EngineNotFound(dir));

@@ -404,7 +404,7 @@ pub(crate) fn child_failure(status: std::process::ExitStatus, log: &str) -> CliE
 /// and every directory a descriptor until its first read: the soft limit on
 /// open files (often 1024) is raised to the hard limit, so that programs
 /// holding many files open do not see EMFILE from kmsfs first.
-fn raise_open_file_limit() {
+pub(crate) fn raise_open_file_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => {

@@ -21,6 +21,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// Options added to `engine serve`.
     extra: Vec<String>,
+    /// A soft limit on open files to start the daemon with (`prlimit`).
+    soft_nofile: Option<u64>,
 }
 
 /// Why a daemon did not start: its exit code and standard error.
@@ -55,9 +57,30 @@ impl Daemon {
             pass: pass.to_path_buf(),
             socket: socket.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            soft_nofile: None,
         };
         d.spawn()?;
         Ok(d)
+    }
+
+    /// Starts a daemon whose soft limit on open files is `soft` when it
+    /// starts (as systemd's default of 1024).
+    pub fn start_with_soft_nofile(engine: &Path, pass: &Path, socket: &Path, soft: u64) -> Daemon {
+        let mut d = Daemon {
+            child: None,
+            engine: engine.to_path_buf(),
+            pass: pass.to_path_buf(),
+            socket: socket.to_path_buf(),
+            extra: Vec::new(),
+            soft_nofile: Some(soft),
+        };
+        d.spawn().unwrap_or_else(|f| {
+            panic!(
+                "the engine daemon did not start ({:?}): {}",
+                f.code, f.stderr
+            )
+        });
+        d
     }
 
     /// Beside the socket's directory, which the daemon makes itself.
@@ -69,7 +92,17 @@ impl Daemon {
 
     fn spawn(&mut self) -> Result<(), StartFailure> {
         let stderr = std::fs::File::create(self.stderr_path()).unwrap();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
+        // prlimit runs the daemon in its own process (exec).
+        let mut c = match self.soft_nofile {
+            Some(soft) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_kmsfs"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_kmsfs")),
+        };
         for var in [
             "KMSFS_ENGINE",
             "KMSFS_PASSPHRASE_FILE",

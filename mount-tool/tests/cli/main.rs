@@ -8,6 +8,7 @@ mod audit_e2e;
 mod audit_paths_cli;
 mod config_cli;
 mod daemon;
+mod daemon_bad_input;
 mod daemon_cli;
 mod daemon_mount;
 mod engine_env;
