@@ -216,6 +216,7 @@ impl Core {
             open_files,
             known_inodes: self.table().len() as u64,
             cache: self.keys.stats(),
+            service: self.keys.service_stats(),
             writes: self.write_counters.snapshot(),
             requests: self.op_counters.snapshot(),
         }

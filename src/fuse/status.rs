@@ -1,6 +1,7 @@
 //! The status file a mount process keeps under its runtime directory, read
 //! by `kmsfs status`.
 
+use crate::keys::ServiceStats;
 use crate::keys::cache::CacheStats;
 use kms_engine::safe_fs::Dir;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,10 @@ pub struct StatusReport {
     pub open_files: u64,
     pub known_inodes: u64,
     pub cache: CacheStats,
+    /// Calls to a remote key service (AWS KMS or compatible); absent for
+    /// an engine that keeps no such counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceStats>,
     /// Write requests served so far (shows whether the kernel sends large writes).
     #[serde(default)]
     pub writes: WriteStats,
@@ -402,6 +407,12 @@ mod tests {
             open_files: 2,
             known_inodes: 3,
             cache: CacheStats::default(),
+            service: Some(ServiceStats {
+                requests: 5,
+                errors: 1,
+                retries: 2,
+                throttles: 1,
+            }),
             writes: WriteStats::default(),
             requests: [(
                 "lookup".to_string(),

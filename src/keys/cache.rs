@@ -244,6 +244,10 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
     fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
         self.inner.wrapping_key_id(wrapped)
     }
+
+    fn service_stats(&self) -> Option<crate::keys::ServiceStats> {
+        self.inner.service_stats()
+    }
 }
 
 #[cfg(test)]

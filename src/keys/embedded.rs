@@ -1,22 +1,12 @@
 //! The embedded engine as a [`KeyService`]: GenerateDataKey (AES_256),
 //! Decrypt and ReEncrypt on an in-process `kms_engine::Engine`.
 
-use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService};
+use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, to_key};
 use kms_engine::{
     DecryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest, KmsError, Principal,
     ReEncryptRequest,
 };
 use std::sync::Arc;
-
-fn to_key(bytes: &[u8]) -> Result<DataKeyBytes, KmsError> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| {
-        KmsError::InvalidCiphertext(format!(
-            "expected a 32-byte data key, got {} bytes",
-            bytes.len()
-        ))
-    })?;
-    Ok(DataKeyBytes::new(arr))
-}
 
 impl KeyService for Arc<Engine> {
     fn generate_data_key(

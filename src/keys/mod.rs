@@ -7,6 +7,19 @@ use zeroize::Zeroizing;
 /// A 256-bit data key in plaintext; zeroized on drop, never printed.
 pub type DataKeyBytes = Zeroizing<[u8; 32]>;
 
+/// A data key from a service's response: exactly 32 bytes, or the
+/// response is refused (a service answering with another length is broken
+/// or not the one the volume was made with).
+pub(crate) fn to_key(bytes: &[u8]) -> Result<DataKeyBytes, KmsError> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+        KmsError::InvalidCiphertext(format!(
+            "expected a 32-byte data key, got {} bytes",
+            bytes.len()
+        ))
+    })?;
+    Ok(DataKeyBytes::new(arr))
+}
+
 /// A freshly generated data key: the plaintext and its wrapped form.
 pub struct GeneratedDataKey {
     pub plaintext: DataKeyBytes,
@@ -20,6 +33,19 @@ impl std::fmt::Debug for GeneratedDataKey {
             .field("wrapped_len", &self.wrapped.len())
             .finish()
     }
+}
+
+/// Calls to a remote key service, for `kmsfs status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceStats {
+    /// Calls made (each may take several attempts).
+    pub requests: u64,
+    /// Calls that failed in the end (refusals included).
+    pub errors: u64,
+    /// Attempts after the first (throttled, 5xx, timeout, connection).
+    pub retries: u64,
+    /// Attempts the service refused with ThrottlingException.
+    pub throttles: u64,
 }
 
 /// What the filesystem needs from a KMS. The embedded engine implements it;
@@ -57,10 +83,17 @@ pub trait KeyService: Send + Sync {
     fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
         Ok(kms_engine::blob::parse_header(wrapped)?.key_id.to_string())
     }
+
+    /// Counters of calls to a remote service; `None` for one that keeps none.
+    fn service_stats(&self) -> Option<ServiceStats> {
+        None
+    }
 }
 
+pub mod aws;
 pub mod cache;
 pub mod embedded;
+pub mod outage;
 pub mod remote;
 
 impl KeyService for std::sync::Arc<dyn KeyService> {
@@ -94,5 +127,31 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
 
     fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
         (**self).wrapping_key_id(wrapped)
+    }
+
+    fn service_stats(&self) -> Option<ServiceStats> {
+        (**self).service_stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_key_is_exactly_32_bytes() {
+        assert_eq!(
+            *to_key(&[7; 32])
+                .map_err(|e| e.to_string())
+                .unwrap_or_default(),
+            [7; 32]
+        );
+        for len in [0, 16, 31, 33, 64] {
+            let e = to_key(&vec![1; len]).err();
+            assert!(
+                matches!(e, Some(KmsError::InvalidCiphertext(_))),
+                "{len}: {e:?}"
+            );
+        }
     }
 }

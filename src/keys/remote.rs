@@ -15,14 +15,14 @@
 //! call that gets through logs one line that the engine is back. The
 //! transport reconnects by itself.
 
-use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService};
+use crate::keys::outage::OutageLog;
+use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, to_key};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_engine::service::Transport;
 use kms_engine::{EncryptionContext, KmsError, Principal};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 /// A [`KeyService`] that sends each call through a [`Transport`].
@@ -31,9 +31,8 @@ pub struct TransportKeys {
     /// Who the transport's own principal is (this process), so that a call
     /// for it is not sent on behalf of anyone.
     me: Principal,
-    /// Whether the engine was unreachable at the last call (one log line
-    /// per episode).
-    down: AtomicBool,
+    /// One log line per episode of the engine being unreachable.
+    outage: OutageLog,
 }
 
 impl std::fmt::Debug for TransportKeys {
@@ -50,7 +49,7 @@ impl TransportKeys {
         TransportKeys {
             transport,
             me: Principal::current_process(),
-            down: AtomicBool::new(false),
+            outage: OutageLog::new("the key engine"),
         }
     }
 
@@ -75,21 +74,7 @@ impl TransportKeys {
 
     fn call(&self, op: &str, request: Value, caller: &Principal) -> Result<Value, KmsError> {
         let result = self.transport.call(op, request, self.on_behalf_of(caller));
-        match &result {
-            Err(KmsError::Unavailable(why)) => {
-                if !self.down.swap(true, Ordering::Relaxed) {
-                    log::error!(
-                        "the key engine is unreachable ({why}): opening and creating files \
-                         fails with EIO until it is back; open files keep working"
-                    );
-                }
-            }
-            _ => {
-                if self.down.swap(false, Ordering::Relaxed) {
-                    log::warn!("the key engine is reachable again");
-                }
-            }
-        }
+        self.outage.observe(&result);
         result
     }
 }
@@ -104,16 +89,6 @@ fn bytes_field(resp: &mut Value, op: &str, name: &str) -> Result<Zeroizing<Vec<u
     B64.decode(text.as_bytes())
         .map(Zeroizing::new)
         .map_err(|_| KmsError::Internal(format!("the engine's {op} response has a bad {name}")))
-}
-
-fn to_key(bytes: &[u8]) -> Result<DataKeyBytes, KmsError> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| {
-        KmsError::InvalidCiphertext(format!(
-            "expected a 32-byte data key, got {} bytes",
-            bytes.len()
-        ))
-    })?;
-    Ok(DataKeyBytes::new(arr))
 }
 
 impl KeyService for TransportKeys {

@@ -26,7 +26,7 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     refuse_if_mounted(&root)?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
-    let (_kms, ks) = transport::open_keys(engine_args)?;
+    let ks = transport::open_key_service(engine_args)?;
     let caller = Principal::current_process();
     let vol = Volume::open(&root, &ks, &caller).map_err(super::init::volume_error)?;
     super::init::warn_unauthenticated(&root, &vol.config);

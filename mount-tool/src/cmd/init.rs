@@ -12,6 +12,7 @@ use kmsfs::format::{
     CONFIG_FILE_NAME, DEFAULT_BLOCK_SIZE, NamesMode, VolumeConfig, validate_block_size,
 };
 use kmsfs::keys::KeyService;
+use kmsfs::keys::aws::AwsTarget;
 use kmsfs::volume::{self, InitOptions, VolumeError};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,6 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         NamesMode::Encrypted
     };
     check_empty_or_missing(&args.cipherdir)?;
-    let (kms, keys) = transport::open_or_create_keys(engine_args)?;
     let new = NewVolume {
         key_id: args.key_id,
         block_size,
@@ -77,7 +77,13 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         long_names: !args.no_long_names,
         engine: engine_args.kms.as_ref().map(KmsUrl::to_string),
     };
-    let config = create_volume(kms.as_ref(), keys.as_ref(), &args.cipherdir, new)?;
+    let config = match &engine_args.kms {
+        Some(url @ KmsUrl::Aws(target)) => create_on_aws(url, target, &args.cipherdir, new)?,
+        _ => {
+            let (kms, keys) = transport::open_or_create_keys(engine_args)?;
+            create_volume(Some(kms.as_ref()), keys.as_ref(), &args.cipherdir, new)?
+        }
+    };
     report(output, &args.cipherdir, &config);
     Ok(())
 }
@@ -131,11 +137,36 @@ impl NewVolume {
     }
 }
 
+/// Creates the volume in `cipherdir` on the AWS KMS key `url` names: the
+/// key is resolved to its ARN, which the volume records as its master key
+/// and in its engine URL (no credential is recorded).
+pub(crate) fn create_on_aws(
+    url: &KmsUrl,
+    target: &AwsTarget,
+    cipherdir: &Path,
+    mut new: NewVolume,
+) -> Result<VolumeConfig, CliError> {
+    if new.key_id.is_some() {
+        return Err(CliError::Usage(format!(
+            "--key-id: the key is the one the URL names ({url})"
+        )));
+    }
+    let keys = transport::aws_keys(url, target)?;
+    let arn = keys.key_arn().to_string();
+    let recorded = KmsUrl::Aws(AwsTarget {
+        key: arn.clone(),
+        ..target.clone()
+    });
+    new.key_id = Some(arn);
+    new.engine = Some(recorded.to_string());
+    create_volume(None, &keys, cipherdir, new)
+}
+
 /// Creates the volume in `cipherdir` (made if missing), with a new master
 /// key in the engine (`kms`) unless the spec names one; its names key
 /// comes from `keys`.
 pub(crate) fn create_volume(
-    kms: &dyn Transport,
+    kms: Option<&dyn Transport>,
     keys: &dyn KeyService,
     cipherdir: &Path,
     new: NewVolume,
@@ -146,6 +177,9 @@ pub(crate) fn create_volume(
     let key_id = match new.key_id {
         Some(k) => k,
         None => {
+            let kms = kms.ok_or_else(|| {
+                CliError::Usage("this key service cannot create keys: name one".into())
+            })?;
             let description = format!("kmsfs volume at {}", cipherdir.display());
             let resp = kms.call("CreateKey", json!({ "Description": description }), None)?;
             resp["KeyMetadata"]["KeyId"]

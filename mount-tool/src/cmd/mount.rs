@@ -157,8 +157,8 @@ fn run_client(url: &KmsUrl, sigs: Option<SigSet>, args: &MountArgs) -> Result<()
     check_not_mounted(&mountpoint)?;
     match sigs {
         Some(sigs) => {
-            let keys = TransportKeys::new(transport::connect(url)?);
-            serve(Arc::new(keys), sigs, args, &mountpoint)
+            let keys = transport::key_service(url)?;
+            serve(keys, sigs, args, &mountpoint)
         }
         None => {
             warn_unauthenticated(&args.cipherdir);
@@ -172,10 +172,15 @@ fn run_client(url: &KmsUrl, sigs: Option<SigSet>, args: &MountArgs) -> Result<()
 fn prepare_client(url: &KmsUrl, args: &MountArgs) -> Result<(), CliError> {
     if !args.cipherdir.join(CONFIG_FILE_NAME).exists() {
         super::init::check_empty_or_missing(&args.cipherdir)?;
-        let kms = transport::connect(url)?;
-        let keys = TransportKeys::new(kms.clone());
         let new = super::init::NewVolume::default_with(Some(url.to_string()));
-        let config = super::init::create_volume(kms.as_ref(), &keys, &args.cipherdir, new)?;
+        let config = match url {
+            KmsUrl::Aws(target) => super::init::create_on_aws(url, target, &args.cipherdir, new)?,
+            KmsUrl::Unix(_) => {
+                let kms = transport::connect(url)?;
+                let keys = TransportKeys::new(kms.clone());
+                super::init::create_volume(Some(kms.as_ref()), &keys, &args.cipherdir, new)?
+            }
+        };
         eprintln!(
             "kmsfs: created volume {} in {} (master key {})",
             config.volume_id,
@@ -301,7 +306,7 @@ fn prepare(
     if !has_volume {
         let new = super::init::NewVolume::default_with(None);
         let config =
-            super::init::create_volume(opened.0.as_ref(), &opened.0, &args.cipherdir, new)?;
+            super::init::create_volume(Some(opened.0.as_ref()), &opened.0, &args.cipherdir, new)?;
         eprintln!(
             "kmsfs: created volume {} in {} (master key {})",
             config.volume_id,

@@ -72,6 +72,12 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                             "  key cache:   {} hits, {} misses, {} entries",
                             s.cache.hits, s.cache.misses, s.cache.entries
                         );
+                        if let Some(k) = &s.service {
+                            println!(
+                                "  key service: {} requests, {} errors, {} retries, {} throttled",
+                                k.requests, k.errors, k.retries, k.throttles
+                            );
+                        }
                         if !s.requests.is_empty() {
                             println!("  requests:    count, mean service time");
                             let mut ops: Vec<_> = s.requests.iter().collect();

@@ -28,7 +28,7 @@ pub fn run(
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     super::fsck::refuse_if_mounted(&root)?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
-    let (_kms, ks) = transport::open_keys(engine_args)?;
+    let ks = transport::open_key_service(engine_args)?;
     let caller = Principal::current_process();
     let mut vol = Volume::open(&root, &ks, &caller).map_err(super::init::volume_error)?;
     let from = vol.config.format_version;

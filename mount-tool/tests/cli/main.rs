@@ -6,6 +6,8 @@ mod access_keys_cli;
 mod audit_cli;
 mod audit_e2e;
 mod audit_paths_cli;
+mod aws_mount;
+mod aws_service;
 mod config_cli;
 mod daemon;
 mod daemon_bad_input;
