@@ -66,6 +66,7 @@ fn main() -> Res<()> {
     audit(&out)?;
     policies(&out)?;
     wildcards(&out)?;
+    sigv4(&out)?;
     println!("corpus written to {}", out.root.display());
     Ok(())
 }
@@ -475,5 +476,29 @@ fn wildcards(out: &Out) -> Res<()> {
     for (i, p) in pairs.iter().enumerate() {
         out.put("policy_wildcard", &format!("pair-{i}"), p)?;
     }
+    Ok(())
+}
+
+fn sigv4(out: &Out) -> Res<()> {
+    // Mode 0: a request as boto3 sends it (a signature that does not match).
+    let raw = format!(
+        "POST /\nhost: localhost:4443\nx-amz-date: 20260101T000000Z\n\
+         x-amz-target: TrentService.ListKeys\n\
+         content-type: application/x-amz-json-1.1\n\
+         authorization: AWS4-HMAC-SHA256 Credential=AKIAFUZZFUZZFUZZFUZZ/20260101/local/kms/aws4_request, \
+         SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}\n\n{{}}",
+        "ab".repeat(32)
+    );
+    out.put("sigv4_verify", "raw-request", &cat(&[&[0], raw.as_bytes()]))?;
+    out.put(
+        "sigv4_verify",
+        "raw-no-authorization",
+        b"\x00POST /?a=b\nhost: x\n\n{}",
+    )?;
+    // Mode 1: two extra signed headers and a JSON body.
+    let mut signed = vec![1u8, 2, 5, b'a', b'b', b'c', b'd', b'e', 3, b'x', b'y', b'z'];
+    signed.extend_from_slice(br#"{"KeyId":"alias/a","Plaintext":"aGk="}"#);
+    out.put("sigv4_verify", "signed-request", &signed)?;
+    out.put("sigv4_verify", "signed-empty-body", &[1, 0])?;
     Ok(())
 }

@@ -27,6 +27,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("audit_verify", checks::audit_verify),
     ("policy_parse", checks::policy_parse),
     ("policy_wildcard", checks::policy_wildcard),
+    ("sigv4_verify", checks::sigv4_verify),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -510,7 +510,7 @@ fn check_skew(amz_date_text: &str, signed_at: i64, now: i64) -> Result<(), AuthE
 /// The body's SHA-256 (hex), checked against `X-Amz-Content-Sha256` when
 /// the client sent one.
 fn payload_hash(req: &SignedRequest<'_>) -> Result<String, AuthError> {
-    let computed = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, req.body).as_ref());
+    let computed = body_sha256_hex(req.body);
     if let Some(claimed) = single_header(req, "x-amz-content-sha256")?
         && !claimed.eq_ignore_ascii_case(&computed)
     {
@@ -519,6 +519,12 @@ fn payload_hash(req: &SignedRequest<'_>) -> Result<String, AuthError> {
         ));
     }
     Ok(computed)
+}
+
+/// The SHA-256 of `body` in lower-case hex: the canonical request's payload
+/// hash.
+pub fn body_sha256_hex(body: &[u8]) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body).as_ref())
 }
 
 /// The signature the client should have sent: `req` re-signed by
