@@ -6,11 +6,14 @@
 //! tells it who is asking, and none of them holds a master key or the
 //! store's secret. SIGTERM or SIGINT stop it after the requests in flight
 //! are answered. Readiness: `--ready-fd N`, and `READY=1` to systemd.
+//! With `--http ADDR:PORT` the same daemon also serves the AWS KMS API over
+//! HTTPS ([`https`]), and SIGTERM stops both listeners together.
 //!
 //! All serve options are one struct, [`ServeArgs`], and the tokio runtime
-//! is built in one place, [`runtime`]: a further listener (an HTTPS
-//! endpoint) is one more option and one more task in [`serve_until_stopped`].
+//! is built in one place, [`runtime`]; each listener is one task in
+//! [`serve_until_stopped`].
 
+mod https;
 mod ready;
 mod socket;
 
@@ -66,6 +69,8 @@ pub struct ServeArgs {
     /// gets a prompted passphrase from the command that started it)
     #[arg(long, hide = true)]
     pub secret_stdin: bool,
+    #[command(flatten)]
+    pub http: https::HttpArgs,
 }
 
 /// The systemd credentials (`LoadCredential=` / `SetCredential=`) the
@@ -93,6 +98,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     if args.background {
         return spawn_background(global, args, &socket);
     }
+    let http_plan = https::plan(&args.http)?;
     let sigs = super::mount::block_termination_signals()?;
     // A connection is a descriptor: 1,000 clients must not meet EMFILE
     // under a soft limit of 1,024.
@@ -112,6 +118,16 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
     let ours = socket::prepare_dir(&socket)?;
     socket::open_dir_to(&socket, args.socket_mode, ours)?;
     let listener = socket::bind(&socket, args.socket_mode, args.socket_group)?;
+    let http = match &http_plan {
+        Some(plan) => match https::bind(plan, &args.http, &engine, &dir) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let pid = std::process::id();
     engine_access::describe_holder(&format!("pid {pid} socket {}", socket.display()))?;
     eprintln!(
@@ -119,7 +135,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         dir.display(),
         socket.display()
     );
-    let served = serve_until_stopped(engine, listener, args, sigs);
+    let served = serve_until_stopped(engine, listener, http, args, sigs);
     // The socket file goes with the daemon (a leftover one is replaced at
     // the next start anyway).
     let _ = std::fs::remove_file(&socket);
@@ -167,16 +183,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::io("starting the engine daemon's runtime", e))
 }
 
-/// Serves `listener` until one of `sigs` arrives, then stops accepting,
-/// answers the requests in flight and returns.
+/// Serves `listener` (and the HTTPS endpoint, when there is one) until one
+/// of `sigs` arrives, then stops accepting on both, answers the requests
+/// in flight and returns.
 fn serve_until_stopped(
     engine: Arc<Engine>,
     listener: std::os::unix::net::UnixListener,
+    http: Option<https::Bound>,
     args: &ServeArgs,
     sigs: nix::sys::signal::SigSet,
 ) -> Result<(), CliError> {
     let rt = runtime()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     std::thread::Builder::new()
         .name("kmsfs-signals".into())
         .spawn(move || {
@@ -184,7 +202,7 @@ fn serve_until_stopped(
                 eprintln!("kmsfs: {sig}: finishing the requests in flight, then stopping");
                 ready::sd_notify("STOPPING=1");
             }
-            let _ = stop_tx.send(());
+            let _ = stop_tx.send(true);
         })
         .map_err(|e| CliError::io("starting the signal thread", e))?;
     let ready_fd = args.ready_fd;
@@ -194,14 +212,23 @@ fn serve_until_stopped(
             .map_err(|e| CliError::io("preparing the socket", e))?;
         let listener = tokio::net::UnixListener::from_std(listener)
             .map_err(|e| CliError::io("preparing the socket", e))?;
-        let stopped = async {
-            let _ = stop_rx.await;
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            // An error: the signal thread is gone, which it never is
+            // before sending; stop either way.
+            let _ = rx.wait_for(|stop| *stop).await;
         };
+        let http = http.map(https::Bound::listen).transpose()?;
         let config = kms_engine::service::ServerConfig::default();
-        let server = kms_engine::service::serve(engine, listener, config, stopped);
+        let server = kms_engine::service::serve(engine, listener, config, stopped(stop_rx.clone()));
+        let endpoint = async {
+            match http {
+                Some(h) => h.serve(stopped(stop_rx)).await,
+                None => Ok(()),
+            }
+        };
         ready::ready(ready_fd);
-        server.await;
-        Ok(())
+        let ((), served) = tokio::join!(server, endpoint);
+        served
     })
 }
 
@@ -261,6 +288,11 @@ fn spawn_background(global: &GlobalArgs, args: &ServeArgs, socket: &Path) -> Res
             socket.display(),
             log_path.display()
         );
+        // Where the HTTPS endpoint listens and how to trust it.
+        let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        for l in log_text.lines().filter(|l| https::is_endpoint_line(l)) {
+            eprintln!("{l}");
+        }
         return Ok(());
     }
     let status = child

@@ -149,6 +149,57 @@ impl Daemon {
         std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
     }
 
+    /// The AWS KMS endpoint of a daemon started with `--http`, as clients
+    /// reach it: `https://localhost:PORT` (the name the engine's
+    /// self-signed certificate carries), from the line it printed.
+    pub fn endpoint_url(&self) -> String {
+        let err = self.stderr();
+        let line = err
+            .lines()
+            .find_map(|l| l.strip_prefix("kmsfs: AWS KMS endpoint on "))
+            .unwrap_or_else(|| panic!("no endpoint line in: {err}"));
+        let url = line.split(' ').next().unwrap();
+        let (scheme, addr) = url.split_once("://").unwrap();
+        let port = addr.rsplit(':').next().unwrap();
+        format!("{scheme}://localhost:{port}")
+    }
+
+    /// The engine's self-signed certificate: the CA bundle of its clients.
+    pub fn ca_path(&self) -> PathBuf {
+        self.engine.join("https-cert.pem")
+    }
+
+    /// `kmsfs ARGS` through this daemon (`KMSFS_KMS`), as this process's
+    /// user, with no engine directory or secret.
+    pub fn kmsfs(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
+        for var in ["KMSFS_ENGINE", "KMSFS_PASSPHRASE_FILE", "KMSFS_KEY_FILE"] {
+            c.env_remove(var);
+        }
+        c.env("KMSFS_KMS", self.url())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A new access key for `principal` (`kmsfs kms create-access-key`):
+    /// its id and secret.
+    pub fn create_access_key(&self, principal: &str) -> (String, String) {
+        let out = self.kmsfs(&["kms", "create-access-key", "--principal", principal]);
+        assert!(
+            out.status.success(),
+            "create-access-key failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let key = &v["AccessKey"];
+        (
+            key["AccessKeyId"].as_str().unwrap().to_string(),
+            key["SecretAccessKey"].as_str().unwrap().to_string(),
+        )
+    }
+
     /// SIGKILL: the daemon dies without cleaning up (its socket file stays).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -12,6 +12,7 @@ mod config_cli;
 mod daemon;
 mod daemon_bad_input;
 mod daemon_cli;
+mod daemon_http;
 mod daemon_mount;
 mod engine_env;
 mod fsck_cli;

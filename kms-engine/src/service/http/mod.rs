@@ -18,7 +18,7 @@ pub mod throttle;
 pub mod tls;
 
 pub use auth::{AuthRefusal, Authenticated, Authenticator, RequestParts};
-pub use server::Endpoint;
+pub use server::{Endpoint, check_plain};
 pub use sigv4::SigV4Authenticator;
 pub use throttle::RateLimit;
 

@@ -131,8 +131,14 @@ impl Endpoint {
         match self.tls.clone() {
             Some(acceptor) => {
                 let hs =
-                    tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(stream))
-                        .await;
+                    tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(stream));
+                // A client that never finishes its handshake does not hold
+                // up a shutdown.
+                let mut stopping = stop.clone();
+                let hs = tokio::select! {
+                    r = hs => r,
+                    _ = stopping.wait_for(|s| *s) => return,
+                };
                 match hs {
                     Ok(Ok(tls)) => self.http(TokioIo::new(tls), peer, stop).await,
                     Ok(Err(e)) => log::debug!("https: TLS handshake with {peer} failed: {e}"),
@@ -341,8 +347,9 @@ fn too_large(max: usize) -> ErrorReply {
     }
 }
 
-/// Plain HTTP only on a loopback address.
-pub(super) fn check_plain(tls: bool, addr: SocketAddr) -> Result<(), HttpError> {
+/// Plain HTTP only on a loopback address: `tls` false and `addr` not
+/// loopback is [`HttpError::PlainNotLoopback`].
+pub fn check_plain(tls: bool, addr: SocketAddr) -> Result<(), HttpError> {
     if tls || addr.ip().is_loopback() {
         Ok(())
     } else {
