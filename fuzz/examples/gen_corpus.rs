@@ -67,6 +67,7 @@ fn main() -> Res<()> {
     policies(&out)?;
     wildcards(&out)?;
     sigv4(&out)?;
+    frames(&out)?;
     println!("corpus written to {}", out.root.display());
     Ok(())
 }
@@ -500,5 +501,53 @@ fn sigv4(out: &Out) -> Res<()> {
     signed.extend_from_slice(br#"{"KeyId":"alias/a","Plaintext":"aGk="}"#);
     out.put("sigv4_verify", "signed-request", &signed)?;
     out.put("sigv4_verify", "signed-empty-body", &[1, 0])?;
+    Ok(())
+}
+
+/// Engine socket frames: streams of real request and response frames
+/// (mode 0) and inputs the check builds frames from (mode 1).
+fn frames(out: &Out) -> Res<()> {
+    use kms_engine::service::frame::{OnBehalfOf, Request, Response};
+    let requests = [
+        Request {
+            id: 1,
+            operation: "ListKeys".into(),
+            on_behalf_of: None,
+            body: json!({}),
+        },
+        Request {
+            id: 2,
+            operation: "Decrypt".into(),
+            on_behalf_of: Some(OnBehalfOf {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![4, 27, 100],
+            }),
+            body: json!({"CiphertextBlob": "AQIDBA==", "EncryptionContext": {"kmsfs:path": "/a"}}),
+        },
+    ];
+    let responses = [
+        Response::Ok {
+            id: 2,
+            body: json!({"Plaintext": "AAAA", "KeyId": "arn:aws:kms:local:000000000000:key/k"}),
+        },
+        Response::Error {
+            id: 1,
+            exception: "AccessDeniedException".into(),
+            message: "User: uid:1000 is not authorized".into(),
+        },
+    ];
+    let mut stream = vec![0u8];
+    for r in &requests {
+        stream.extend(r.encode()?);
+    }
+    out.put("service_frame", "requests", &stream)?;
+    let mut stream = vec![0u8];
+    for r in &responses {
+        stream.extend(r.encode()?);
+    }
+    out.put("service_frame", "responses", &stream)?;
+    out.put("service_frame", "built-obo", &cat(&[&[1], &[0, 0, 3, 232, 0, 0, 3, 233], b"\x07Decrypt groups"]))?;
+    out.put("service_frame", "built-ok", &cat(&[&[1], &[0, 0, 0, 0, 0, 0, 0, 3], b"\x04Okay"]))?;
     Ok(())
 }

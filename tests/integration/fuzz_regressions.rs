@@ -28,6 +28,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("policy_parse", checks::policy_parse),
     ("policy_wildcard", checks::policy_wildcard),
     ("sigv4_verify", checks::sigv4_verify),
+    ("service_frame", checks::service_frame),
 ];
 
 fn fuzz_dir() -> PathBuf {

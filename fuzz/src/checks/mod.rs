@@ -12,12 +12,14 @@ mod audit;
 mod engine;
 mod fs;
 mod policy;
+mod service;
 mod sigv4;
 
 pub use audit::{AUDIT_PART_SEPARATOR, audit_verify};
 pub use engine::{engine_blob, engine_dispatch, engine_store};
 pub use fs::{content_block, file_header, names, volume_config};
 pub use policy::{policy_parse, policy_wildcard};
+pub use service::service_frame;
 pub use sigv4::sigv4_verify;
 
 use std::path::{Path, PathBuf};

@@ -26,10 +26,15 @@ impl StoredRecord {
         })
     }
 
-    /// One human-readable line: time, sequence, event, principal, key, outcome.
+    /// One human-readable line: time, sequence, event, principal (with
+    /// `via CLIENT` for a call made on its behalf), key, outcome.
     pub fn to_text(&self) -> String {
         let r = &self.record;
         let s = |p: &[&str]| r.str_at(p).unwrap_or("-").to_string();
+        let who = match r.str_at(&["userIdentity", "invokedBy"]) {
+            Some(client) => format!("{} via {client}", s(&["userIdentity", "principal"])),
+            None => s(&["userIdentity", "principal"]),
+        };
         let outcome = match r.str_at(&["errorCode"]) {
             Some(code) => code.to_string(),
             None => "OK".to_string(),
@@ -43,7 +48,7 @@ impl StoredRecord {
             s(&["eventTime"]),
             r.sequence().unwrap_or(0),
             s(&["eventName"]),
-            s(&["userIdentity", "principal"]),
+            who,
             s(&["requestParameters", "keyId"]),
             outcome,
             ctx,
@@ -95,8 +100,10 @@ impl Filter {
             }
         }
         if let Some(p) = &self.principal {
+            // The caller, or the client that called on its behalf.
             let recorded = r.str_at(&["userIdentity", "principal"]);
-            let named = |n: &String| recorded == Some(n.as_str());
+            let client = r.str_at(&["userIdentity", "invokedBy"]);
+            let named = |n: &String| recorded == Some(n.as_str()) || client == Some(n.as_str());
             if !named(p) && !self.principal_aliases.iter().any(named) {
                 return false;
             }

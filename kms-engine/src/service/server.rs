@@ -129,13 +129,18 @@ pub async fn serve(
     }
 }
 
-/// The principal of a connected peer, from the kernel.
-fn peer_principal(stream: &UnixStream) -> std::io::Result<Principal> {
+/// The principal of a connected peer, from the kernel; the account
+/// database lookups run on the blocking pool.
+async fn peer_principal(stream: &UnixStream) -> std::io::Result<Principal> {
     let cred = stream.peer_cred()?;
     let (uid, gid) = (cred.uid(), cred.gid());
     let pid = cred.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-    let groups = crate::principal::process_groups(pid, Some(uid));
-    Ok(Resolver::system().principal(uid, gid, groups.as_deref()))
+    tokio::task::spawn_blocking(move || {
+        let groups = crate::principal::process_groups(pid, Some(uid));
+        Resolver::system().principal(uid, gid, groups.as_deref())
+    })
+    .await
+    .map_err(std::io::Error::other)
 }
 
 /// One connection: reads requests, runs each on the blocking pool, and
@@ -146,7 +151,7 @@ async fn connection(
     _conn: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
 ) {
-    let principal = match peer_principal(&stream) {
+    let principal = match peer_principal(&stream).await {
         Ok(p) => Arc::new(p),
         Err(e) => {
             log::warn!("engine socket: no peer credentials: {e}; closing");

@@ -422,3 +422,48 @@ fn audit_files_are_private_and_planted_symlinks_are_refused() {
     check_private();
     assert!(verify(&dir, &public_key()).unwrap().is_valid());
 }
+
+/// A record of a call made on behalf of another principal carries
+/// `userIdentity.invokedBy` inside the hash chain: the trail verifies, a
+/// record without it is byte-for-byte what older builds wrote (the other
+/// tests' trails), `audit show --principal` finds it under the client too,
+/// and editing the client breaks verification.
+#[test]
+fn invoked_by_is_chained_shown_and_found() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(t.path(), options());
+    for i in 1..=4 {
+        let mut ev = event(i);
+        if i == 2 {
+            ev.principal = "uid:54322".into();
+            ev.invoked_by = Some("uid:54321".into());
+        }
+        trail.append(&ev).unwrap();
+    }
+    trail.close().unwrap();
+    assert!(verify(t.path(), &public_key()).unwrap().is_valid());
+    let by_client = query::show(
+        t.path(),
+        &Filter {
+            principal: Some("uid:54321".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(by_client.len(), 1);
+    assert!(by_client[0].line.contains(
+        r#""userIdentity":{"invokedBy":"uid:54321","principal":"uid:54322","type":"LocalUser"}"#
+    ));
+    assert!(
+        by_client[0].to_text().contains(" uid:54322 via uid:54321 "),
+        "{}",
+        by_client[0].to_text()
+    );
+    let plain = query::show(t.path(), &Filter::default()).unwrap();
+    assert!(!plain[0].line.contains("invokedBy"));
+    // The client is covered by the record's hash.
+    let seg = segments(t.path()).remove(0);
+    let text = std::fs::read_to_string(&seg).unwrap();
+    std::fs::write(&seg, text.replace("uid:54321", "uid:54320")).unwrap();
+    assert!(!verify(t.path(), &public_key()).unwrap().is_valid());
+}

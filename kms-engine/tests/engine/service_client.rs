@@ -56,6 +56,7 @@ fn the_kernel_names_the_caller() {
     let out = calls_as(
         OTHER,
         OTHER,
+        &[],
         &d.socket,
         &[
             call_spec("Encrypt", enc, None),
@@ -76,6 +77,32 @@ fn the_kernel_names_the_caller() {
     assert_eq!(d.events_of("Encrypt")[0].principal, root_name);
 }
 
+/// The supplementary groups of the peer process count (read from /proc),
+/// and a group named in the on-behalf-of principal counts for it.
+#[test]
+fn the_peer_process_groups_count() {
+    let d = Daemon::start();
+    let key = d.key_with(vec![
+        allow("Staff", "gid:777", "kms:DescribeKey"),
+        allow("Mount", &format!("uid:{OTHER}"), "kms:CallOnBehalfOf"),
+    ]);
+    let describe = json!({"KeyId": key});
+    let calls = [call_spec("DescribeKey", describe.clone(), None)];
+    let with = calls_as(OTHER, OTHER, &[777], &d.socket, &calls);
+    assert!(with[0]["KeyMetadata"].is_object(), "{with:?}");
+    let without = calls_as(OTHER, OTHER, &[778], &d.socket, &calls);
+    assert_eq!(without[0]["error"], "AccessDeniedException");
+    // On behalf of a principal whose primary group is 777.
+    let obo = calls_as(
+        OTHER,
+        OTHER,
+        &[],
+        &d.socket,
+        &[call_spec("DescribeKey", describe, Some((FUSE_CALLER, 777)))],
+    );
+    assert!(obo[0]["KeyMetadata"].is_object(), "{obo:?}");
+}
+
 #[test]
 fn on_behalf_of_needs_call_on_behalf_of_and_is_audited() {
     let d = Daemon::start();
@@ -87,7 +114,7 @@ fn on_behalf_of_needs_call_on_behalf_of_and_is_audited() {
         call_spec("GenerateDataKey", gdk.clone(), obo),
         call_spec("ListKeys", json!({}), obo),
     ];
-    let denied = calls_as(OTHER, OTHER, &d.socket, &calls);
+    let denied = calls_as(OTHER, OTHER, &[], &d.socket, &calls);
     assert_eq!(denied[0]["error"], "AccessDeniedException", "{denied:?}");
     assert_eq!(denied[1]["error"], "AccessDeniedException", "{denied:?}");
     let ev = d.events_of("GenerateDataKey");
@@ -116,6 +143,7 @@ fn on_behalf_of_needs_call_on_behalf_of_and_is_audited() {
     let out = calls_as(
         OTHER,
         OTHER,
+        &[],
         &d.socket,
         &[call_spec("GenerateDataKey", gdk, obo)],
     );
@@ -124,6 +152,7 @@ fn on_behalf_of_needs_call_on_behalf_of_and_is_audited() {
     let out = calls_as(
         OTHER,
         OTHER,
+        &[],
         &d.socket,
         &[call_spec("Decrypt", json!({"CiphertextBlob": blob}), obo)],
     );

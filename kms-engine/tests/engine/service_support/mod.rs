@@ -216,16 +216,22 @@ pub fn call_spec(op: &str, req: Value, obo: Option<(u32, u32)>) -> Value {
 }
 
 /// Runs `calls` from a child process of this test binary running as
-/// `uid`/`gid` with no supplementary groups (`setpriv`), one client
+/// `uid`/`gid` with supplementary `groups` (`setpriv`), one client
 /// connection; returns each call's outcome: the response, or
 /// `{"error": EXCEPTION}`.
-pub fn calls_as(uid: u32, gid: u32, socket: &Path, calls: &[Value]) -> Vec<Value> {
+pub fn calls_as(uid: u32, gid: u32, groups: &[u32], socket: &Path, calls: &[Value]) -> Vec<Value> {
     let exe = std::env::current_exe().unwrap();
+    let groups_arg = if groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        format!("--groups={}", list.join(","))
+    };
     let out = Command::new("setpriv")
         .args([
             format!("--reuid={uid}"),
             format!("--regid={gid}"),
-            "--clear-groups".into(),
+            groups_arg,
         ])
         .arg(exe)
         .args([

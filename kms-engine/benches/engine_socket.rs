@@ -1,0 +1,190 @@
+//! The engine through its Unix socket: Decrypt of a 32-byte data key (the
+//! call every file open makes with the data-key cache off), ops/s with 1
+//! and with 4 client connections (one thread each), 4 threads sharing one
+//! connection, and p50/p99 latency at 1 connection. The daemon runs in this
+//! process on a 2-worker tokio runtime; clients are real `Client`s on real
+//! sockets. Each configuration is measured with the audit sink discarding
+//! records (`NullSink`, as `engine_ops`) and with a real audit trail
+//! (batched fdatasync on the temp dir's filesystem). Prints medians of
+//! several runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failure aborts the run
+
+use kms_engine::audit::{AuditSink, FileAuditTrail, NullSink, SyncMode, TrailOptions};
+use kms_engine::service::{Client, ServerConfig, Transport, serve};
+use kms_engine::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+const RUNS: usize = 5;
+const SECS: f64 = 2.0;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    socket: std::path::PathBuf,
+    request: Value,
+    _rt: tokio::runtime::Runtime,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn setup(trail: bool) -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let root = RootKeySource::Key(Zeroizing::new([1u8; 32]));
+    let sink: Arc<dyn AuditSink> = if trail {
+        let opts = TrailOptions {
+            sync: SyncMode::Batched {
+                max_records: 1000,
+                max_delay: Duration::from_millis(200),
+            },
+            ..TrailOptions::default()
+        };
+        Arc::new(
+            FileAuditTrail::open(dir.path().join("audit"), Zeroizing::new([9u8; 32]), opts)
+                .unwrap(),
+        )
+    } else {
+        Arc::new(NullSink)
+    };
+    let engine = Engine::create(
+        &dir.path().join("engine"),
+        root,
+        KdfParams::insecure_for_tests(),
+        Arc::new(SystemClock),
+        sink,
+    )
+    .unwrap();
+    let me = Principal::current_process();
+    let key = engine
+        .create_key(&me, CreateKeyRequest::default())
+        .unwrap()
+        .key_metadata
+        .key_id;
+    let ctx =
+        json!({"kmsfs:volume": "0f6c1d2e-volume", "kmsfs:path": "/home/alice/docs/report.odt"});
+    let gdk = engine
+        .dispatch(
+            &me,
+            "GenerateDataKey",
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": ctx}),
+        )
+        .unwrap();
+    let request = json!({"CiphertextBlob": gdk["CiphertextBlob"], "EncryptionContext": ctx});
+    let socket = dir.path().join("engine.sock");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(async { tokio::net::UnixListener::bind(&socket) })
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(serve(
+        Arc::new(engine),
+        listener,
+        ServerConfig::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    Bench {
+        _dir: dir,
+        socket,
+        request,
+        _rt: rt,
+        _stop: tx,
+    }
+}
+
+fn decrypt(c: &Client, req: &Value) {
+    let r = c.call("Decrypt", req.clone(), None).unwrap();
+    assert_eq!(r["Plaintext"].as_str().map(str::len), Some(44));
+}
+
+/// Ops/s of `threads` threads calling for SECS, each on its own client
+/// (`shared` false) or all on one.
+fn rate(b: &Bench, threads: usize, shared: bool) -> f64 {
+    let one = Arc::new(Client::connect(&b.socket).unwrap());
+    let clients: Vec<Arc<Client>> = (0..threads)
+        .map(|_| {
+            if shared {
+                one.clone()
+            } else {
+                Arc::new(Client::connect(&b.socket).unwrap())
+            }
+        })
+        .collect();
+    for c in &clients {
+        decrypt(c, &b.request);
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let req = b.request.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while start.elapsed().as_secs_f64() < SECS {
+                    decrypt(&c, &req);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// p50 and p99 latency in µs of sequential calls on one connection.
+fn latency(b: &Bench) -> (f64, f64) {
+    let c = Client::connect(&b.socket).unwrap();
+    let mut lat: Vec<f64> = (0..20_000)
+        .map(|_| {
+            let t = Instant::now();
+            decrypt(&c, &b.request);
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+fn main() {
+    for trail in [false, true] {
+        let b = setup(trail);
+        let sink = if trail {
+            "audit trail (batched fdatasync)"
+        } else {
+            "NullSink"
+        };
+        println!(
+            "engine_socket: Decrypt of a 32-byte data key, daemon in-process (2 tokio workers), {sink}"
+        );
+        for (name, threads, shared) in [
+            ("1 connection", 1, false),
+            ("4 connections", 4, false),
+            ("4 threads, 1 conn", 4, true),
+        ] {
+            let rates: Vec<f64> = (0..RUNS).map(|_| rate(&b, threads, shared)).collect();
+            let min = rates.iter().copied().fold(f64::MAX, f64::min);
+            let max = rates.iter().copied().fold(0.0, f64::max);
+            println!(
+                "  {name:<18} median {:>9.0} ops/s  (min {min:.0}, max {max:.0}; {RUNS} runs x {SECS} s)",
+                median(rates)
+            );
+        }
+        let (p50, p99): (Vec<f64>, Vec<f64>) = (0..RUNS).map(|_| latency(&b)).unzip();
+        println!(
+            "  latency, 1 conn   p50 {:.1} us  p99 {:.1} us  (medians of {RUNS} runs x 20,000 calls)",
+            median(p50),
+            median(p99)
+        );
+    }
+}
