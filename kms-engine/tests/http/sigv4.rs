@@ -4,8 +4,9 @@
 //! signed header, an old date, a deactivated key, an unknown key id, a
 //! session token and no signature are each refused with AWS's exception,
 //! audited, and run no operation; two keys for two users under one key
-//! policy: one allowed, one denied. Skipped, saying so, only where boto3 or
-//! the CLI is missing (CI installs both).
+//! policy: one allowed, one denied (skipped, saying so, only where boto3 or
+//! the CLI is missing; CI installs both). Without Python, requests signed
+//! in Rust and malformed `Authorization` headers over raw HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
 use crate::aws_clients::have_python_clients;
@@ -194,4 +195,142 @@ fn boto3_signatures_are_verified_and_refusals_run_nothing() {
     assert!(used(&allowed).is_i64());
     assert!(used(&denied).is_i64());
     assert_eq!(used(&inactive), Value::Null);
+}
+
+/// A KMS request signed now by the AWS SDK's signer (`aws-sigv4`), as raw
+/// HTTP/1.1 header lines and body; `edit` may change the body after signing.
+fn signed_raw(
+    akid: &str,
+    secret: &str,
+    op: &str,
+    body: &str,
+    edit: &dyn Fn(&str) -> String,
+) -> Vec<u8> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let mut headers = vec![
+        ("host".to_string(), "localhost".to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+        ("x-amz-target".to_string(), format!("TrentService.{op}")),
+    ];
+    let identity = aws_credential_types::Credentials::new(akid, secret, None, None, "t").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("local")
+        .name("kms")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        "http://localhost/",
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    for (n, v) in instructions.headers() {
+        headers.push((n.to_string(), v.to_string()));
+    }
+    let body = edit(body);
+    let mut out = String::from("POST / HTTP/1.1\r\n");
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    out.into_bytes()
+}
+
+/// Without Python: requests signed in Rust over raw HTTP, and malformed
+/// `Authorization` headers, each answered as AWS answers (status, `__type`,
+/// `x-amzn-ErrorType`), audited, and running nothing.
+#[test]
+fn raw_requests_are_verified_and_malformed_ones_are_incomplete() {
+    let srv = Server::start_with(false, Limits::default(), |engine| {
+        Arc::new(SigV4Authenticator::new(engine))
+    });
+    let (id, secret) = access_key(&srv.engine, "uid:0");
+    let same = |b: &str| b.to_string();
+    let mut c = Conn::open(srv.addr());
+    c.send_raw(&signed_raw(&id, &secret, "ListKeys", "{}", &same));
+    let ok = c.read_reply().unwrap();
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let refused = |c: &mut Conn, bytes: Vec<u8>, want: &str| {
+        c.send_raw(&bytes);
+        let r = c.read_reply().unwrap();
+        assert_eq!((r.status, r.error_type().as_str()), (400, want), "{r:?}");
+        assert_eq!(r.header("x-amzn-errortype"), Some(want));
+        r
+    };
+    // The body changed after signing (same length).
+    let body = r#"{"Description":"AAAA"}"#;
+    let r = refused(
+        &mut c,
+        signed_raw(&id, &secret, "CreateKey", body, &|b| {
+            b.replace("AAAA", "BBBB")
+        }),
+        "InvalidSignatureException",
+    );
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The request signature")
+    );
+    // Malformed Authorization headers, and a signature without X-Amz-Date.
+    let plain = |auth: &str, date: bool| {
+        let date = if date {
+            "X-Amz-Date: 20260101T000000Z\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.CreateKey\r\n\
+             Content-Type: application/x-amz-json-1.1\r\n{date}Authorization: {auth}\r\n\
+             Content-Length: 2\r\n\r\n{{}}"
+        )
+        .into_bytes()
+    };
+    for auth in [
+        format!("AWS4-HMAC-SHA256 Credential={id}/20260101/local/kms"),
+        format!(
+            "AWS4-HMAC-SHA512 Credential={id}/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+            "0".repeat(64)
+        ),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={id}/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date"
+        ),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={id}/20260101/local/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=xyz"
+        ),
+    ] {
+        refused(&mut c, plain(&auth, true), "IncompleteSignatureException");
+    }
+    let full = format!(
+        "AWS4-HMAC-SHA256 Credential={id}/20260101/local/kms/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}",
+        "0".repeat(64)
+    );
+    refused(&mut c, plain(&full, false), "IncompleteSignatureException");
+    // Scoped to another service: InvalidSignatureException.
+    refused(
+        &mut c,
+        plain(&full.replace("/kms/", "/s3/"), true),
+        "InvalidSignatureException",
+    );
+    // Every refusal audited as anonymous; no CreateKey ran.
+    let ev = srv.events();
+    let creates: Vec<_> = ev.iter().filter(|e| e.event_name == "CreateKey").collect();
+    assert_eq!(creates.len(), 7, "{creates:?}");
+    assert!(
+        creates
+            .iter()
+            .all(|e| e.principal == "anonymous" && e.error_code.is_some())
+    );
+    let keys = srv.engine.dispatch(&root(), "ListKeys", json!({})).unwrap();
+    assert_eq!(keys["Keys"], json!([]));
 }
