@@ -12,6 +12,9 @@
 //!   Decrypt and ReEncrypt return the key ARN), remembered per blob for
 //!   [`KeyService::wrapping_key_id`]; Decrypt and ReEncrypt name the volume's
 //!   key, so a blob wrapped under any other key is refused by the service.
+//! - A private CA (a compatible service with its own certificate, such as
+//!   this project's endpoint) is trusted through `AWS_CA_BUNDLE` (a PEM
+//!   file), as the aws CLI and boto3 do; it replaces the system's roots.
 //! - Every call has a connect timeout and a per-attempt timeout; throttling,
 //!   5xx answers, timeouts and connection errors are retried with full-jitter
 //!   exponential backoff; the number of calls waiting for the service is
@@ -246,8 +249,11 @@ impl AwsKeys {
             if let Some(url) = &target.endpoint {
                 loader = loader.endpoint_url(url);
             }
-            loader.load().await
-        });
+            if let Some(client) = ca_bundle_client()? {
+                loader = loader.http_client(client);
+            }
+            Ok::<_, KmsError>(loader.load().await)
+        })?;
         if sdk.region().is_none() {
             return Err(KmsError::Validation(
                 "no AWS region: name one (aws://REGION/KEY), use a key ARN, or set AWS_REGION \
@@ -361,13 +367,56 @@ impl AwsKeys {
         result
     }
 
+    /// Remembers the key the service named for `blob`, by its key id (the
+    /// part of the ARN after `key/`), as the engine's own blobs name theirs,
+    /// so that a volume's `master_key_id` compares the same either way.
     fn learn(&self, blob: &[u8], key_arn: Option<String>) {
         if let Some(arn) = key_arn
             && let Ok(mut learned) = self.learned.lock()
         {
-            learned.put(blob_hash(blob), arn);
+            learned.put(blob_hash(blob), key_id_of(&arn).to_string());
         }
     }
+}
+
+/// Largest CA bundle read from `AWS_CA_BUNDLE`.
+const MAX_CA_BUNDLE: u64 = 1 << 20;
+
+/// An HTTPS client that trusts only the certificates in the PEM file
+/// `AWS_CA_BUNDLE` names; `None` when it is unset.
+fn ca_bundle_client() -> Result<Option<aws_sdk_kms::config::SharedHttpClient>, KmsError> {
+    use aws_smithy_http_client::tls;
+    use std::io::Read;
+    let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        KmsError::Validation(format!(
+            "AWS_CA_BUNDLE {}: {why}",
+            std::path::Path::new(&path).display()
+        ))
+    };
+    let mut pem = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_CA_BUNDLE).read_to_end(&mut pem))
+        .map_err(|e| bad(e.to_string()))?;
+    let context = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| bad(format!("{}", DisplayErrorContext(&e))))?;
+    Ok(Some(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(context)
+            .build_https(),
+    ))
+}
+
+/// The key id of a key ARN (`arn:…:key/ID`); anything else as it is.
+pub fn key_id_of(arn: &str) -> &str {
+    arn.rsplit_once(":key/").map_or(arn, |(_, id)| id)
 }
 
 /// The region an ARN names (`arn:aws:kms:REGION:ACCOUNT:key/ID`).
@@ -442,8 +491,8 @@ impl KeyService for AwsKeys {
         Ok(rewrapped)
     }
 
-    /// The key the service named when it last generated, decrypted or
-    /// re-encrypted `wrapped` (the blob itself is opaque).
+    /// The id of the key the service named when it last generated,
+    /// decrypted or re-encrypted `wrapped` (the blob itself is opaque).
     fn wrapping_key_id(&self, wrapped: &[u8]) -> Result<String, KmsError> {
         self.learned
             .lock()
@@ -486,6 +535,11 @@ mod tests {
         assert_eq!(region_of_arn("alias/x"), None);
         assert_eq!(region_of_arn("arn:aws:s3:::bucket"), None);
         assert_eq!(region_of_arn("1234abcd"), None);
+        assert_eq!(
+            key_id_of("arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd"),
+            "mrk-1234abcd"
+        );
+        assert_eq!(key_id_of("1234abcd"), "1234abcd");
     }
 
     #[test]

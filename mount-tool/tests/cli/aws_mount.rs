@@ -16,22 +16,41 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// moto, a proxy in front of it, a key, and the directories of one volume.
-struct Setup {
+/// moto and a proxy in front of it.
+struct MotoService {
     moto: Moto,
     proxy: FaultProxy,
+}
+
+/// A service (`svc`, kept running), its URL and a key on it, the AWS
+/// credentials for it, and the directories of one volume.
+struct Setup<S> {
+    svc: S,
+    base: String,
     key: String,
+    aws_env: Vec<(String, String)>,
     _tmp: tempfile::TempDir,
     cipher: PathBuf,
     mnt: PathBuf,
     runtime: PathBuf,
 }
 
-impl Setup {
-    fn new() -> Setup {
+impl Setup<MotoService> {
+    /// moto behind the proxy, with a new key.
+    fn new() -> Setup<MotoService> {
         let moto = Moto::start();
         let proxy = FaultProxy::start(moto.port);
         let key = moto.create_key();
+        let base = proxy.url();
+        let env = AWS_ENV
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .to_vec();
+        Setup::with(MotoService { moto, proxy }, base, key, env)
+    }
+}
+
+impl<S> Setup<S> {
+    fn with(svc: S, base: String, key: String, aws_env: Vec<(String, String)>) -> Setup<S> {
         let tmp = tempfile::tempdir().unwrap();
         let [cipher, mnt, runtime] = ["cipher", "mnt", "runtime"].map(|n| tmp.path().join(n));
         for d in [&mnt, &runtime] {
@@ -39,9 +58,10 @@ impl Setup {
         }
         let mnt = std::fs::canonicalize(&mnt).unwrap();
         Setup {
-            moto,
-            proxy,
+            svc,
+            base,
             key,
+            aws_env,
             _tmp: tmp,
             cipher,
             mnt,
@@ -49,13 +69,13 @@ impl Setup {
         }
     }
 
-    /// The volume's engine URL: the key through the proxy.
+    /// The volume's engine URL: the key on the service.
     fn kms_url(&self) -> String {
-        format!("{}/{}", self.proxy.url(), self.key)
+        format!("{}/{}", self.base, self.key)
     }
 
-    /// `kmsfs ARGS` with moto's credentials in the environment, no engine
-    /// named unless `kms` (a volume's recorded engine is followed).
+    /// `kmsfs ARGS` with the service's credentials in the environment, no
+    /// engine named unless `kms` (a volume's recorded engine is followed).
     fn kmsfs(&self, args: &[&str], kms: Option<&str>) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kmsfs"));
         for var in [
@@ -70,7 +90,7 @@ impl Setup {
         ] {
             c.env_remove(var);
         }
-        c.envs(AWS_ENV);
+        c.envs(self.aws_env.iter().map(|(k, v)| (k, v)));
         if let Some(url) = kms {
             c.env("KMSFS_KMS", url);
         }
@@ -181,7 +201,7 @@ fn a_volume_on_an_aws_kms_service_reads_back_after_remount_and_binds_paths() {
     let conf = std::fs::read_to_string(s.cipher.join("kmsfs.conf")).unwrap();
     let arn = format!("arn:aws:kms:us-east-1:123456789012:key/{}", s.key);
     assert!(
-        conf.contains(&format!("\"kms\": \"{}/{arn}\"", s.proxy.url())),
+        conf.contains(&format!("\"kms\": \"{}/{arn}\"", s.base)),
         "{conf}"
     );
     assert!(
@@ -203,7 +223,7 @@ fn a_volume_on_an_aws_kms_service_reads_back_after_remount_and_binds_paths() {
     // re-wraps every file below it.
     std::fs::rename(s.file("a"), s.file("a2")).unwrap();
     std::fs::rename(s.file("d"), s.file("d2")).unwrap();
-    let stats = s.service_stats_when(|v| v["requests"].as_u64().unwrap() >= 44);
+    let stats = s.service_stats_when(|v| v["requests"].as_u64().is_some_and(|n| n >= 44));
     assert_eq!(stats["errors"], 0, "{stats}");
     s.unmount(guard);
 
@@ -227,7 +247,7 @@ fn a_volume_on_an_aws_kms_service_reads_back_after_remount_and_binds_paths() {
 
     // A service that refuses the mount (AccessDenied, given by the proxy)
     // stops it with the service's own error.
-    s.proxy.set(Mode::Answer(
+    s.svc.proxy.set(Mode::Answer(
         400,
         r#"{"__type":"AccessDeniedException","message":"not allowed"}"#.into(),
     ));
@@ -235,7 +255,7 @@ fn a_volume_on_an_aws_kms_service_reads_back_after_remount_and_binds_paths() {
     let out = s.kmsfs(&["mount", c, m], None);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
-    drop(s.moto);
+    drop(s.svc.moto);
 }
 
 #[test]
@@ -264,7 +284,7 @@ fn a_mount_on_an_aws_kms_service_survives_outages_and_maps_refusals() {
 
     // The service stopped: new opens and creates fail with EIO, twice in
     // one episode, and nothing hangs.
-    s.proxy.set(Mode::Refuse);
+    s.svc.proxy.set(Mode::Refuse);
     for _ in 0..2 {
         let r = cat(&b);
         assert!(!r.status.success(), "opened b without the service");
@@ -280,7 +300,7 @@ fn a_mount_on_an_aws_kms_service_survives_outages_and_maps_refusals() {
     assert_eq!(rest, "hello\n");
 
     // The service back: the mount recovers without a remount.
-    s.proxy.set(Mode::Forward(Duration::ZERO));
+    s.svc.proxy.set(Mode::Forward(Duration::ZERO));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = cat(&b);
@@ -294,7 +314,7 @@ fn a_mount_on_an_aws_kms_service_survives_outages_and_maps_refusals() {
     let log = s.mount_log();
     assert_eq!(log.matches("is unreachable").count(), 1, "{log}");
     assert_eq!(log.matches("reachable again").count(), 1, "{log}");
-    let before = s.service_stats();
+    let before = s.service_stats_when(|v| v["requests"].is_u64());
 
     // Throttling, 5xx and garbage are retried, then EIO.
     for (status, body) in [
@@ -305,18 +325,21 @@ fn a_mount_on_an_aws_kms_service_survives_outages_and_maps_refusals() {
         (500, r#"{"__type":"KMSInternalException","message":"boom"}"#),
         (200, "this is not JSON"),
     ] {
-        s.proxy.set(Mode::Answer(status, body.into()));
+        s.svc.proxy.set(Mode::Answer(status, body.into()));
         let r = cat(&b);
         assert!(
             stderr(&r).contains("Input/output error"),
             "{status}: {}",
             stderr(&r)
         );
-        s.proxy.set(Mode::Forward(Duration::ZERO));
+        s.svc.proxy.set(Mode::Forward(Duration::ZERO));
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "world\n");
     }
     let delta = |after: &serde_json::Value, k: &str| {
-        after[k].as_u64().unwrap() - before[k].as_u64().unwrap()
+        after[k]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[k].as_u64().unwrap())
     };
     // Each of the three failed after all its attempts (4: 3 retries).
     s.service_stats_when(|after| {
@@ -330,7 +353,7 @@ fn a_mount_on_an_aws_kms_service_survives_outages_and_maps_refusals() {
     // calls on a disabled key, so the proxy gives its answer).
     for exception in ["AccessDeniedException", "DisabledException"] {
         let body = format!(r#"{{"__type":"{exception}","message":"refused"}}"#);
-        s.proxy.set(Mode::Answer(400, body));
+        s.svc.proxy.set(Mode::Answer(400, body));
         let r = cat(&b);
         assert!(
             stderr(&r).contains("Permission denied"),
@@ -339,8 +362,161 @@ fn a_mount_on_an_aws_kms_service_survives_outages_and_maps_refusals() {
         );
     }
     // Nothing written was lost.
-    s.proxy.set(Mode::Forward(Duration::ZERO));
+    s.svc.proxy.set(Mode::Forward(Duration::ZERO));
     assert_eq!(std::fs::read_to_string(&a).unwrap(), "hello\n");
     assert_eq!(std::fs::read_to_string(&b).unwrap(), "world\n");
     assert!(!s.file("new").exists());
+}
+
+/// This project's own AWS JSON 1.1 endpoint over HTTPS (its self-signed
+/// certificate trusted through AWS_CA_BUNDLE; SigV4 with an access key the
+/// engine issued) on loopback, over an engine in this process.
+struct EngineService {
+    engine: std::sync::Arc<kms_engine::Engine>,
+    me: kms_engine::Principal,
+    _running: kms_engine::service::http::RunningEndpoint,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineService {
+    fn call(&self, op: &str, req: serde_json::Value) -> serde_json::Value {
+        self.engine.dispatch(&self.me, op, req).unwrap()
+    }
+}
+
+impl Setup<EngineService> {
+    fn on_engine() -> Setup<EngineService> {
+        use kms_engine::service::http::{Endpoint, Limits, RunningEndpoint, SigV4Authenticator};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(
+            kms_engine::Engine::create(
+                &dir.path().join("engine"),
+                kms_engine::RootKeySource::Key(zeroize::Zeroizing::new([7; 32])),
+                kms_engine::KdfParams::insecure_for_tests(),
+                Arc::new(kms_engine::SystemClock),
+                Arc::new(kms_engine::audit::MemorySink::default()),
+            )
+            .unwrap(),
+        );
+        let me = kms_engine::Principal::current_process();
+        let cert =
+            kms_engine::service::http::tls::self_signed(&dir.path().join("engine"), &[]).unwrap();
+        let endpoint = Endpoint::new(
+            engine.clone(),
+            Arc::new(SigV4Authenticator::new(engine.clone())),
+            Some(cert.config.clone()),
+            Limits::default(),
+        );
+        let running = RunningEndpoint::start(endpoint, "127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let base = format!("https://localhost:{}", running.addr().port());
+        let svc = EngineService {
+            engine,
+            me,
+            _running: running,
+            _dir: dir,
+        };
+        let key = svc.call("CreateKey", serde_json::json!({}))["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let uid = nix::unistd::geteuid().as_raw();
+        let ak = svc.call(
+            "CreateAccessKey",
+            serde_json::json!({"Principal": format!("uid:{uid}")}),
+        );
+        let ak = &ak["AccessKey"];
+        let env = [
+            ("AWS_ACCESS_KEY_ID", ak["AccessKeyId"].as_str().unwrap()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                ak["SecretAccessKey"].as_str().unwrap(),
+            ),
+            ("AWS_REGION", kms_engine::service::http::sigv4::arn_region()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CA_BUNDLE", cert.cert_path.to_str().unwrap()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        Setup::with(svc, base, key, env)
+    }
+}
+
+#[test]
+fn a_volume_on_this_projects_endpoint_follows_key_state_and_path_policies() {
+    let s = Setup::on_engine();
+    s.init(&["--plaintext-names"]);
+    let conf = std::fs::read_to_string(s.cipher.join("kmsfs.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("\"kms\": \"{}/arn:", s.base)),
+        "{conf}"
+    );
+    assert!(conf.contains(&format!(":key/{}\"", s.key)), "{conf}");
+    let guard = s.mount();
+    std::fs::create_dir_all(s.file("secret")).unwrap();
+    std::fs::create_dir_all(s.file("public")).unwrap();
+    std::fs::write(s.file("secret/s"), "classified\n").unwrap();
+    std::fs::write(s.file("public/p"), "open\n").unwrap();
+    std::fs::write(s.file("a"), "alpha\n").unwrap();
+    std::fs::rename(s.file("a"), s.file("a2")).unwrap();
+    std::fs::rename(s.file("public"), s.file("pub2")).unwrap();
+    assert_eq!(std::fs::read_to_string(s.file("pub2/p")).unwrap(), "open\n");
+
+    // A disabled key stops new opens (reauth 0), and enabling it again
+    // lets them through.
+    s.svc
+        .call("DisableKey", serde_json::json!({"KeyId": s.key}));
+    let r = cat(&s.file("pub2/p"));
+    assert!(stderr(&r).contains("Permission denied"), "{}", stderr(&r));
+    s.svc.call("EnableKey", serde_json::json!({"KeyId": s.key}));
+    assert_eq!(std::fs::read_to_string(s.file("pub2/p")).unwrap(), "open\n");
+
+    // A key policy that denies Decrypt under /secret/ refuses that path
+    // only: the encryption context carries the path.
+    let uid = nix::unistd::geteuid().as_raw();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": format!("uid:{uid}")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "NoSecrets", "Effect": "Deny", "Principal": {"AWS": "*"},
+         "Action": "kms:Decrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:kmsfs:path": "/secret/*"}}}
+    ]});
+    s.svc.call(
+        "PutKeyPolicy",
+        serde_json::json!({"KeyId": s.key, "PolicyName": "default", "Policy": policy.to_string()}),
+    );
+    let r = cat(&s.file("secret/s"));
+    assert!(stderr(&r).contains("Permission denied"), "{}", stderr(&r));
+    assert_eq!(std::fs::read_to_string(s.file("pub2/p")).unwrap(), "open\n");
+    assert_eq!(std::fs::read_to_string(s.file("a2")).unwrap(), "alpha\n");
+    s.unmount(guard);
+
+    // A ciphertext moved to another path fails there; files read back
+    // after a remount.
+    std::fs::copy(s.cipher.join("a2"), s.cipher.join("pub2/p")).unwrap();
+    let _guard = s.mount();
+    let r = cat(&s.file("pub2/p"));
+    assert!(!r.status.success(), "a moved ciphertext was read");
+    assert_eq!(std::fs::read_to_string(s.file("a2")).unwrap(), "alpha\n");
+    let stats = s.service_stats_when(|v| v["requests"].as_u64().is_some_and(|n| n >= 2));
+    assert_eq!(stats["throttles"], 0, "{stats}");
+    drop(_guard);
+
+    // Without the CA bundle the self-signed certificate is not trusted.
+    let mut untrusting = s;
+    untrusting.aws_env.retain(|(k, _)| k != "AWS_CA_BUNDLE");
+    let (c, m) = (
+        untrusting.cipher.to_str().unwrap(),
+        untrusting.mnt.to_str().unwrap(),
+    );
+    let out = untrusting.kmsfs(&["mount", c, m], None);
+    assert!(
+        !out.status.success(),
+        "mounted without trusting the endpoint"
+    );
+    assert!(
+        stderr(&out).contains("invalid peer certificate"),
+        "{}",
+        stderr(&out)
+    );
 }
