@@ -25,7 +25,9 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// The engine: unix:///path/to/engine.sock for an engine daemon
-    /// (`kmsfs engine serve`); unset: the embedded store (--engine)
+    /// (`kmsfs engine serve`), aws://[REGION/]KEY or https://ENDPOINT/KEY
+    /// for a volume's data keys on AWS KMS or a compatible service; unset:
+    /// the embedded store (--engine)
     #[arg(long, global = true, env = "KMSFS_KMS", value_name = "URL",
           value_parser = KmsUrl::parse)]
     pub kms: Option<KmsUrl>,

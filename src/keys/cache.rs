@@ -17,6 +17,12 @@
 //! affected. Because the blob hash is part of the key, a rewrapped header (after
 //! a rename or a rewrap) never hits a stale entry.
 //!
+//! An entry may also be limited to a number of uses (`max_uses`, as the AWS
+//! Encryption SDK's cache limits messages per data key): the hit that uses
+//! it up drops it, and the next open asks the engine again. Together with
+//! the interval (the cache's max age) this bounds how much one answer of the
+//! service is reused, which is what `kmsfs status` shows.
+//!
 //! Keys are [`DataKeyBytes`] (`Zeroizing`), so an entry is wiped when it is
 //! evicted, expires, or the cache is dropped.
 
@@ -39,7 +45,10 @@ pub const DEFAULT_REAUTH_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 pub struct CacheConfig {
     pub capacity: NonZeroUsize,
+    /// The max age of an entry.
     pub reauth_interval: Duration,
+    /// Hits an entry serves before it is dropped; `None`: no limit.
+    pub max_uses: Option<u64>,
 }
 
 impl Default for CacheConfig {
@@ -47,6 +56,7 @@ impl Default for CacheConfig {
         CacheConfig {
             capacity: NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             reauth_interval: DEFAULT_REAUTH_INTERVAL,
+            max_uses: None,
         }
     }
 }
@@ -57,11 +67,19 @@ pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub entries: u64,
+    /// The limits in force: max age of an entry in seconds, and the hits
+    /// one entry serves (absent: no limit).
+    #[serde(default)]
+    pub max_age_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u64>,
 }
 
 struct Entry {
     key: DataKeyBytes,
     fetched: Instant,
+    /// Hits served so far.
+    uses: u64,
 }
 
 type CacheKey = [u8; 32];
@@ -153,6 +171,8 @@ impl<S: KeyService> CachingKeyService<S> {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries,
+            max_age_secs: self.config.reauth_interval.as_secs(),
+            max_uses: self.config.max_uses,
         }
     }
 
@@ -165,14 +185,22 @@ impl<S: KeyService> CachingKeyService<S> {
 
     fn lookup(&self, key: &CacheKey) -> Option<DataKeyBytes> {
         let mut cache = self.entries.lock().ok()?;
-        let fresh = match cache.get(key) {
-            Some(e) => {
-                (self.now)().saturating_duration_since(e.fetched) < self.config.reauth_interval
+        let now = (self.now)();
+        let interval = self.config.reauth_interval;
+        let fresh = match cache.get_mut(key) {
+            Some(e) if now.saturating_duration_since(e.fetched) < interval => {
+                e.uses += 1;
+                Some((DataKeyBytes::new(*e.key), e.uses))
             }
+            Some(_) => None,
             None => return None,
         };
-        if fresh {
-            cache.get(key).map(|e| DataKeyBytes::new(*e.key))
+        if let Some((dek, uses)) = fresh {
+            if self.config.max_uses.is_some_and(|max| uses >= max) {
+                // Used up: this hit is its last.
+                cache.pop(key);
+            }
+            Some(dek)
         } else {
             // Expired: drop (and so zeroize) now; the caller re-authorizes.
             cache.pop(key);
@@ -191,6 +219,7 @@ impl<S: KeyService> CachingKeyService<S> {
                 Entry {
                     key: DataKeyBytes::new(**dek),
                     fetched: (self.now)(),
+                    uses: 0,
                 },
             );
         }
@@ -308,8 +337,30 @@ mod tests {
             CacheConfig {
                 capacity: NonZeroUsize::new(capacity).unwrap(),
                 reauth_interval: interval,
+                max_uses: None,
             },
         )
+    }
+
+    #[test]
+    fn an_entry_serves_max_uses_hits_then_the_engine_is_asked_again() {
+        let c = CachingKeyService::new(
+            Counting::default(),
+            CacheConfig {
+                capacity: NonZeroUsize::new(16).unwrap(),
+                reauth_interval: Duration::from_secs(3600),
+                max_uses: Some(2),
+            },
+        );
+        let ctx = context_from([("kmsfs:path", "/a")]);
+        for _ in 0..7 {
+            assert_eq!(*c.decrypt_data_key(&alice(), &[5], &ctx).unwrap(), [5; 32]);
+        }
+        // Asked, 2 hits; asked, 2 hits; asked, 1 hit.
+        assert_eq!(c.inner().decrypts.load(Ordering::SeqCst), 3);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses), (4, 3));
+        assert_eq!((s.max_age_secs, s.max_uses), (3600, Some(2)));
     }
 
     #[test]
@@ -371,6 +422,7 @@ mod tests {
             CacheConfig {
                 capacity: NonZeroUsize::new(16).unwrap(),
                 reauth_interval: interval,
+                max_uses: None,
             },
             test_now,
         );

@@ -44,6 +44,10 @@ pub struct MountArgs {
     /// Seconds after which a cached data key is re-authorized with the engine
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub reauth_secs: u64,
+    /// Opens one cached data key serves before the engine is asked again
+    /// (the cache's max uses; unset: no limit, the age alone decides)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_max_uses: Option<u64>,
     /// Audit records reach the disk (fdatasync) before the call they audit
     /// returns (0, the default), or at least every MS milliseconds and every
     /// 256 records: faster, but a power failure can lose the records of the
@@ -436,6 +440,7 @@ fn serve(
         read_only: args.read_only,
         cache: kmsfs::keys::cache::CacheConfig {
             reauth_interval: Duration::from_secs(args.reauth_secs),
+            max_uses: args.cache_max_uses,
             ..Default::default()
         },
     };

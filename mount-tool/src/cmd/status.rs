@@ -72,6 +72,13 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                             "  key cache:   {} hits, {} misses, {} entries",
                             s.cache.hits, s.cache.misses, s.cache.entries
                         );
+                        println!(
+                            "  key limits:  max age {} s, max uses {}",
+                            s.cache.max_age_secs,
+                            s.cache
+                                .max_uses
+                                .map_or_else(|| "unlimited".to_string(), |n| n.to_string())
+                        );
                         if let Some(k) = &s.service {
                             println!(
                                 "  key service: {} requests, {} errors, {} retries, {} throttled",
