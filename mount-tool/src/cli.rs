@@ -45,8 +45,9 @@ pub struct EngineArgs {
     /// Use a 32-byte key file as the engine's root key instead of a passphrase
     #[arg(long, global = true, env = "KMSFS_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Output format
-    #[arg(long, global = true, value_enum, default_value_t = Output::Json)]
+    /// Output format: json (for scripts, the default), text (aws CLI text:
+    /// tab-separated), table (boxed tables for people)
+    #[arg(long, global = true, value_enum, env = "KMSFS_OUTPUT", default_value_t = Output::Json)]
     pub output: Output,
     /// Open an engine store older than the generation its audit trail
     /// anchors (after a deliberate restore from a backup): it is written
@@ -101,6 +102,9 @@ impl EngineArgs {
 pub enum Output {
     Json,
     Text,
+    /// For people: tables (`aws --output table`); commands without a
+    /// table of their own print their text form.
+    Table,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,4 +129,8 @@ pub enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Run the key engine as a daemon other processes use over a socket
     Engine(cmd::engine::EngineArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(cmd::docs::CompletionsArgs),
+    /// Write man pages for kmsfs and every subcommand into a directory
+    Man(cmd::docs::ManArgs),
 }

@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod engine_access;
 mod exit;
+mod table;
 mod transport;
 
 /// Keeps key material out of core dumps: the engine's master keys, data

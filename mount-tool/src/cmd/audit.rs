@@ -8,6 +8,7 @@ use crate::transport;
 use clap::{Args, Subcommand};
 use kms_engine::audit::AuditPathMode;
 use kms_engine::audit::query::{self, Filter, Follower, StoredRecord};
+use kms_engine::audit::record::RecordView;
 use kms_engine::audit::segment::PUBLIC_KEY_FILE;
 use kms_engine::audit::{Anchor, AuditError, PublicKey, VerifyOptions, verify_with};
 use kms_engine::service::Transport;
@@ -178,11 +179,19 @@ fn audit_err(e: AuditError) -> CliError {
 fn print_records(records: &[StoredRecord], output: Output) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for r in records {
-        let line = match output {
-            Output::Json => r.line.clone(),
-            Output::Text => r.to_text(),
-        };
+    let table;
+    let lines: Box<dyn Iterator<Item = String>> = match output {
+        Output::Json => Box::new(records.iter().map(|r| r.line.clone())),
+        Output::Text => Box::new(records.iter().map(StoredRecord::to_text)),
+        // Columns sized for this batch (each batch of `tail --follow`
+        // is a table of its own); nothing at all for no record.
+        Output::Table if records.is_empty() => Box::new(std::iter::empty()),
+        Output::Table => {
+            table = records_table(records);
+            Box::new(table.lines().map(str::to_string))
+        }
+    };
+    for line in lines {
         if let Err(e) = writeln!(out, "{line}") {
             // A closed pipe (`| head`) is not an error of ours.
             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -193,6 +202,43 @@ fn print_records(records: &[StoredRecord], output: Output) -> Result<(), CliErro
     }
     out.flush()
         .map_err(|e| CliError::io("writing to stdout", e))
+}
+
+/// Records as a table for people: time, sequence, event, caller, key,
+/// outcome and the `kmsfs:path` of the encryption context.
+fn records_table(records: &[StoredRecord]) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let rec = &r.record;
+            let s = |p: &[&str]| rec.str_at(p).unwrap_or("-").to_string();
+            let who = match rec.str_at(&["userIdentity", "invokedBy"]) {
+                Some(client) => format!("{} via {client}", s(&["userIdentity", "principal"])),
+                None => s(&["userIdentity", "principal"]),
+            };
+            vec![
+                s(&["eventTime"]),
+                rec.sequence().unwrap_or(0).to_string(),
+                s(&["eventName"]),
+                who,
+                s(&["requestParameters", "keyId"]),
+                rec.str_at(&["errorCode"]).unwrap_or("OK").to_string(),
+                s(&["requestParameters", "encryptionContext", "kmsfs:path"]),
+            ]
+        })
+        .collect();
+    crate::table::grid(
+        &[
+            "Time",
+            "Seq",
+            "Event",
+            "Principal",
+            "Key",
+            "Outcome",
+            "Path",
+        ],
+        &rows,
+    )
 }
 
 /// The other name of `uid:N` / `user:NAME` (records name a caller as
@@ -300,7 +346,7 @@ fn paths(engine: &EngineArgs, a: &PathsArgs) -> Result<(), CliError> {
             }
             println!("{v}");
         }
-        Output::Text => match previous {
+        Output::Text | Output::Table => match previous {
             Some(p) => println!("audit paths: {now} (was {p})"),
             None => println!("audit paths: {now}"),
         },
@@ -350,7 +396,7 @@ fn verify(engine: &EngineArgs, dir: &Path, a: &VerifyArgs) -> Result<(), CliErro
                 .map_err(|e| CliError::Usage(format!("cannot print report: {e}")))?;
             println!("{v}");
         }
-        Output::Text => {
+        Output::Text | Output::Table => {
             println!(
                 "{} records in {} segments, {} digests; sealed through {}, {} unsealed; key {}",
                 report.records,
@@ -387,7 +433,7 @@ fn export_public_key(engine: &EngineArgs) -> Result<(), CliError> {
         None => trail_key(engine, &audit_dir(engine)?)?,
     };
     match output {
-        Output::Text => print!("{}", key.to_pem()),
+        Output::Text | Output::Table => print!("{}", key.to_pem()),
         Output::Json => println!(
             "{}",
             serde_json::json!({

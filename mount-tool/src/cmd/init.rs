@@ -223,7 +223,7 @@ pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
                 "feature_flags": flags,
             })
         ),
-        Output::Text => {
+        Output::Text | Output::Table => {
             println!("created kmsfs volume {}", config.volume_id);
             println!("  cipherdir:  {}", cipherdir.display());
             println!("  master key: {}", config.master_key_id);

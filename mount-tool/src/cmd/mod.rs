@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub mod audit;
+pub mod docs;
 pub mod engine;
 pub mod fsck;
 pub mod init;
@@ -27,5 +28,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(args) => policy::run(&cli.engine, args),
         Command::Audit(args) => audit::run(&cli.engine, args),
         Command::Engine(args) => engine::run(&cli.engine, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }

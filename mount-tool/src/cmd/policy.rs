@@ -125,7 +125,7 @@ fn check(engine_args: &EngineArgs, a: &CheckArgs) -> Result<(), CliError> {
             }
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
-        Output::Text => format!(
+        Output::Text | Output::Table => format!(
             "principal {who} ({})\n{}{}",
             a.principal,
             unresolved_note(&who),

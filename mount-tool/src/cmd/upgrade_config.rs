@@ -51,7 +51,7 @@ pub fn run(
                 "feature_flags": c.features.flags(c.format_version),
             })
         ),
-        Output::Text => {
+        Output::Text | Output::Table => {
             if upgraded {
                 println!(
                     "upgraded kmsfs.conf of volume {} from format {from} to {} (authenticated)",

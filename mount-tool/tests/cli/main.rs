@@ -3,6 +3,7 @@
 //! Run one area with `cargo test -p mount-tool --test cli kms_cli::`.
 
 mod access_keys_cli;
+mod admin_cli;
 mod audit_cli;
 mod audit_e2e;
 mod audit_paths_cli;

@@ -62,7 +62,7 @@ pub fn run(
     let text = match (query, engine.output) {
         (Some(q), output) => render_query(&resp, output, q).map_err(CliError::Usage)?,
         (None, Output::Json) => pretty_json(&resp),
-        (None, Output::Text) => format!("{}\n", created.dir.display()),
+        (None, Output::Text | Output::Table) => format!("{}\n", created.dir.display()),
     };
     print(&text)
 }

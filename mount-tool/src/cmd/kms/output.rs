@@ -1,6 +1,7 @@
 //! Printing engine responses: pretty JSON with AWS field names (as `aws`
 //! prints it), or `--output text`, which follows `aws --output text`; and
-//! `--query`, a JMESPath expression applied first, as `aws --query`.
+//! `--query`, a JMESPath expression applied first, as `aws --query`; or
+//! `--output table` for people (`crate::table`).
 
 use crate::cli::Output;
 use serde::Serialize;
@@ -48,6 +49,7 @@ pub fn render(resp: &Value, output: Output, bare_fields: &[&str]) -> String {
             out
         }
         Output::Text => aws_text(resp),
+        Output::Table => crate::table::render(resp, ""),
     }
 }
 
@@ -60,6 +62,7 @@ pub fn render_query(resp: &Value, output: Output, query: &Query) -> Result<Strin
         Output::Json if found.as_object().is_some_and(|o| o.is_empty()) => String::new(),
         Output::Json => pretty_json(&found),
         Output::Text => aws_text(&found),
+        Output::Table => crate::table::render(&found, ""),
     })
 }
 

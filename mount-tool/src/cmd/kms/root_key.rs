@@ -89,7 +89,7 @@ pub fn run(
     let text = match (query, engine.output) {
         (Some(q), output) => render_query(&shown, output, q).map_err(CliError::Usage)?,
         (None, Output::Json) => pretty_json(&shown),
-        (None, Output::Text) => format!(
+        (None, Output::Text | Output::Table) => format!(
             "{}: the root key changed; it now opens with the new {}\n",
             dir.display(),
             resp.root_key_source.replace('-', " ")
