@@ -23,6 +23,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
+/// The directory in the cipher root where `fsck --repair` moves what it
+/// cannot repair (never listed by a mount, never checked by fsck).
+pub const QUARANTINE_DIR_NAME: &str = "kmsfs.quarantine";
+
 /// How many failing block indices a problem line lists before "...".
 const MAX_LISTED_BLOCKS: usize = 8;
 
@@ -37,6 +41,42 @@ pub struct Problem {
     pub backing: String,
     /// What is wrong.
     pub what: String,
+    /// The kind of damage, which decides what `--repair` does with it.
+    pub kind: Kind,
+    /// The backing path itself (for `--repair`).
+    #[serde(skip)]
+    pub backing_path: std::path::PathBuf,
+    /// For [`Kind::Xattr`]: the attribute's name in the backing store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xattr: Option<String>,
+}
+
+/// Kinds of problems, by what `kmsfs fsck --repair` can do about them
+/// (see `crate::repair`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A pending rename journal: finished (or rolled back) by recovery.
+    Journal,
+    /// A missing or damaged `kmsfs.diriv`.
+    DirIv,
+    /// A long name whose side file is missing or unreadable.
+    LongNameSide,
+    /// A name (or long name) that does not decrypt.
+    Name,
+    /// A stray file: a leftover temporary file, an unknown `kmsfs.*` name,
+    /// a side file without its entry.
+    Stray,
+    /// A symlink whose target does not decrypt.
+    Symlink,
+    /// A regular file whose size, header, data key or blocks are damaged.
+    Content,
+    /// A stored attribute that does not decrypt or authenticate.
+    Xattr,
+    /// The key service refused or failed to unwrap a data key: not damage.
+    KeyAccess,
+    /// An I/O error reading the backing directory: not damage as such.
+    Io,
 }
 
 /// The result of a check.
@@ -59,13 +99,14 @@ pub struct Report {
     pub problems: Vec<Problem>,
 }
 
-struct Checker<'a> {
+struct Checker<'a, 'p> {
     vol: &'a Volume,
     keys: &'a dyn KeyService,
     caller: &'a Principal,
     layout: BlockLayout,
     xattrs: XattrCipher,
     report: Report,
+    progress: Option<&'p mut dyn FnMut(&Report)>,
 }
 
 /// Checks the (unmounted) volume `vol`, unwrapping data keys as `caller`.
@@ -74,6 +115,16 @@ pub fn check(
     vol: &Volume,
     keys: &dyn KeyService,
     caller: &Principal,
+) -> Result<Report, std::io::Error> {
+    check_with_progress(vol, keys, caller, None)
+}
+
+/// [`check`], calling `progress` with the report so far after each file.
+pub fn check_with_progress(
+    vol: &Volume,
+    keys: &dyn KeyService,
+    caller: &Principal,
+    progress: Option<&mut dyn FnMut(&Report)>,
 ) -> Result<Report, std::io::Error> {
     let layout = BlockLayout::new(vol.block_size()).map_err(std::io::Error::other)?;
     let xattrs =
@@ -85,10 +136,12 @@ pub fn check(
         layout,
         xattrs,
         report: Report::default(),
+        progress,
     };
     if fs::symlink_metadata(vol.root.join(JOURNAL_FILE_NAME)).is_ok() {
         c.report.journal_pending = true;
         c.problem(
+            Kind::Journal,
             "/".into(),
             &vol.root.join(JOURNAL_FILE_NAME),
             "an interrupted rename is pending (kmsfs.journal): mount the volume once to \
@@ -108,18 +161,20 @@ pub fn check(
     Ok(c.report)
 }
 
-impl Checker<'_> {
+impl Checker<'_, '_> {
     fn rel(&self, backing: &Path) -> String {
         let r = backing.strip_prefix(&self.vol.root).unwrap_or(backing);
         format!("cipherdir:/{}", r.display())
     }
 
-    fn problem(&mut self, path: String, backing: &Path, what: impl Into<String>) {
-        let backing = self.rel(backing);
+    fn problem(&mut self, kind: Kind, path: String, backing: &Path, what: impl Into<String>) {
         self.report.problems.push(Problem {
             path,
-            backing,
+            backing: self.rel(backing),
             what: what.into(),
+            kind,
+            backing_path: backing.to_path_buf(),
+            xattr: None,
         });
     }
 
@@ -146,6 +201,7 @@ impl Checker<'_> {
                         format!("directory IV file kmsfs.diriv is damaged ({e})")
                     };
                     self.problem(
+                        Kind::DirIv,
                         shown.clone(),
                         dir,
                         format!("{what}: no name in this directory can be decrypted"),
@@ -160,7 +216,12 @@ impl Checker<'_> {
         let mut entries: Vec<_> = match fs::read_dir(dir) {
             Ok(rd) => rd.filter_map(Result::ok).map(|e| e.file_name()).collect(),
             Err(e) => {
-                self.problem(shown, dir, format!("cannot list the directory: {e}"));
+                self.problem(
+                    Kind::Io,
+                    shown,
+                    dir,
+                    format!("cannot list the directory: {e}"),
+                );
                 return Ok(());
             }
         };
@@ -175,15 +236,18 @@ impl Checker<'_> {
                         || crate::names::is_long_link_name(raw)
                         || (is_root
                             && (raw == CONFIG_FILE_NAME.as_bytes()
-                                || raw == JOURNAL_FILE_NAME.as_bytes()));
+                                || raw == JOURNAL_FILE_NAME.as_bytes()
+                                || raw == QUARANTINE_DIR_NAME.as_bytes()));
                     if kms_engine::safe_fs::is_temp_name(raw) {
                         self.problem(
+                            Kind::Stray,
                             self.rel(&backing),
                             &backing,
                             "leftover temporary file of an interrupted write (safe to remove)",
                         );
                     } else if !known {
                         self.problem(
+                            Kind::Stray,
                             self.rel(&backing),
                             &backing,
                             "stray file: not a kmsfs file (unknown kmsfs.* name)",
@@ -195,6 +259,7 @@ impl Checker<'_> {
                     let entry = &raw[..raw.len() - LONG_NAME_SUFFIX.len()];
                     if fs::symlink_metadata(dir.join(OsStr::from_bytes(entry))).is_err() {
                         self.problem(
+                            Kind::Stray,
                             self.rel(&backing),
                             &backing,
                             "stray long-name side file: its entry is missing",
@@ -208,6 +273,7 @@ impl Checker<'_> {
                         (None, _) => None,
                         (Some(_), Err(e)) => {
                             self.problem(
+                                Kind::LongNameSide,
                                 self.rel(&backing),
                                 &backing,
                                 format!("long name without a readable side file ({e})"),
@@ -218,6 +284,7 @@ impl Checker<'_> {
                             Ok(n) => plain.map(|p| p.child(OsStr::from_bytes(&n))),
                             Err(e) => {
                                 self.problem(
+                                    Kind::Name,
                                     self.rel(&backing),
                                     &backing,
                                     format!("long name does not decrypt: {e}"),
@@ -233,6 +300,7 @@ impl Checker<'_> {
                         Ok(n) => plain.map(|p| p.child(OsStr::from_bytes(&n))),
                         Err(e) => {
                             self.problem(
+                                Kind::Name,
                                 self.rel(&backing),
                                 &backing,
                                 format!(
@@ -261,7 +329,7 @@ impl Checker<'_> {
         let ft = match fs::symlink_metadata(backing) {
             Ok(m) => m.file_type(),
             Err(e) => {
-                self.problem(shown, backing, format!("cannot stat: {e}"));
+                self.problem(Kind::Io, shown, backing, format!("cannot stat: {e}"));
                 return Ok(());
             }
         };
@@ -279,6 +347,7 @@ impl Checker<'_> {
                     Ok(t) => {
                         if let Err(e) = self.vol.names.decrypt_symlink(&iv, &t) {
                             self.problem(
+                                Kind::Symlink,
                                 shown,
                                 backing,
                                 format!("symlink target does not decrypt: {e}"),
@@ -286,6 +355,7 @@ impl Checker<'_> {
                         }
                     }
                     Err(e) => self.problem(
+                        Kind::Symlink,
                         shown,
                         backing,
                         format!("cannot read the link or its long-link target file: {e}"),
@@ -302,6 +372,9 @@ impl Checker<'_> {
             if plain.is_some() {
                 self.file(backing, plain, &shown);
             }
+            if let Some(p) = self.progress.as_mut() {
+                p(&self.report);
+            }
             return Ok(());
         }
         self.report.other += 1;
@@ -314,11 +387,20 @@ impl Checker<'_> {
         match self.xattrs.check_all(backing, &obj) {
             Ok((n, bad)) => {
                 self.report.xattrs += n as u64;
-                for (name, what) in bad {
-                    self.problem(shown.to_string(), backing, format!("xattr {name}: {what}"));
+                for crate::fuse::xattr::BadXattr { stored, name, what } in bad {
+                    self.problem(
+                        Kind::Xattr,
+                        shown.to_string(),
+                        backing,
+                        format!("xattr {name}: {what}"),
+                    );
+                    if let Some(p) = self.report.problems.last_mut() {
+                        p.xattr = Some(stored);
+                    }
                 }
             }
             Err(e) => self.problem(
+                Kind::Io,
                 shown.to_string(),
                 backing,
                 format!("cannot list the attributes: {e}"),
@@ -335,14 +417,14 @@ impl Checker<'_> {
         {
             Ok(f) => f,
             Err(e) => {
-                self.problem(shown.into(), backing, format!("cannot open: {e}"));
+                self.problem(Kind::Io, shown.into(), backing, format!("cannot open: {e}"));
                 return;
             }
         };
         let cipher_size = match f.metadata() {
             Ok(m) => m.len(),
             Err(e) => {
-                self.problem(shown.into(), backing, format!("cannot stat: {e}"));
+                self.problem(Kind::Io, shown.into(), backing, format!("cannot stat: {e}"));
                 return;
             }
         };
@@ -357,6 +439,7 @@ impl Checker<'_> {
             Err(ContentError::TruncatedBlock { block, .. }) => {
                 cut_mid_block = true;
                 self.problem(
+                    Kind::Content,
                     shown.into(),
                     backing,
                     format!(
@@ -367,13 +450,14 @@ impl Checker<'_> {
                 block * u64::from(self.layout.block_size())
             }
             Err(e) => {
-                self.problem(shown.into(), backing, e.to_string());
+                self.problem(Kind::Content, shown.into(), backing, e.to_string());
                 return;
             }
         };
         let mut hdr = [0u8; HEADER_LEN];
         if let Err(e) = f.read_exact_at(&mut hdr, 0) {
             self.problem(
+                Kind::Io,
                 shown.into(),
                 backing,
                 format!("cannot read the header: {e}"),
@@ -383,7 +467,12 @@ impl Checker<'_> {
         let header = match FileHeader::decode(&hdr) {
             Ok(h) => h,
             Err(e) => {
-                self.problem(shown.into(), backing, format!("bad file header: {e}"));
+                self.problem(
+                    Kind::Content,
+                    shown.into(),
+                    backing,
+                    format!("bad file header: {e}"),
+                );
                 return;
             }
         };
@@ -397,7 +486,7 @@ impl Checker<'_> {
                     .to_string(),
                 other => other.to_string(),
             };
-            self.problem(shown.into(), backing, what);
+            self.problem(Kind::Content, shown.into(), backing, what);
             return;
         }
         self.object_xattrs(shown, backing, Some(XattrObject::File(header.file_id.0)));
@@ -408,6 +497,11 @@ impl Checker<'_> {
         }) {
             Ok(k) => k,
             Err(e) => {
+                let kind = match e {
+                    kms_engine::KmsError::InvalidCiphertext(_) => Kind::Content,
+                    // Refused or unreachable: not damage; repair leaves it.
+                    _ => Kind::KeyAccess,
+                };
                 let what = match e {
                     kms_engine::KmsError::InvalidCiphertext(_) => format!(
                         "data key does not unwrap under this path ({} ({})): the file was \
@@ -422,21 +516,21 @@ impl Checker<'_> {
                         e.exception_name()
                     ),
                 };
-                self.problem(shown.into(), backing, what);
+                self.problem(kind, shown.into(), backing, what);
                 return;
             }
         };
         let cipher = match ContentCipher::new(&dek, header.file_id, self.layout.block_size()) {
             Ok(c) => c,
             Err(e) => {
-                self.problem(shown.into(), backing, e.to_string());
+                self.problem(Kind::Content, shown.into(), backing, e.to_string());
                 return;
             }
         };
         let scan = match self.scan_blocks(&f, &cipher, header.version, plain_size) {
             Ok(scan) => scan,
             Err(e) => {
-                self.problem(shown.into(), backing, format!("read error: {e}"));
+                self.problem(Kind::Io, shown.into(), backing, format!("read error: {e}"));
                 return;
             }
         };
@@ -447,6 +541,7 @@ impl Checker<'_> {
     fn report_scan(&mut self, shown: &str, backing: &Path, scan: &BlockScan, check_end: bool) {
         if !scan.bad.is_empty() {
             self.problem(
+                Kind::Content,
                 shown.into(),
                 backing,
                 format!(
@@ -459,6 +554,7 @@ impl Checker<'_> {
         }
         if scan.end_unmarked && check_end {
             self.problem(
+                Kind::Content,
                 shown.into(),
                 backing,
                 format!(
@@ -471,6 +567,7 @@ impl Checker<'_> {
         match scan.end {
             Some(true) => self.report.sparse_files += 1,
             Some(false) if !scan.holes.is_empty() => self.problem(
+                Kind::Content,
                 shown.into(),
                 backing,
                 format!(

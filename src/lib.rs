@@ -14,4 +14,5 @@ pub mod fsck;
 pub mod fuse;
 pub mod keys;
 pub mod names;
+pub mod repair;
 pub mod volume;

@@ -54,6 +54,10 @@ pub struct EngineArgs {
     /// again past that generation and the acceptance is audited
     #[arg(long, global = true)]
     pub accept_store_rollback: bool,
+    /// Whether `--output` (or KMSFS_OUTPUT) was given rather than defaulted:
+    /// commands whose own default is not JSON (`fsck`) follow it only then.
+    #[arg(skip)]
+    pub output_explicit: bool,
 }
 
 impl Cli {
@@ -67,8 +71,28 @@ impl Cli {
         if let Err(e) = cli.engine.pick_root_source(&matches) {
             e.exit()
         }
+        cli.engine.output_explicit = matches!(
+            output_source(&matches),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
         cli
     }
+}
+
+/// Where `--output` came from; it is global, so the subcommand that was
+/// given holds it when it was written after the subcommand.
+fn output_source(matches: &ArgMatches) -> Option<ValueSource> {
+    let mut m = matches;
+    let mut source = m.value_source("output");
+    while let Some((_, sub)) = m.subcommand() {
+        if let Some(s) = sub.value_source("output")
+            && s != ValueSource::DefaultValue
+        {
+            source = Some(s);
+        }
+        m = sub;
+    }
+    source
 }
 
 impl EngineArgs {

@@ -237,18 +237,29 @@ impl XattrCipher {
     }
 }
 
+/// An attribute that fails [`XattrCipher::check_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadXattr {
+    /// Its name in the backing store.
+    pub stored: String,
+    /// Its plaintext name when that decrypts, else the backing name.
+    pub name: String,
+    /// What is wrong.
+    pub what: String,
+}
+
 impl XattrCipher {
     /// Checks every kmsfs user attribute of the backing file or directory
     /// `backing`, which stands for `obj` (for `kmsfs fsck`): every backing
     /// `user.kmsfs.*` name must decrypt and every value open under its name
     /// and object. Returns how many attributes were checked and, for each
-    /// that fails, its name (plaintext when it decrypts, else the backing
-    /// name) and what is wrong. Other attributes (not kmsfs's) are ignored.
+    /// that fails, its backing name, its name (plaintext when it decrypts,
+    /// else the backing name) and what is wrong. Other attributes (not kmsfs's) are ignored.
     pub fn check_all(
         &self,
         backing: &Path,
         obj: &XattrObject,
-    ) -> std::io::Result<(usize, Vec<(String, String)>)> {
+    ) -> std::io::Result<(usize, Vec<BadXattr>)> {
         let to_io = |e: FsError| match e {
             FsError::Io(io) => io,
             e => std::io::Error::other(e.to_string()),
@@ -263,7 +274,11 @@ impl XattrCipher {
             checked += 1;
             let bname = String::from_utf8_lossy(raw).into_owned();
             let Some(plain) = self.plain_name(raw) else {
-                bad.push((bname, "attribute name does not decrypt".to_string()));
+                bad.push(BadXattr {
+                    stored: bname.clone(),
+                    name: bname,
+                    what: "attribute name does not decrypt".to_string(),
+                });
                 continue;
             };
             let plain = String::from_utf8_lossy(&plain).into_owned();
@@ -275,7 +290,11 @@ impl XattrCipher {
                 },
                 Err(e) => format!("cannot read the attribute: {e}"),
             };
-            bad.push((plain, what));
+            bad.push(BadXattr {
+                stored: bname,
+                name: plain,
+                what,
+            });
         }
         Ok((checked, bad))
     }

@@ -14,13 +14,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Backing size of a file of `n` plaintext bytes with 4096-byte blocks.
-fn cipher_size(n: u64) -> u64 {
+pub(crate) fn cipher_size(n: u64) -> u64 {
     let rem = n % 4096;
     128 + (n / 4096) * 4124 + if rem > 0 { rem + 28 } else { 0 }
 }
 
 /// The one backing regular file below `root` of `size` bytes.
-fn find_by_size(root: &Path, size: u64) -> PathBuf {
+pub(crate) fn find_by_size(root: &Path, size: u64) -> PathBuf {
     let mut found = Vec::new();
     walk(root, &mut |p, m| {
         if m.is_file() && m.len() == size {
@@ -31,7 +31,7 @@ fn find_by_size(root: &Path, size: u64) -> PathBuf {
     found.pop().unwrap()
 }
 
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
+pub(crate) fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -46,7 +46,7 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
     }
 }
 
-fn lxattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn lxattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut names = vec![0u8; 65536];
     let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap();
     names.truncate(n);
@@ -63,7 +63,7 @@ fn lxattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// A hash of the whole tree: every path, its type and mode, the contents of
 /// files, the targets of symlinks and every xattr.
-fn tree_hash(root: &Path) -> [u8; 32] {
+pub(crate) fn tree_hash(root: &Path) -> [u8; 32] {
     use std::os::unix::fs::PermissionsExt;
     let mut all = Vec::new();
     walk(root, &mut |p, m| {
@@ -84,11 +84,11 @@ fn tree_hash(root: &Path) -> [u8; 32] {
     kmsfs::crypto::sha256(&all)
 }
 
-fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+pub(crate) fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     rustix::fs::setxattr(p, name, value, rustix::fs::XattrFlags::empty()).unwrap();
 }
 
-fn fsck_json(env: &Env) -> (Option<i32>, Value, String) {
+pub(crate) fn fsck_json(env: &Env) -> (Option<i32>, Value, String) {
     let out = env.run(&["fsck", Env::s(&env.cipher), "--json"]);
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (
@@ -99,7 +99,7 @@ fn fsck_json(env: &Env) -> (Option<i32>, Value, String) {
 }
 
 /// The problems of a report as (path, what) pairs.
-fn problems(report: &Value) -> Vec<(String, String)> {
+pub(crate) fn problems(report: &Value) -> Vec<(String, String)> {
     report["problems"]
         .as_array()
         .unwrap()
@@ -114,7 +114,7 @@ fn problems(report: &Value) -> Vec<(String, String)> {
 }
 
 /// Asserts that exactly one problem is about `path` and it contains `what`.
-fn assert_problem(all: &[(String, String)], path: &str, what: &str) {
+pub(crate) fn assert_problem(all: &[(String, String)], path: &str, what: &str) {
     let hits: Vec<_> = all.iter().filter(|(p, _)| p == path).collect();
     assert_eq!(hits.len(), 1, "problems for {path}: {all:#?}");
     assert!(

@@ -20,5 +20,6 @@ mod fsck_cli;
 mod kms_cli;
 mod mount_cli;
 mod query_cli;
+mod repair_cli;
 mod root_key_cli;
 mod store_rollback_cli;
