@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod engine_access;
 mod exit;
+mod mount_helper;
 mod table;
 mod transport;
 
@@ -25,6 +26,10 @@ fn keep_secrets_out_of_core_dumps() {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     keep_secrets_out_of_core_dumps();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.first().is_some_and(|a0| mount_helper::is_helper(a0)) {
+        std::process::exit(mount_helper::run(&argv[1..]));
+    }
     let cli = cli::Cli::parse_args();
     let code = match cmd::run(cli) {
         Ok(()) => exit::SUCCESS,
