@@ -96,11 +96,18 @@ pub struct Report {
     pub sparse_files: u64,
     /// A rename journal is pending (`kmsfs.journal`): mount once to finish it.
     pub journal_pending: bool,
+    /// Files by the key version their data key is wrapped under: the newest
+    /// version of the volume's key, older ones (`kmsfs rewrap` re-wraps
+    /// them), other keys. `None` when the key service's blobs do not name
+    /// versions (AWS KMS) or the newest version could not be learnt.
+    pub key_versions: Option<crate::rewrap::VersionCount>,
     pub problems: Vec<Problem>,
 }
 
 struct Checker<'a, 'p> {
     vol: &'a Volume,
+    /// The newest version of the volume's key, for `key_versions`.
+    newest: Option<crate::rewrap::KeyVersion>,
     keys: &'a dyn KeyService,
     caller: &'a Principal,
     layout: BlockLayout,
@@ -130,6 +137,7 @@ pub fn check_with_progress(
     let xattrs =
         XattrCipher::new(vol.names_key()).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut c = Checker {
+        newest: newest_version(vol, keys, caller),
         vol,
         keys,
         caller,
@@ -148,6 +156,17 @@ pub fn check_with_progress(
              finish it; until then the files it names may be reported as not unwrapping",
         );
     }
+    if fs::symlink_metadata(vol.root.join(crate::rewrap::MIGRATE_STATE_NAME)).is_ok() {
+        c.problem(
+            Kind::KeyAccess,
+            "/".into(),
+            &vol.root.join(crate::rewrap::MIGRATE_STATE_NAME),
+            "a migration to another key service is pending (kmsfs.migrate): run kmsfs \
+             migrate again to finish it; until then files already moved are reported as not \
+             unwrapping",
+        );
+    }
+    c.report.key_versions = c.newest.as_ref().map(|_| Default::default());
     c.dir(&vol.root.clone(), Some(&PlainPath::root()))?;
     // Plaintext paths first, in order, then backing paths (a stable sort
     // keeps the journal line first among the root's).
@@ -159,6 +178,24 @@ pub fn check_with_progress(
             .then(a.path.cmp(&b.path))
     });
     Ok(c.report)
+}
+
+/// The newest version of the volume's key: the version the engine wraps
+/// under now (learnt by re-wrapping the names key, the result unused).
+fn newest_version(
+    vol: &Volume,
+    keys: &dyn KeyService,
+    caller: &Principal,
+) -> Option<crate::rewrap::KeyVersion> {
+    let w = keys
+        .reencrypt_data_key(
+            caller,
+            &vol.config.wrapped_names_key,
+            &vol.config.names_key_context(),
+            vol.bound_key_id(),
+        )
+        .ok()?;
+    crate::rewrap::blob_key_version(&w).filter(|kv| kv.key_id == vol.bound_key_id())
 }
 
 impl Checker<'_, '_> {
@@ -237,7 +274,8 @@ impl Checker<'_, '_> {
                         || (is_root
                             && (raw == CONFIG_FILE_NAME.as_bytes()
                                 || raw == JOURNAL_FILE_NAME.as_bytes()
-                                || raw == QUARANTINE_DIR_NAME.as_bytes()));
+                                || raw == QUARANTINE_DIR_NAME.as_bytes()
+                                || crate::rewrap::is_job_file(raw)));
                     if kms_engine::safe_fs::is_temp_name(raw) {
                         self.problem(
                             Kind::Stray,
@@ -478,6 +516,12 @@ impl Checker<'_, '_> {
         };
         if header.version == HEADER_FORMAT_V1 {
             self.report.old_format_files += 1;
+        }
+        if let (Some(newest), Some(count)) = (&self.newest, &mut self.report.key_versions) {
+            count.add(
+                crate::rewrap::blob_key_version(&header.wrapped_dek).as_ref(),
+                newest,
+            );
         }
         if !cut_mid_block && let Err(e) = self.layout.check_size(header.version, cipher_size) {
             let what = match e {

@@ -15,4 +15,5 @@ pub mod fuse;
 pub mod keys;
 pub mod names;
 pub mod repair;
+pub mod rewrap;
 pub mod volume;

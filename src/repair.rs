@@ -92,6 +92,19 @@ pub fn repair(
         actions: Vec::new(),
         moved: BTreeSet::new(),
     };
+    for job in [
+        crate::rewrap::journal::REWRAP_JOURNAL_NAME,
+        crate::rewrap::MIGRATE_STATE_NAME,
+    ] {
+        if fs::symlink_metadata(vol.root.join(job)).is_ok() {
+            // Headers a rewrap or migration left torn (or moved to the new
+            // service) are finished by running it again, not quarantined.
+            return Err(std::io::Error::other(format!(
+                "an interrupted kmsfs rewrap or migrate is pending ({job}): run it again to \
+                 finish it before repairing"
+            )));
+        }
+    }
     let mut problems_found = 0;
     if fs::symlink_metadata(vol.root.join(JOURNAL_FILE_NAME)).is_ok() {
         problems_found += 1;

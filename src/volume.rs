@@ -378,6 +378,119 @@ impl Volume {
         Ok(true)
     }
 
+    /// The id of the key the names key is wrapped under (authenticated by
+    /// the unwrap at open): every file's data key should be under it.
+    pub fn bound_key_id(&self) -> &str {
+        &self.bound_key_id
+    }
+
+    /// Re-wraps the names key under the newest version of the volume's key
+    /// (ReEncrypt, same context) and replaces `kmsfs.conf` atomically
+    /// (only `wrapped_names_key` changes): the first step of `kmsfs rewrap`.
+    pub fn rewrap_names_key(
+        &mut self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+    ) -> Result<(), VolumeError> {
+        let ctx = self.config.names_key_context();
+        let mut up = self.config.clone();
+        up.wrapped_names_key = keys.reencrypt_data_key(
+            caller,
+            &self.config.wrapped_names_key,
+            &ctx,
+            &self.bound_key_id,
+        )?;
+        self.replace_config(keys, caller, up)
+    }
+
+    /// Binds the volume to another master key, `master_key_id`, on the key
+    /// service `keys` (recorded as `kms`, `None` for the embedded engine):
+    /// the names key is encrypted under it with the context of the new
+    /// config (which the digest of a format-2 config binds), checked, and
+    /// `kmsfs.conf` replaced atomically. File data keys are not touched:
+    /// `kmsfs rewrap --to-key` and `kmsfs migrate` move them. Refused for a
+    /// format-1 config (run `kmsfs upgrade-config` first).
+    pub fn rebind(
+        &mut self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+        master_key_id: &str,
+        kms: Option<String>,
+    ) -> Result<(), VolumeError> {
+        if !self.config.is_authenticated() {
+            return Err(mismatch(
+                &self.root,
+                "a format-1 config cannot be moved to another key: run kmsfs upgrade-config \
+                 first",
+            ));
+        }
+        let mut up = self.config.clone();
+        up.master_key_id = master_key_id.to_string();
+        up.kms = kms;
+        up.wrapped_names_key = keys.encrypt_data_key(
+            caller,
+            master_key_id,
+            &self.names_key,
+            &up.names_key_context(),
+        )?;
+        self.replace_config(keys, caller, up)
+    }
+
+    /// The config `up` (same names key, wrapped anew), checked through
+    /// `keys` as an open would check it, written over `kmsfs.conf`.
+    pub fn install_config(
+        &mut self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+        up: VolumeConfig,
+    ) -> Result<(), VolumeError> {
+        self.replace_config(keys, caller, up)
+    }
+
+    fn replace_config(
+        &mut self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+        up: VolumeConfig,
+    ) -> Result<(), VolumeError> {
+        let bytes = self.checked_config(keys, caller, &up)?;
+        let path = self.root.join(CONFIG_FILE_NAME);
+        write_atomic(&path, &bytes, CONFIG_FILE_MODE).map_err(io_err(&path))?;
+        self.bound_key_id = keys.wrapping_key_id(&up.wrapped_names_key)?;
+        self.config = up;
+        Ok(())
+    }
+
+    /// Encodes `up` after checking that its names key unwraps through
+    /// `keys` to this volume's names key, under a key its
+    /// `master_key_id` names (when that is a key id or ARN).
+    pub fn checked_config(
+        &self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+        up: &VolumeConfig,
+    ) -> Result<Vec<u8>, VolumeError> {
+        let again =
+            keys.decrypt_data_key(caller, &up.wrapped_names_key, &up.names_key_context())?;
+        if *again != *self.names_key {
+            return Err(mismatch(
+                &self.root,
+                "the re-wrapped names key differs from the one it replaces",
+            ));
+        }
+        let bound = keys.wrapping_key_id(&up.wrapped_names_key)?;
+        if let Some(named) = named_key_id(&up.master_key_id)
+            && named != bound
+            && crate::keys::aws::key_id_of(&bound) != named
+        {
+            return Err(mismatch(
+                &self.root,
+                &format!("master_key_id names key {named}, but the names key is under {bound}"),
+            ));
+        }
+        Ok(up.encode()?)
+    }
+
     /// Checks that a data key generated under the config's master key came
     /// from the key the volume is bound to (the one that wrapped the names
     /// key): an alias re-pointed elsewhere, or a format-1 config whose

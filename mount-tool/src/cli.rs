@@ -157,4 +157,10 @@ pub enum Command {
     Completions(cmd::docs::CompletionsArgs),
     /// Write man pages for kmsfs and every subcommand into a directory
     Man(cmd::docs::ManArgs),
+    /// Re-wrap every file's data key under the newest version of the volume's key (or --to-key)
+    Rewrap(cmd::rewrap::RewrapArgs),
+    /// New data keys and re-encrypted content for every file (or --path PREFIX)
+    Rekey(cmd::rewrap::RekeyArgs),
+    /// Move a volume's data keys to another key service (--kms URL or --to-embedded)
+    Migrate(cmd::rewrap::MigrateArgs),
 }

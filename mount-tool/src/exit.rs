@@ -41,6 +41,9 @@ pub enum CliError {
     /// `kmsfs fsck` found problems in the volume (listed on standard output).
     #[error("fsck found {0} problem(s) in the volume")]
     FsckProblems(usize),
+    /// `kmsfs rewrap`/`migrate`/`rekey` skipped files (listed in its output).
+    #[error("{what} skipped {count} file(s) (listed in the output)")]
+    JobProblems { what: String, count: usize },
     /// The background mount process exited before the mount appeared: its
     /// exit code and its error line are passed on, so a wrong passphrase
     /// exits 3 whether the mount runs in the foreground or not.
@@ -137,6 +140,7 @@ impl CliError {
             | CliError::AuditTrail { .. }
             | CliError::StoreRolledBack(_)
             | CliError::FsckProblems(_)
+            | CliError::JobProblems { .. }
             | CliError::BadVolume(_) => IO,
             CliError::Mount(_) => MOUNT,
             CliError::Unreachable { .. } | CliError::StoreHeld(_) => IO,

@@ -507,6 +507,50 @@ impl KeyService for AwsKeys {
             })
     }
 
+    fn reencrypt_data_key(
+        &self,
+        _caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+        dest_key: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = "ReEncrypt";
+        let out = self.call(op, || {
+            self.client
+                .re_encrypt()
+                .ciphertext_blob(Blob::new(wrapped))
+                .source_key_id(&self.key_arn)
+                .set_source_encryption_context(Some(context_map(ctx)))
+                .destination_key_id(dest_key)
+                .set_destination_encryption_context(Some(context_map(ctx)))
+                .send()
+        })?;
+        let rewrapped = blob(op, "CiphertextBlob", out.ciphertext_blob)?.to_vec();
+        self.learn(&rewrapped, out.key_id);
+        Ok(rewrapped)
+    }
+
+    fn encrypt_data_key(
+        &self,
+        _caller: &Principal,
+        key_id: &str,
+        key: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = "Encrypt";
+        let out = self.call(op, || {
+            self.client
+                .encrypt()
+                .key_id(key_id)
+                .plaintext(Blob::new(key.as_slice()))
+                .set_encryption_context(Some(context_map(ctx)))
+                .send()
+        })?;
+        let wrapped = blob(op, "CiphertextBlob", out.ciphertext_blob)?.to_vec();
+        self.learn(&wrapped, out.key_id);
+        Ok(wrapped)
+    }
+
     fn service_stats(&self) -> Option<ServiceStats> {
         let c = &self.counters;
         Some(ServiceStats {

@@ -277,6 +277,27 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
     fn service_stats(&self) -> Option<crate::keys::ServiceStats> {
         self.inner.service_stats()
     }
+
+    fn reencrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+        dest_key: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        self.inner
+            .reencrypt_data_key(caller, wrapped, ctx, dest_key)
+    }
+
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        key: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        self.inner.encrypt_data_key(caller, key_id, key, ctx)
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 
 use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, to_key};
 use kms_engine::{
-    DecryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest, KmsError, Principal,
-    ReEncryptRequest,
+    DecryptRequest, EncryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest, KmsError,
+    Principal, ReEncryptRequest,
 };
 use std::sync::Arc;
 
@@ -72,6 +72,51 @@ impl KeyService for Arc<Engine> {
                 destination_encryption_context: new_ctx.clone(),
                 source_encryption_algorithm: None,
                 destination_encryption_algorithm: None,
+                grant_tokens: None,
+            },
+        )?;
+        Ok(resp.ciphertext_blob)
+    }
+
+    fn reencrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+        dest_key: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        let resp = Engine::re_encrypt(
+            self,
+            caller,
+            ReEncryptRequest {
+                ciphertext_blob: wrapped.to_vec(),
+                source_encryption_context: ctx.clone(),
+                source_key_id: None,
+                destination_key_id: dest_key.to_string(),
+                destination_encryption_context: ctx.clone(),
+                source_encryption_algorithm: None,
+                destination_encryption_algorithm: None,
+                grant_tokens: None,
+            },
+        )?;
+        Ok(resp.ciphertext_blob)
+    }
+
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        key: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        let resp = Engine::encrypt(
+            self,
+            caller,
+            EncryptRequest {
+                key_id: key_id.to_string(),
+                plaintext: kms_engine::SecretBytes::from(&key[..]),
+                encryption_context: ctx.clone(),
+                encryption_algorithm: None,
                 grant_tokens: None,
             },
         )?;

@@ -88,6 +88,35 @@ pub trait KeyService: Send + Sync {
     fn service_stats(&self) -> Option<ServiceStats> {
         None
     }
+
+    /// ReEncrypt `wrapped` (under `ctx`) to the newest version of
+    /// `dest_key`, under the same context: what `kmsfs rewrap` does to every
+    /// file. The data key itself does not change.
+    fn reencrypt_data_key(
+        &self,
+        _caller: &Principal,
+        _wrapped: &[u8],
+        _ctx: &EncryptionContext,
+        _dest_key: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        Err(KmsError::UnsupportedOperation(
+            "this key service cannot re-encrypt to another key".into(),
+        ))
+    }
+
+    /// Encrypt a data key under `key_id` with `ctx`: how `kmsfs migrate`
+    /// moves a data key unwrapped by another service to this one.
+    fn encrypt_data_key(
+        &self,
+        _caller: &Principal,
+        _key_id: &str,
+        _key: &DataKeyBytes,
+        _ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        Err(KmsError::UnsupportedOperation(
+            "this key service cannot encrypt a data key".into(),
+        ))
+    }
 }
 
 pub mod aws;
@@ -131,6 +160,26 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
 
     fn service_stats(&self) -> Option<ServiceStats> {
         (**self).service_stats()
+    }
+
+    fn reencrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+        dest_key: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        (**self).reencrypt_data_key(caller, wrapped, ctx, dest_key)
+    }
+
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        key: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        (**self).encrypt_data_key(caller, key_id, key, ctx)
     }
 }
 

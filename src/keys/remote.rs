@@ -136,6 +136,42 @@ impl KeyService for TransportKeys {
         let mut resp = self.call(op, request, caller)?;
         Ok(bytes_field(&mut resp, op, "CiphertextBlob")?.to_vec())
     }
+
+    fn reencrypt_data_key(
+        &self,
+        caller: &Principal,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+        dest_key: &str,
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = "ReEncrypt";
+        let request = json!({
+            "CiphertextBlob": B64.encode(wrapped),
+            "SourceEncryptionContext": ctx,
+            "DestinationKeyId": dest_key,
+            "DestinationEncryptionContext": ctx,
+        });
+        let mut resp = self.call(op, request, caller)?;
+        Ok(bytes_field(&mut resp, op, "CiphertextBlob")?.to_vec())
+    }
+
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        key: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = "Encrypt";
+        let plaintext = Zeroizing::new(B64.encode(key.as_slice()));
+        let request = json!({
+            "KeyId": key_id,
+            "Plaintext": plaintext.as_str(),
+            "EncryptionContext": ctx,
+        });
+        let mut resp = self.call(op, request, caller)?;
+        Ok(bytes_field(&mut resp, op, "CiphertextBlob")?.to_vec())
+    }
 }
 
 #[cfg(test)]

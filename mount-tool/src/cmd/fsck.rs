@@ -87,6 +87,16 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
             report.xattrs,
             report.problems.len()
         );
+        if let Some(k) = report
+            .key_versions
+            .as_ref()
+            .filter(|k| k.older_versions + k.other_keys > 0)
+        {
+            println!(
+                "{} files under an older version of the volume's key and {} under another                  key ({} under the newest): kmsfs rewrap re-wraps them",
+                k.older_versions, k.other_keys, k.newest
+            );
+        }
         if report.old_format_files > 0 {
             println!(
                 "{} files in content format 1 (no end mark: a file cut at a block boundary \

@@ -9,6 +9,7 @@ pub mod kms;
 pub mod kms_policy;
 pub mod mount;
 pub mod policy;
+pub mod rewrap;
 pub mod status;
 pub mod unmount;
 pub mod upgrade_config;
@@ -30,5 +31,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Engine(args) => engine::run(&cli.engine, args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
+        Command::Rewrap(args) => rewrap::run_rewrap(&cli.engine, args),
+        Command::Rekey(args) => rewrap::run_rekey(&cli.engine, args),
+        Command::Migrate(args) => rewrap::run_migrate(&cli.engine, args),
     }
 }

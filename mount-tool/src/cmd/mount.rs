@@ -435,6 +435,17 @@ fn serve(
 ) -> Result<(), CliError> {
     raise_open_file_limit();
     let caller = Principal::current_process();
+    if args
+        .cipherdir
+        .join(kmsfs::rewrap::MIGRATE_STATE_NAME)
+        .exists()
+    {
+        return Err(CliError::Usage(format!(
+            "a migration of {} to another key service is pending: finish it with kmsfs \
+             migrate first",
+            args.cipherdir.display()
+        )));
+    }
     let vol = Volume::open(&args.cipherdir, &ks, &caller).map_err(super::init::volume_error)?;
     let opts = FsOptions {
         read_only: args.read_only,

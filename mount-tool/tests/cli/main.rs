@@ -22,5 +22,6 @@ mod kms_cli;
 mod mount_cli;
 mod query_cli;
 mod repair_cli;
+mod rewrap_cli;
 mod root_key_cli;
 mod store_rollback_cli;
