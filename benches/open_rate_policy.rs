@@ -260,6 +260,7 @@ impl Setup {
                 reauth_interval: reauth,
                 ..CacheConfig::default()
             },
+            background_wrap: None,
         };
         let core = Core::new(vol, ks, opts).expect("core");
         let spec = kmsfs::fuse::mount::MountSpec {

@@ -504,6 +504,15 @@ impl Checker<'_, '_> {
         }
         let header = match FileHeader::decode(&hdr) {
             Ok(h) => h,
+            Err(e @ crate::format::header::HeaderError::KeyPending) => {
+                self.problem(
+                    Kind::Content,
+                    shown.into(),
+                    backing,
+                    format!("{e}; the file can only be deleted"),
+                );
+                return;
+            }
             Err(e) => {
                 self.problem(
                     Kind::Content,

@@ -56,8 +56,9 @@ pub enum CliError {
     EngineNotFound(PathBuf),
     #[error("{} is not empty: an engine store (or something else) is already there", .0.display())]
     EngineExists(PathBuf),
-    /// The engine daemon `--kms`/`KMSFS_KMS` names cannot be reached.
-    #[error("cannot reach the engine daemon at {url}: {reason}")]
+    /// The engine daemon or key service `--kms`/`KMSFS_KMS` (or the
+    /// volume) names cannot be reached.
+    #[error("cannot reach {} at {url}: {reason}", unreachable_what(.url))]
     Unreachable { url: String, reason: String },
     /// The store is held by a daemon (or, for a daemon, by another user).
     #[error("{}", held_line(.0))]
@@ -95,6 +96,16 @@ pub enum CliError {
 }
 
 /// The refusal of a held store, with what to do instead.
+/// What an unreachable `url` is: the engine daemon (a socket), else an
+/// AWS-KMS-compatible key service.
+fn unreachable_what(url: &str) -> &'static str {
+    if url.starts_with("unix://") {
+        "the engine daemon"
+    } else {
+        "the key service"
+    }
+}
+
 fn held_line(e: &kms_engine::store::holder::HoldError) -> String {
     use kms_engine::store::holder::HoldError;
     match e {
@@ -165,6 +176,29 @@ impl CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_url_is_named_for_what_it_is() {
+        let e = |url: &str| {
+            CliError::Unreachable {
+                url: url.into(),
+                reason: "refused".into(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            e("unix:///run/kmsfs/engine.sock"),
+            "cannot reach the engine daemon at unix:///run/kmsfs/engine.sock: refused"
+        );
+        assert_eq!(
+            e("https://kms.example:8443/alias/x"),
+            "cannot reach the key service at https://kms.example:8443/alias/x: refused"
+        );
+        assert_eq!(
+            e("aws://eu-west-1/alias/x"),
+            "cannot reach the key service at aws://eu-west-1/alias/x: refused"
+        );
+    }
 
     #[test]
     fn engine_errors_map_to_the_documented_codes() {

@@ -11,7 +11,7 @@ use crate::engine_access;
 use crate::exit::CliError;
 use kms_engine::service::{Client, Transport};
 use kmsfs::keys::KeyService;
-use kmsfs::keys::aws::{AwsKeys, AwsLimits, AwsTarget};
+use kmsfs::keys::aws::{AwsKeys, AwsLimits, AwsTarget, ProfileMap};
 use kmsfs::keys::remote::TransportKeys;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,9 +148,34 @@ pub fn key_service(url: &KmsUrl) -> Result<Arc<dyn KeyService>, CliError> {
     }
 }
 
+/// [`key_service`] for a mount: on an AWS KMS service, the calls of the
+/// uids in `profiles` go out with their own profile's credentials.
+pub fn mount_key_service(
+    url: &KmsUrl,
+    profiles: &ProfileMap,
+) -> Result<Arc<dyn KeyService>, CliError> {
+    match url {
+        KmsUrl::Aws(target) => Ok(Arc::new(aws_keys_with(url, target, profiles)?)),
+        KmsUrl::Unix(_) if !profiles.is_empty() => Err(CliError::Usage(
+            "--aws-profile-map is for a volume on an AWS KMS service; the engine daemon \
+             knows each caller by its uid already"
+                .into(),
+        )),
+        KmsUrl::Unix(_) => key_service(url),
+    }
+}
+
 /// An AWS KMS client for `target`, its key resolved to its ARN.
 pub fn aws_keys(url: &KmsUrl, target: &AwsTarget) -> Result<AwsKeys, CliError> {
-    AwsKeys::connect(target, AwsLimits::default()).map_err(|e| match e {
+    aws_keys_with(url, target, &ProfileMap::new())
+}
+
+fn aws_keys_with(
+    url: &KmsUrl,
+    target: &AwsTarget,
+    profiles: &ProfileMap,
+) -> Result<AwsKeys, CliError> {
+    AwsKeys::connect_with_profiles(target, AwsLimits::default(), profiles).map_err(|e| match e {
         kms_engine::KmsError::Unavailable(reason) => CliError::Unreachable {
             url: url.to_string(),
             reason,

@@ -11,6 +11,13 @@
 //!     26   n  wrapped DEK (the key service's ciphertext blob)
 //!   26+n   .  zero padding up to 128 bytes (nonzero padding is refused)
 //! ```
+//!
+//! A file whose data key is still being wrapped by the key service
+//! ([`crate::keys::wrap`]) has the *key-pending* header: flags
+//! [`FLAG_KEY_PENDING`], wrapped length 0, no wrapped key. It is replaced by
+//! the final header once the service answered; found on disk later (the
+//! mount stopped first), it decodes as [`HeaderError::KeyPending`]: the
+//! content can never be decrypted.
 
 use crate::crypto::{self, CryptoError};
 
@@ -34,6 +41,9 @@ pub const FILE_ID_LEN: usize = 16;
 const WRAPPED_OFFSET: usize = 26;
 /// The longest wrapped data key that fits into the header.
 pub const MAX_WRAPPED_DEK_LEN: usize = HEADER_LEN - WRAPPED_OFFSET;
+/// Header flag of a file whose data key is not wrapped yet (with wrapped
+/// length 0); the only flag there is.
+pub const FLAG_KEY_PENDING: u16 = 0x0001;
 
 /// A file's random 16-byte identity, bound into every content block's
 /// associated data so that blocks cannot move between files.
@@ -76,6 +86,14 @@ pub enum HeaderError {
     /// The padding after the wrapped key is not all zero.
     #[error("file header padding is not zero")]
     NonZeroPadding,
+    /// The key-pending header: the mount that created the file stopped
+    /// before the key service wrapped its data key, so nothing can decrypt
+    /// its content.
+    #[error(
+        "the file's data key was never wrapped (the mount that created it stopped before the \
+         key service answered): its content cannot be decrypted"
+    )]
+    KeyPending,
 }
 
 /// A decoded file header.
@@ -148,12 +166,18 @@ impl FileHeader {
             return Err(HeaderError::UnsupportedVersion { found: version });
         }
         let flags = u16::from_be_bytes([b[6], b[7]]);
+        let len = usize::from(u16::from_be_bytes([b[24], b[25]]));
+        if flags == FLAG_KEY_PENDING && len == 0 {
+            if b[WRAPPED_OFFSET..].iter().any(|x| *x != 0) {
+                return Err(HeaderError::NonZeroPadding);
+            }
+            return Err(HeaderError::KeyPending);
+        }
         if flags != 0 {
             return Err(HeaderError::UnknownFlags { flags });
         }
         let mut id = [0u8; FILE_ID_LEN];
         id.copy_from_slice(&b[8..24]);
-        let len = usize::from(u16::from_be_bytes([b[24], b[25]]));
         check_wrapped_len(len)?;
         let end = WRAPPED_OFFSET + len;
         if b[end..].iter().any(|x| *x != 0) {
@@ -164,6 +188,31 @@ impl FileHeader {
             file_id: FileId(id),
             wrapped_dek: b[WRAPPED_OFFSET..end].to_vec(),
         })
+    }
+}
+
+/// The key-pending header of a new file (see the module documentation):
+/// the current version, `file_id`, [`FLAG_KEY_PENDING`], no wrapped key.
+pub fn key_pending_header(file_id: FileId) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[0..4].copy_from_slice(&HEADER_MAGIC);
+    out[4..6].copy_from_slice(&HEADER_FORMAT_VERSION.to_be_bytes());
+    out[6..8].copy_from_slice(&FLAG_KEY_PENDING.to_be_bytes());
+    out[8..24].copy_from_slice(&file_id.0);
+    out
+}
+
+/// The file id of a header that decodes, or of a key-pending one (whose
+/// file already has an identity, for its extended attributes).
+pub fn file_id_of(bytes: &[u8]) -> Result<FileId, HeaderError> {
+    match FileHeader::decode(bytes) {
+        Ok(h) => Ok(h.file_id),
+        Err(HeaderError::KeyPending) => {
+            let mut id = [0u8; FILE_ID_LEN];
+            id.copy_from_slice(&bytes[8..24]);
+            Ok(FileId(id))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -265,6 +314,37 @@ mod tests {
         assert_eq!(
             FileHeader::decode(&bytes),
             Err(HeaderError::UnknownFlags { flags: 1 })
+        );
+    }
+
+    /// Pins the key-pending header; it never decodes as a usable header,
+    /// its file id is still read, and any other bit set is refused.
+    #[test]
+    fn key_pending_header_known_answer() {
+        let bytes = key_pending_header(FileId([0x22; 16]));
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"KMSF");
+        expected.extend_from_slice(&[0x00, 0x02, 0x00, 0x01]);
+        expected.extend_from_slice(&[0x22; 16]);
+        expected.resize(HEADER_LEN, 0);
+        assert_eq!(bytes.to_vec(), expected);
+        assert_eq!(FileHeader::decode(&bytes), Err(HeaderError::KeyPending));
+        assert_eq!(file_id_of(&bytes), Ok(FileId([0x22; 16])));
+        let mut padded = bytes;
+        padded[127] = 1;
+        assert_eq!(
+            FileHeader::decode(&padded),
+            Err(HeaderError::NonZeroPadding)
+        );
+        let mut other_flag = bytes;
+        other_flag[7] = 3;
+        assert_eq!(
+            FileHeader::decode(&other_flag),
+            Err(HeaderError::UnknownFlags { flags: 3 })
+        );
+        assert_eq!(
+            file_id_of(&other_flag[..]),
+            Err(HeaderError::UnknownFlags { flags: 3 })
         );
     }
 

@@ -5,9 +5,10 @@ use super::blockio::Seek;
 use super::dir::new_owner;
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
+use super::pending::NewKey;
 use super::{Core, OpenFile, principal_for};
 use crate::content::{BlockMark, ContentCipher};
-use crate::format::{FileHeader, FileId, HEADER_LEN};
+use crate::format::FileId;
 use crate::keys::KeyService;
 use fuser::{FileAttr, FopenFlags, Request};
 use kms_engine::KmsError;
@@ -71,15 +72,10 @@ impl Core {
             self.check_open(&caller, &file, flags)?;
         }
         let path = node.plain.display();
-        let mut hdr = [0u8; HEADER_LEN];
         // Under the inode's lock, so that the version recorded for every
         // handle is not one a conversion (truncate to zero) just replaced.
         let io_guard = node.state.io.read().map_err(|_| FsError::Stale)?;
-        let n = read_full_at(&file, &mut hdr, 0)?;
-        let header = FileHeader::decode(&hdr[..n]).map_err(|e| {
-            log::warn!("{path}: bad file header: {e}");
-            FsError::tampered(&path, e.to_string())
-        })?;
+        let header = self.read_header(&file, &path)?;
         node.state
             .content_version
             .store(header.version, std::sync::atomic::Ordering::Release);
@@ -138,22 +134,28 @@ impl Core {
         let new_mode = self.new_mode(&dir, mode, umask, false)?;
         let plain = dir.plain.child(name);
         let path = plain.display();
-        let ctx = self.file_context(&plain);
-        let generated = self
-            .keys
-            .generate_data_key(&self.principal(req), &self.vol.config.master_key_id, &ctx)
-            .map_err(|e| self.kms_failure(&path, "GenerateDataKey", e))?;
-        self.vol
-            .check_new_data_key(&self.keys, &generated.wrapped)
-            .map_err(|e| {
-                log::error!("{path}: not created: {e}");
-                FsError::internal(e)
-            })?;
+        let caller = self.principal(req);
+        // The key: made here and wrapped once the file exists (see
+        // `keys::wrap`), or from GenerateDataKey now.
+        let key = if self.wraps_in_background() {
+            self.local_data_key()?
+        } else {
+            let ctx = self.file_context(&plain);
+            let generated = self
+                .keys
+                .generate_data_key(&caller, &self.vol.config.master_key_id, &ctx)
+                .map_err(|e| self.kms_failure(&path, "GenerateDataKey", e))?;
+            self.vol
+                .check_new_data_key(&*self.keys, &generated.wrapped)
+                .map_err(|e| {
+                    log::error!("{path}: not created: {e}");
+                    FsError::internal(e)
+                })?;
+            NewKey::Generated(generated)
+        };
         let file_id = FileId::random().map_err(FsError::internal)?;
-        let header = FileHeader::new(file_id, generated.wrapped)
-            .and_then(|h| h.encode())
-            .map_err(FsError::internal)?;
-        let cipher = ContentCipher::new(&generated.plaintext, file_id, self.vol.block_size())
+        let header = key.header(file_id)?;
+        let cipher = ContentCipher::new(key.plaintext(), file_id, self.vol.block_size())
             .map_err(FsError::internal)?;
         // A new file is format 2: the header, then the empty end block.
         let end = cipher
@@ -179,6 +181,13 @@ impl Core {
             self.write_side_file(&dir.backing, &bn)?;
             std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
             rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(new_mode.perm))?;
+            if let NewKey::Local(dek) = &key {
+                self.wrap_new_key(&file, &plain, file_id, dek, caller.clone())
+                    .map_err(|e| match e {
+                        FsError::Kms(e) => self.kms_failure(&path, "Encrypt", e),
+                        e => e,
+                    })?;
+            }
             Ok(())
         };
         if let Err(e) = finish() {
@@ -296,6 +305,8 @@ impl Core {
 
     pub(crate) fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.file_handle(fh)?;
+        // Never durable without its wrapped key.
+        self.await_key_of(&h.file, &|| self.path_of(h.ino))?;
         if datasync {
             h.file.sync_data()?;
         } else {
@@ -345,20 +356,6 @@ impl Core {
             .map(|n| n.plain.display())
             .unwrap_or_else(|| format!("<inode {ino}>"))
     }
-}
-
-/// Reads as much as possible of `buf.len()` bytes at `offset`.
-fn read_full_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// (mtime, size) of the backing file, to decide about keeping the page cache.

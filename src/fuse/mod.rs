@@ -16,6 +16,7 @@ pub mod link;
 pub mod mount;
 pub mod naming;
 pub mod ops;
+pub mod pending;
 pub mod perm;
 pub mod rename;
 pub mod stale;
@@ -53,6 +54,9 @@ pub const CTX_PATH: &str = "kmsfs:path";
 pub struct FsOptions {
     pub read_only: bool,
     pub cache: CacheConfig,
+    /// New files' data keys wrapped in the background with these limits
+    /// ([`crate::keys::wrap`]); `None`: GenerateDataKey in `create`.
+    pub background_wrap: Option<crate::keys::wrap::WrapLimits>,
 }
 
 /// An open regular file.
@@ -99,7 +103,9 @@ pub(crate) struct DirEntry {
 /// `Arc` so that the mount command can read status while mounted.
 pub struct Core {
     pub(crate) vol: Volume,
-    pub(crate) keys: CachingKeyService<Arc<dyn KeyService>>,
+    pub(crate) keys: Arc<CachingKeyService<Arc<dyn KeyService>>>,
+    /// New files' keys being wrapped in the background.
+    pub(crate) pending: pending::PendingKeys,
     pub(crate) table: Mutex<InodeTable>,
     pub(crate) files: RwLock<HashMap<u64, Arc<OpenFile>>>,
     pub(crate) dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
@@ -140,10 +146,13 @@ impl Core {
         rename::recover_journal(&vol)?;
         let table = InodeTable::new(&vol.root);
         let xattrs = xattr::XattrCipher::new(vol.names_key())?;
+        let keys = Arc::new(CachingKeyService::new(keys, opts.cache));
+        let pending = pending::PendingKeys::start(keys.clone(), opts.background_wrap)?;
         Ok(Core {
             xattrs,
             posix_acl: AtomicBool::new(false),
-            keys: CachingKeyService::new(keys, opts.cache),
+            keys,
+            pending,
             vol,
             table: Mutex::new(table),
             files: RwLock::new(HashMap::new()),
@@ -202,6 +211,12 @@ impl Core {
         file_context(&self.vol.config.volume_id, path)
     }
 
+    /// Wraps the new files' keys still pending and stops the workers: what
+    /// the mount does when it ends, before its process exits.
+    pub fn finish_pending_keys(&self) {
+        self.pending.shutdown();
+    }
+
     /// A status snapshot for `kmsfs status`.
     pub fn status(&self, mountpoint: &Path) -> status::StatusReport {
         let open_files = self.files.read().map(|f| f.len() as u64).unwrap_or(0);
@@ -217,6 +232,7 @@ impl Core {
             known_inodes: self.table().len() as u64,
             cache: self.keys.stats(),
             service: self.keys.service_stats(),
+            wraps: self.pending.stats(),
             writes: self.write_counters.snapshot(),
             requests: self.op_counters.snapshot(),
         }

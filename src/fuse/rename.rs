@@ -529,6 +529,11 @@ impl Core {
         if exchange && dmeta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
             links.dst = self.prepare_link(&dst_b, &ddir, &sdir)?;
         }
+        // New files' keys still being wrapped under the old paths first.
+        self.settle_keys_below(&src_p)?;
+        if exchange {
+            self.settle_keys_below(&dst_p)?;
+        }
         let mut rewraps = Vec::new();
         self.plan_move(req, &src_p, &src_b, &dst_p, &dst_b, &mut rewraps)?;
         if exchange {

@@ -28,6 +28,10 @@ pub struct StatusReport {
     /// an engine that keeps no such counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceStats>,
+    /// New files' data keys wrapped in the background (absent when the
+    /// mount wraps them in `create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wraps: Option<crate::keys::wrap::WrapStats>,
     /// Write requests served so far (shows whether the kernel sends large writes).
     #[serde(default)]
     pub writes: WriteStats,
@@ -413,6 +417,7 @@ mod tests {
                 retries: 2,
                 throttles: 1,
             }),
+            wraps: None,
             writes: WriteStats::default(),
             requests: [(
                 "lookup".to_string(),

@@ -15,7 +15,7 @@ use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
 use super::perm::Caller;
 use crate::crypto::{NONCE_LEN, SivKey, TAG_LEN, derive_key, random_array};
-use crate::format::{FILE_ID_LEN, FileHeader, HEADER_LEN};
+use crate::format::{FILE_ID_LEN, HEADER_LEN};
 use crate::names::DIRIV_LEN;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -464,11 +464,12 @@ fn read_file_id(backing: &Path, path: &str) -> FsResult<[u8; FILE_ID_LEN]> {
         }
         Err(e) => return Err(e.into()),
     }
-    let header = FileHeader::decode(&hdr).map_err(|e| {
+    // A new file whose key is still being wrapped has its id already.
+    let file_id = crate::format::header::file_id_of(&hdr).map_err(|e| {
         log::warn!("{path}: bad file header: {e}");
         FsError::tampered(path, e.to_string())
     })?;
-    Ok(*header.file_id.as_bytes())
+    Ok(*file_id.as_bytes())
 }
 
 fn read_xattr(path: &std::path::Path, name: &str) -> FsResult<Vec<u8>> {

@@ -6,7 +6,8 @@
 //!   shared config and credentials files with an optional profile, container
 //!   and instance metadata); the volume records only the service and the
 //!   key ARN. The mount's credentials are the principal the service sees:
-//!   the FUSE caller is not sent (see docs/admin-guide.md).
+//!   the FUSE caller is not sent (see docs/admin-guide.md), except that a
+//!   [`ProfileMap`] gives chosen uids credentials (a profile) of their own.
 //! - Ciphertext blobs are opaque: nothing here parses them. The key that
 //!   wrapped a blob is the one the service names in its answer (GenerateDataKey,
 //!   Decrypt and ReEncrypt return the key ARN), remembered per blob for
@@ -55,6 +56,11 @@ pub struct AwsTarget {
     /// The master key: key id, key ARN or alias (ARN).
     pub key: String,
 }
+
+/// Local uids whose calls go out with credentials of their own: the
+/// profile (of the shared AWS config and credentials files) per uid.
+/// Other callers' calls use the mount's own credentials.
+pub type ProfileMap = std::collections::BTreeMap<u32, String>;
 
 /// Timeouts, retries and the bound on waiting calls.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +114,8 @@ struct Counters {
 pub struct AwsKeys {
     runtime: tokio::runtime::Runtime,
     client: aws_sdk_kms::Client,
+    /// Clients with the credentials of a uid's own profile.
+    per_uid: HashMap<u32, aws_sdk_kms::Client>,
     /// The volume's key as the service names it (its ARN).
     key_arn: String,
     limits: AwsLimits,
@@ -223,6 +231,17 @@ impl AwsKeys {
     /// (DescribeKey), so that a key named by id or alias is recorded and
     /// used as the service names it.
     pub fn connect(target: &AwsTarget, limits: AwsLimits) -> Result<AwsKeys, KmsError> {
+        Self::connect_with_profiles(target, limits, &ProfileMap::new())
+    }
+
+    /// Like [`AwsKeys::connect`], with the calls of the uids in `profiles`
+    /// made with their profile's credentials (each resolved once here, so a
+    /// missing profile or credential fails the mount, not a later open).
+    pub fn connect_with_profiles(
+        target: &AwsTarget,
+        limits: AwsLimits,
+        profiles: &ProfileMap,
+    ) -> Result<AwsKeys, KmsError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)
             .thread_name("kmsfs-aws-kms")
@@ -233,27 +252,49 @@ impl AwsKeys {
             .region
             .clone()
             .or_else(|| region_of_arn(&target.key).map(str::to_string));
-        let sdk = runtime.block_on(async {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(limits.connect_timeout)
-                        .operation_attempt_timeout(limits.attempt_timeout)
-                        .build(),
-                )
-                // Retries are ours (counted, and skipped while the service is down).
-                .retry_config(RetryConfig::disabled());
-            if let Some(r) = region {
-                loader = loader.region(aws_config::Region::new(r));
+        let load = |profile: Option<&str>| {
+            let region = region.clone();
+            let profile = profile.map(str::to_string);
+            async move {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(limits.connect_timeout)
+                            .operation_attempt_timeout(limits.attempt_timeout)
+                            .build(),
+                    )
+                    // Retries are ours (counted, and skipped while the service is down).
+                    .retry_config(RetryConfig::disabled());
+                if let Some(r) = region {
+                    loader = loader.region(aws_config::Region::new(r));
+                }
+                if let Some(url) = &target.endpoint {
+                    loader = loader.endpoint_url(url);
+                }
+                if let Some(client) = ca_bundle_client()? {
+                    loader = loader.http_client(client);
+                }
+                if let Some(p) = &profile {
+                    // The profile's credentials only: the default chain
+                    // would take the environment's (the mount's own) first.
+                    let creds = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                        .profile_name(p)
+                        .build();
+                    loader = loader.profile_name(p).credentials_provider(creds);
+                }
+                Ok::<_, KmsError>(loader.load().await)
             }
-            if let Some(url) = &target.endpoint {
-                loader = loader.endpoint_url(url);
-            }
-            if let Some(client) = ca_bundle_client()? {
-                loader = loader.http_client(client);
-            }
-            Ok::<_, KmsError>(loader.load().await)
-        })?;
+        };
+        let sdk = runtime.block_on(load(None))?;
+        let mut per_uid = HashMap::new();
+        for (uid, profile) in profiles {
+            let conf = runtime.block_on(async {
+                let conf = load(Some(profile)).await?;
+                check_credentials(&conf, profile).await?;
+                Ok::<_, KmsError>(conf)
+            })?;
+            per_uid.insert(*uid, aws_sdk_kms::Client::new(&conf));
+        }
         if sdk.region().is_none() {
             return Err(KmsError::Validation(
                 "no AWS region: name one (aws://REGION/KEY), use a key ARN, or set AWS_REGION \
@@ -272,6 +313,7 @@ impl AwsKeys {
         let mut keys = AwsKeys {
             runtime,
             client,
+            per_uid,
             key_arn: target.key.clone(),
             limits,
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
@@ -288,6 +330,11 @@ impl AwsKeys {
     /// The volume's key ARN.
     pub fn key_arn(&self) -> &str {
         &self.key_arn
+    }
+
+    /// The client whose credentials `caller`'s calls go out with.
+    fn client_for(&self, caller: &Principal) -> &aws_sdk_kms::Client {
+        self.per_uid.get(&caller.uid).unwrap_or(&self.client)
     }
 
     fn describe_key_arn(&self, key: &str) -> Result<String, KmsError> {
@@ -379,6 +426,25 @@ impl AwsKeys {
     }
 }
 
+/// Resolves the credentials of `conf` once: a profile that does not exist
+/// or has no usable credentials is refused by name.
+async fn check_credentials(conf: &aws_config::SdkConfig, profile: &str) -> Result<(), KmsError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let provider = conf.credentials_provider().ok_or_else(|| {
+        KmsError::Validation(format!("AWS profile {profile}: no credentials provider"))
+    })?;
+    provider
+        .provide_credentials()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            KmsError::Validation(format!(
+                "AWS profile {profile}: no credentials: {}",
+                DisplayErrorContext(&e)
+            ))
+        })
+}
+
 /// Largest CA bundle read from `AWS_CA_BUNDLE`.
 const MAX_CA_BUNDLE: u64 = 1 << 20;
 
@@ -429,13 +495,13 @@ pub fn region_of_arn(key: &str) -> Option<&str> {
 impl KeyService for AwsKeys {
     fn generate_data_key(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         key_id: &str,
         ctx: &EncryptionContext,
     ) -> Result<GeneratedDataKey, KmsError> {
         let op = "GenerateDataKey";
         let out = self.call(op, || {
-            self.client
+            self.client_for(caller)
                 .generate_data_key()
                 .key_id(key_id)
                 .key_spec(DataKeySpec::Aes256)
@@ -448,15 +514,36 @@ impl KeyService for AwsKeys {
         Ok(GeneratedDataKey { plaintext, wrapped })
     }
 
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        plaintext: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        let op = "Encrypt";
+        let out = self.call(op, || {
+            self.client_for(caller)
+                .encrypt()
+                .key_id(key_id)
+                .plaintext(Blob::new(plaintext.to_vec()))
+                .set_encryption_context(Some(context_map(ctx)))
+                .send()
+        })?;
+        let wrapped = blob(op, "CiphertextBlob", out.ciphertext_blob)?.to_vec();
+        self.learn(&wrapped, out.key_id);
+        Ok(wrapped)
+    }
+
     fn decrypt_data_key(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         wrapped: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<DataKeyBytes, KmsError> {
         let op = "Decrypt";
         let out = self.call(op, || {
-            self.client
+            self.client_for(caller)
                 .decrypt()
                 .ciphertext_blob(Blob::new(wrapped))
                 .key_id(&self.key_arn)
@@ -470,14 +557,14 @@ impl KeyService for AwsKeys {
 
     fn rewrap_data_key(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         wrapped: &[u8],
         old_ctx: &EncryptionContext,
         new_ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KmsError> {
         let op = "ReEncrypt";
         let out = self.call(op, || {
-            self.client
+            self.client_for(caller)
                 .re_encrypt()
                 .ciphertext_blob(Blob::new(wrapped))
                 .source_key_id(&self.key_arn)
@@ -530,27 +617,6 @@ impl KeyService for AwsKeys {
         Ok(rewrapped)
     }
 
-    fn encrypt_data_key(
-        &self,
-        _caller: &Principal,
-        key_id: &str,
-        key: &DataKeyBytes,
-        ctx: &EncryptionContext,
-    ) -> Result<Vec<u8>, KmsError> {
-        let op = "Encrypt";
-        let out = self.call(op, || {
-            self.client
-                .encrypt()
-                .key_id(key_id)
-                .plaintext(Blob::new(key.as_slice()))
-                .set_encryption_context(Some(context_map(ctx)))
-                .send()
-        })?;
-        let wrapped = blob(op, "CiphertextBlob", out.ciphertext_blob)?.to_vec();
-        self.learn(&wrapped, out.key_id);
-        Ok(wrapped)
-    }
-
     fn service_stats(&self) -> Option<ServiceStats> {
         let c = &self.counters;
         Some(ServiceStats {
@@ -559,6 +625,10 @@ impl KeyService for AwsKeys {
             retries: c.retries.load(Ordering::Relaxed),
             throttles: c.throttles.load(Ordering::Relaxed),
         })
+    }
+
+    fn unreachable(&self) -> bool {
+        self.outage.is_down()
     }
 }
 

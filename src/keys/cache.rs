@@ -241,6 +241,21 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
         Ok(generated)
     }
 
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        plaintext: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        // As for a generated key: its creator was just authorized for it.
+        let wrapped = self
+            .inner
+            .encrypt_data_key(caller, key_id, plaintext, ctx)?;
+        self.insert(cache_key(&wrapped, ctx, caller), plaintext);
+        Ok(wrapped)
+    }
+
     fn decrypt_data_key(
         &self,
         caller: &Principal,
@@ -289,14 +304,8 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
             .reencrypt_data_key(caller, wrapped, ctx, dest_key)
     }
 
-    fn encrypt_data_key(
-        &self,
-        caller: &Principal,
-        key_id: &str,
-        key: &DataKeyBytes,
-        ctx: &EncryptionContext,
-    ) -> Result<Vec<u8>, KmsError> {
-        self.inner.encrypt_data_key(caller, key_id, key, ctx)
+    fn unreachable(&self) -> bool {
+        self.inner.unreachable()
     }
 }
 
@@ -324,6 +333,15 @@ mod tests {
                 plaintext: DataKeyBytes::new([7; 32]),
                 wrapped: vec![1, 2, 3],
             })
+        }
+        fn encrypt_data_key(
+            &self,
+            _caller: &Principal,
+            _key_id: &str,
+            plaintext: &DataKeyBytes,
+            _ctx: &EncryptionContext,
+        ) -> Result<Vec<u8>, KmsError> {
+            Ok(vec![plaintext[0]])
         }
         fn decrypt_data_key(
             &self,

@@ -1,10 +1,10 @@
 //! The embedded engine as a [`KeyService`]: GenerateDataKey (AES_256),
-//! Decrypt and ReEncrypt on an in-process `kms_engine::Engine`.
+//! Encrypt, Decrypt and ReEncrypt on an in-process `kms_engine::Engine`.
 
 use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, to_key};
 use kms_engine::{
     DecryptRequest, EncryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest, KmsError,
-    Principal, ReEncryptRequest,
+    Principal, ReEncryptRequest, SecretBytes,
 };
 use std::sync::Arc;
 
@@ -30,6 +30,27 @@ impl KeyService for Arc<Engine> {
             plaintext: to_key(resp.plaintext.as_slice())?,
             wrapped: resp.ciphertext_blob,
         })
+    }
+
+    fn encrypt_data_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        plaintext: &DataKeyBytes,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KmsError> {
+        let resp = Engine::encrypt(
+            self,
+            caller,
+            EncryptRequest {
+                key_id: key_id.to_string(),
+                plaintext: SecretBytes::new(plaintext.to_vec()),
+                encryption_context: ctx.clone(),
+                encryption_algorithm: None,
+                grant_tokens: None,
+            },
+        )?;
+        Ok(resp.ciphertext_blob)
     }
 
     fn decrypt_data_key(
@@ -96,27 +117,6 @@ impl KeyService for Arc<Engine> {
                 destination_encryption_context: ctx.clone(),
                 source_encryption_algorithm: None,
                 destination_encryption_algorithm: None,
-                grant_tokens: None,
-            },
-        )?;
-        Ok(resp.ciphertext_blob)
-    }
-
-    fn encrypt_data_key(
-        &self,
-        caller: &Principal,
-        key_id: &str,
-        key: &DataKeyBytes,
-        ctx: &EncryptionContext,
-    ) -> Result<Vec<u8>, KmsError> {
-        let resp = Engine::encrypt(
-            self,
-            caller,
-            EncryptRequest {
-                key_id: key_id.to_string(),
-                plaintext: kms_engine::SecretBytes::from(&key[..]),
-                encryption_context: ctx.clone(),
-                encryption_algorithm: None,
                 grant_tokens: None,
             },
         )?;

@@ -89,6 +89,12 @@ pub trait KeyService: Send + Sync {
         None
     }
 
+    /// Whether the last call found the service unreachable (new files then
+    /// wait for their key, so that creating fails with EIO at once).
+    fn unreachable(&self) -> bool {
+        false
+    }
+
     /// ReEncrypt `wrapped` (under `ctx`) to the newest version of
     /// `dest_key`, under the same context: what `kmsfs rewrap` does to every
     /// file. The data key itself does not change.
@@ -105,7 +111,8 @@ pub trait KeyService: Send + Sync {
     }
 
     /// Encrypt a data key under `key_id` with `ctx`: how `kmsfs migrate`
-    /// moves a data key unwrapped by another service to this one.
+    /// moves a data key unwrapped by another service to this one, and how
+    /// a key the mount made for a new file is wrapped (`keys::wrap`).
     fn encrypt_data_key(
         &self,
         _caller: &Principal,
@@ -124,6 +131,7 @@ pub mod cache;
 pub mod embedded;
 pub mod outage;
 pub mod remote;
+pub mod wrap;
 
 impl KeyService for std::sync::Arc<dyn KeyService> {
     fn generate_data_key(
@@ -160,6 +168,10 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
 
     fn service_stats(&self) -> Option<ServiceStats> {
         (**self).service_stats()
+    }
+
+    fn unreachable(&self) -> bool {
+        (**self).unreachable()
     }
 
     fn reencrypt_data_key(

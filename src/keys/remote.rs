@@ -172,6 +172,10 @@ impl KeyService for TransportKeys {
         let mut resp = self.call(op, request, caller)?;
         Ok(bytes_field(&mut resp, op, "CiphertextBlob")?.to_vec())
     }
+
+    fn unreachable(&self) -> bool {
+        self.outage.is_down()
+    }
 }
 
 #[cfg(test)]

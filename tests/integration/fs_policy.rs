@@ -121,6 +121,7 @@ impl PolicyFixture {
                     reauth_interval: REAUTH,
                     ..CacheConfig::default()
                 },
+                background_wrap: None,
             },
             true,
         )

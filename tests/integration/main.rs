@@ -16,6 +16,7 @@ mod fs_identity;
 mod fs_keys;
 mod fs_killpriv;
 mod fs_model;
+mod fs_new_keys;
 mod fs_ops_misc;
 mod fs_permissions;
 mod fs_plant;

@@ -48,6 +48,20 @@ pub struct MountArgs {
     /// (the cache's max uses; unset: no limit, the age alone decides)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_max_uses: Option<u64>,
+    /// How a new file gets its data key: `background` (made here and
+    /// wrapped by the key service with Encrypt while the file is written;
+    /// close does not wait for it, fsync and the unmount do) or `create`
+    /// (GenerateDataKey, waited for in create). Default: background on an
+    /// AWS KMS service (aws:// and https:// volumes), create otherwise
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub new_keys: Option<NewKeys>,
+    /// On an AWS KMS service: the calls made for these local users go out
+    /// with the credentials of their own AWS profile (of the shared config
+    /// and credentials files), so the service sees a principal per user;
+    /// other users' calls use the mount's credentials. USER is a uid or a
+    /// user name: `--aws-profile-map 1000=alice,bob=bob-kms`
+    #[arg(long, value_name = "USER=PROFILE,...", value_parser = parse_profile_map)]
+    pub aws_profile_map: Option<kmsfs::keys::aws::ProfileMap>,
     /// Audit records reach the disk (fdatasync) before the call they audit
     /// returns (0, the default), or at least every MS milliseconds and every
     /// 256 records: faster, but a power failure can lose the records of the
@@ -74,7 +88,55 @@ pub struct MountArgs {
     pub secret_stdin: bool,
 }
 
+/// `--aws-profile-map`: `USER=PROFILE` pairs, comma-separated; USER a uid
+/// or a user name.
+fn parse_profile_map(s: &str) -> Result<kmsfs::keys::aws::ProfileMap, String> {
+    let mut map = kmsfs::keys::aws::ProfileMap::new();
+    for pair in s.split(',').filter(|p| !p.is_empty()) {
+        let (user, profile) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair}: expected USER=PROFILE"))?;
+        if profile.is_empty() {
+            return Err(format!("{pair}: the profile name is empty"));
+        }
+        let uid = match user.parse::<u32>() {
+            Ok(uid) => uid,
+            Err(_) => nix::unistd::User::from_name(user)
+                .map_err(|e| format!("{user}: {e}"))?
+                .ok_or_else(|| format!("{user}: no such user"))?
+                .uid
+                .as_raw(),
+        };
+        if map.insert(uid, profile.to_string()).is_some() {
+            return Err(format!("uid {uid} is mapped twice"));
+        }
+    }
+    if map.is_empty() {
+        return Err("no USER=PROFILE pair".into());
+    }
+    Ok(map)
+}
+
+/// When a new file's data key is wrapped (`--new-keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewKeys {
+    /// Made by the mount, wrapped (Encrypt) in the background
+    Background,
+    /// GenerateDataKey in create
+    Create,
+}
+
 impl MountArgs {
+    /// The background wrapping of new keys, from `--new-keys` (default:
+    /// on for a remote AWS-KMS-compatible service).
+    fn background_wrap(&self, aws: bool) -> Option<kmsfs::keys::wrap::WrapLimits> {
+        let on = match self.new_keys {
+            Some(n) => n == NewKeys::Background,
+            None => aws,
+        };
+        on.then(kmsfs::keys::wrap::WrapLimits::default)
+    }
+
     /// The audit trail's flushing, from `--audit-flush-ms`.
     fn trail_options(&self) -> TrailOptions {
         trail_options(self.audit_flush_ms)
@@ -105,6 +167,13 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
     if let Some(url) = &engine_args.kms {
         return run_client(url, sigs, &args);
     }
+    if args.aws_profile_map.is_some() {
+        return Err(CliError::Usage(
+            "--aws-profile-map is for a volume on an AWS KMS service; the embedded engine \
+             knows each caller by its uid already"
+                .into(),
+        ));
+    }
     // The engine opened (and the volume created) by --init, or by a
     // foreground mount; the background parent hands only the secret on.
     let mut opened: Option<(Arc<Engine>, RootSecret)> = None;
@@ -133,7 +202,7 @@ pub fn run(engine_args: &EngineArgs, args: MountArgs) -> Result<(), CliError> {
                 )?
             }
         };
-        serve(Arc::new(engine), sigs, &args, &mountpoint)
+        serve(Arc::new(engine), false, sigs, &args, &mountpoint)
     } else {
         let secret = match opened {
             // Close this process's engine (and its audit trail) first.
@@ -161,8 +230,9 @@ fn run_client(url: &KmsUrl, sigs: Option<SigSet>, args: &MountArgs) -> Result<()
     check_not_mounted(&mountpoint)?;
     match sigs {
         Some(sigs) => {
-            let keys = transport::key_service(url)?;
-            serve(keys, sigs, args, &mountpoint)
+            let profiles = args.aws_profile_map.clone().unwrap_or_default();
+            let keys = transport::mount_key_service(url, &profiles)?;
+            serve(keys, matches!(url, KmsUrl::Aws(_)), sigs, args, &mountpoint)
         }
         None => {
             warn_unauthenticated(&args.cipherdir);
@@ -426,9 +496,11 @@ pub(crate) fn raise_open_file_limit() {
     }
 }
 
-/// Mounts and serves in this process until unmounted or signalled.
+/// Mounts and serves in this process until unmounted or signalled. `aws`:
+/// the key service is an AWS-KMS-compatible one (see `--new-keys`).
 fn serve(
     ks: Arc<dyn KeyService>,
+    aws: bool,
     sigs: SigSet,
     args: &MountArgs,
     mountpoint: &Path,
@@ -454,6 +526,7 @@ fn serve(
             max_uses: args.cache_max_uses,
             ..Default::default()
         },
+        background_wrap: args.background_wrap(aws),
     };
     let core = Core::new(vol, ks, opts)
         .map_err(|e| CliError::Mount(format!("opening the volume: {e}")))?;
@@ -477,7 +550,9 @@ fn serve(
     });
     let status_path = status::status_file_for(mountpoint);
     let (mp, sp) = (mountpoint.to_path_buf(), status_path.clone());
+    let status_core = core.clone();
     std::thread::spawn(move || {
+        let core = status_core;
         loop {
             if let Err(e) = status::write_status(&sp, &core.status(&mp)) {
                 log::debug!("status file {}: {e}", sp.display());
@@ -486,6 +561,9 @@ fn serve(
         }
     });
     let res = session.run();
+    // New files' keys still being wrapped: wrapped (or given up) before
+    // the process ends.
+    core.finish_pending_keys();
     let _ = std::fs::remove_file(&status_path);
     res.map_err(|e| CliError::Mount(format!("serving {}: {e}", mountpoint.display())))
 }

@@ -86,6 +86,13 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                                 k.requests, k.errors, k.retries, k.throttles
                             );
                         }
+                        if let Some(w) = &s.wraps {
+                            println!(
+                                "  new keys:    {} pending, {} wrapped, {} failed (wrapped in \
+                                 the background)",
+                                w.pending, w.wrapped, w.failed
+                            );
+                        }
                         if !s.requests.is_empty() {
                             println!("  requests:    count, mean service time");
                             let mut ops: Vec<_> = s.requests.iter().collect();

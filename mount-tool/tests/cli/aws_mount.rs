@@ -520,3 +520,244 @@ fn a_volume_on_this_projects_endpoint_follows_key_state_and_path_policies() {
         stderr(&out)
     );
 }
+
+/// Runs `script` with `sh -c` as system account `user` (uid, gid and groups).
+fn as_user(user: &str, script: &str) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .args(["sh", "-c", script])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The uid of system account `name`, created (no home, no login) when
+/// missing; useradd's 9 means another test process created it first.
+fn system_account(name: &str) -> u32 {
+    let id = || Command::new("id").args(["-u", name]).output().unwrap();
+    if !id().status.success() {
+        let st = Command::new("useradd")
+            .args(["--system", "-M", "-U", "-s", "/usr/sbin/nologin", name])
+            .status()
+            .unwrap();
+        assert!(st.success() || st.code() == Some(9), "useradd {name}: {st}");
+    }
+    String::from_utf8(id().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_profile_map_gives_each_local_user_a_principal_of_their_own_at_the_service() {
+    use std::os::unix::fs::PermissionsExt;
+    let (alice, bob) = ("kmsfst-alice", "kmsfst-bob");
+    let (alice_uid, bob_uid) = (system_account(alice), system_account(bob));
+    let mut s = Setup::on_engine();
+    std::fs::set_permissions(s._tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.init(&["--plaintext-names"]);
+    // Two access keys, for two service principals that are not the mount's.
+    let (alice_principal, bob_principal) = ("uid:4001", "uid:4002");
+    let mut creds = String::new();
+    for (profile, principal) in [("alice", alice_principal), ("bob", bob_principal)] {
+        let ak = s.svc.call(
+            "CreateAccessKey",
+            serde_json::json!({ "Principal": principal }),
+        );
+        let ak = &ak["AccessKey"];
+        creds.push_str(&format!(
+            "[{profile}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            ak["AccessKeyId"].as_str().unwrap(),
+            ak["SecretAccessKey"].as_str().unwrap()
+        ));
+    }
+    let creds_file = s._tmp.path().join("credentials");
+    std::fs::write(&creds_file, creds).unwrap();
+    s.aws_env.push((
+        "AWS_SHARED_CREDENTIALS_FILE".into(),
+        creds_file.to_str().unwrap().into(),
+    ));
+    s.aws_env.push((
+        "AWS_CONFIG_FILE".into(),
+        s._tmp.path().join("no-config").to_str().unwrap().into(),
+    ));
+    // The mount's own principal administers the key; alice's may use it
+    // for file data, bob's is denied.
+    let me = nix::unistd::geteuid().as_raw();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": format!("uid:{me}")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Alice", "Effect": "Allow", "Principal": {"AWS": alice_principal},
+         "Action": ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:ReEncrypt*"],
+         "Resource": "*"},
+        {"Sid": "NotBob", "Effect": "Deny", "Principal": {"AWS": bob_principal},
+         "Action": "kms:*", "Resource": "*"}
+    ]});
+    s.svc.call(
+        "PutKeyPolicy",
+        serde_json::json!({"KeyId": s.key, "PolicyName": "default", "Policy": policy.to_string()}),
+    );
+    let map = format!("{alice}=alice,{bob_uid}=bob");
+    let (c, m) = (s.cipher.to_str().unwrap(), s.mnt.to_str().unwrap());
+    // A profile that does not exist is refused at mount time, by name.
+    let wrong = MountGuard::new(&s.mnt);
+    let out = s.kmsfs(
+        &[
+            "mount",
+            c,
+            m,
+            "--allow-other",
+            "--aws-profile-map",
+            "1=nobody-here",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "mounted with a missing profile");
+    assert!(stderr(&out).contains("nobody-here"), "{}", stderr(&out));
+    drop(wrong);
+
+    let guard = MountGuard::new(&s.mnt);
+    s.ok(
+        &[
+            "mount",
+            c,
+            m,
+            "--allow-other",
+            "--reauth-secs",
+            "0",
+            "--aws-profile-map",
+            &map,
+        ],
+        None,
+    );
+    std::fs::create_dir(s.file("shared")).unwrap();
+    std::fs::set_permissions(s.file("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let a = s.file("shared/a");
+    let a = a.to_str().unwrap();
+    let w = as_user(
+        alice,
+        &format!("echo from-alice > {a} && chmod 644 {a} && cat {a}"),
+    );
+    assert!(w.status.success(), "alice: {}", stderr(&w));
+    assert_eq!(String::from_utf8_lossy(&w.stdout), "from-alice\n");
+    // Bob's calls go out as bob's principal: denied at the service, though
+    // POSIX lets him read the file.
+    let r = as_user(bob, &format!("cat {a}"));
+    assert!(!r.status.success(), "bob read alice's file");
+    assert!(stderr(&r).contains("Permission denied"), "{}", stderr(&r));
+    // A file bob creates never gets a key (his Encrypt is refused).
+    let b = s.file("shared/b");
+    let b = b.to_str().unwrap();
+    let r = as_user(bob, &format!("echo from-bob > {b}; cat {b}"));
+    assert!(stderr(&r).contains("Permission denied"), "{}", stderr(&r));
+    // Root is not mapped: the mount's own credentials.
+    assert_eq!(
+        std::fs::read_to_string(s.file("shared/a")).unwrap(),
+        "from-alice\n"
+    );
+    s.unmount(guard);
+    assert!(alice_uid != bob_uid);
+
+    // Without the map the service sees the mount's principal for everyone:
+    // bob reads alice's file (only POSIX permissions tell them apart).
+    let guard = MountGuard::new(&s.mnt);
+    s.ok(
+        &["mount", c, m, "--allow-other", "--reauth-secs", "0"],
+        None,
+    );
+    let r = as_user(bob, &format!("cat {a}"));
+    assert!(r.status.success(), "bob: {}", stderr(&r));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "from-alice\n");
+    s.unmount(guard);
+}
+
+/// Polls `f` until it returns `Some` (the other mount's kernel caches
+/// entries and attributes for 1 s), failing after 20 s with `what`.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_mounts_of_one_cipher_directory_see_what_the_admin_guide_promises() {
+    let s = Setup::on_engine();
+    s.init(&[]);
+    let mnt_b = s._tmp.path().join("mnt-b");
+    std::fs::create_dir(&mnt_b).unwrap();
+    let mnt_b = std::fs::canonicalize(&mnt_b).unwrap();
+    let guard_a = s.mount();
+    let guard_b = MountGuard::new(&mnt_b);
+    let c = s.cipher.to_str().unwrap();
+    s.ok(
+        &["mount", c, mnt_b.to_str().unwrap(), "--reauth-secs", "0"],
+        None,
+    );
+    let (a, b) = (|p: &str| s.file(p), |p: &str| mnt_b.join(p));
+
+    // Written and closed on A: readable on B at once (its key is wrapped in
+    // the background on A; B waits for the final header).
+    std::fs::create_dir(a("d")).unwrap();
+    for i in 0..20 {
+        std::fs::write(a(&format!("d/f{i}")), content(i)).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(
+            std::fs::read_to_string(b(&format!("d/f{i}"))).unwrap(),
+            content(i)
+        );
+    }
+    // Rewritten on A: B reads the new content at its next open.
+    std::fs::write(a("d/f0"), "second version\n").unwrap();
+    eventually("B never saw the new content", || {
+        (std::fs::read_to_string(b("d/f0")).ok()? == "second version\n").then_some(())
+    });
+    // Renamed on A (its key re-wrapped for the new path): B finds it under
+    // the new name and no longer under the old one once its entry expired.
+    std::fs::rename(a("d/f1"), a("d/g1")).unwrap();
+    std::fs::rename(a("d"), a("e")).unwrap();
+    eventually("B still sees the old names", || {
+        (!b("d").exists() && !b("e/f1").exists()).then_some(())
+    });
+    assert_eq!(std::fs::read_to_string(b("e/g1")).unwrap(), content(1));
+    assert_eq!(std::fs::read_to_string(b("e/f2")).unwrap(), content(2));
+    // Both ways: made on B, read on A; removed on B, gone on A.
+    std::fs::write(b("e/from-b"), "hello from B\n").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(a("e/from-b")).unwrap(),
+        "hello from B\n"
+    );
+    std::fs::remove_file(b("e/f3")).unwrap();
+    eventually("A still sees a file B removed", || {
+        (!a("e/f3").exists()).then_some(())
+    });
+    // A file open on B keeps reading (its key is in B's handle) after A
+    // renamed it.
+    let mut held = std::fs::File::open(b("e/f4")).unwrap();
+    std::fs::rename(a("e/f4"), a("e/h4")).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut held, &mut text).unwrap();
+    assert_eq!(text, content(4));
+    drop(held);
+    s.ok(&["unmount", mnt_b.to_str().unwrap()], None);
+    guard_b.wait_for_mount_process();
+    s.unmount(guard_a);
+    // Everything both wrote reads back on one mount.
+    let _guard = s.mount();
+    assert_eq!(
+        std::fs::read_to_string(s.file("e/from-b")).unwrap(),
+        "hello from B\n"
+    );
+    assert_eq!(std::fs::read_to_string(s.file("e/h4")).unwrap(), content(4));
+    assert_eq!(
+        std::fs::read_to_string(s.file("e/f0")).unwrap(),
+        "second version\n"
+    );
+}

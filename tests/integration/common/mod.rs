@@ -108,7 +108,11 @@ impl Fixture {
     }
 
     pub fn mount_with(&self, opts: FsOptions, allow_other: bool) -> Mounted {
-        let ks: Arc<dyn KeyService> = Arc::new(self.engine.clone());
+        self.mount_on(Arc::new(self.engine.clone()), opts, allow_other)
+    }
+
+    /// Mounts with `ks` as the key service (a wrapper around the engine).
+    pub fn mount_on(&self, ks: Arc<dyn KeyService>, opts: FsOptions, allow_other: bool) -> Mounted {
         let vol = Volume::open(&self.cipher, &ks, &root()).expect("open volume");
         let read_only = opts.read_only;
         let core = Core::new(vol, ks, opts).expect("core");
@@ -137,6 +141,7 @@ impl Fixture {
                 reauth_interval: Duration::from_secs(5),
                 ..Default::default()
             },
+            background_wrap: None,
         }
     }
 }
