@@ -420,7 +420,9 @@ fn repair_quarantines_cut_and_zeroed_files_in_a_plaintext_names_volume() {
         "--kdf-iterations",
         "1",
     ]);
-    env.ok(&["init", "--plaintext-names", Env::s(&env.cipher)]);
+    let init: Value =
+        serde_json::from_str(&env.ok(&["init", "--plaintext-names", Env::s(&env.cipher)])).unwrap();
+    let key = init["key_id"].as_str().unwrap().to_string();
     std::fs::create_dir(&env.mnt).unwrap();
     let mnt = std::fs::canonicalize(&env.mnt).unwrap();
     let guard = MountGuard::new(&mnt);
@@ -462,9 +464,52 @@ fn repair_quarantines_cut_and_zeroed_files_in_a_plaintext_names_volume() {
     let all = problems(&report);
     assert_eq!(all.len(), 5, "{all:#?}");
 
+    // A data key the key service refuses is not damage: repair leaves the
+    // file where it is and says so (exit 6), and still repairs the rest.
+    let policy = |deny: bool| {
+        let mut st = vec![serde_json::json!({"Sid": "All", "Effect": "Allow",
+            "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"})];
+        if deny {
+            st.push(serde_json::json!({"Sid": "NoOk", "Effect": "Deny",
+                "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
+                "Condition": {"StringLike": {"kms:EncryptionContext:kmsfs:path": "/d/ok.txt"}}}));
+        }
+        let p = serde_json::json!({"Version": "2012-10-17", "Statement": st}).to_string();
+        env.ok(&["kms", "put-key-policy", "--key-id", &key, "--policy", &p]);
+    };
+    policy(true);
+    let ok_before = std::fs::read(d.join("ok.txt")).unwrap();
+    let out = env.run(&["fsck", "--repair", "--json", Env::s(&env.cipher)]);
+    assert_eq!(out.status.code(), Some(6));
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let left = problems(&rep["after"]);
+    assert_eq!(left.len(), 1, "{rep:#}");
+    assert_eq!(left[0].0, "/d/ok.txt");
+    assert!(left[0].1.contains("AccessDeniedException"), "{left:?}");
+    assert_eq!(rep["after"]["problems"][0]["kind"], "key_access");
+    assert_eq!(rep["actions"].as_array().unwrap().len(), 5, "{rep:#}");
+    assert_eq!(std::fs::read(d.join("ok.txt")).unwrap(), ok_before);
+    policy(false);
+    // The damage was dealt with in that run: a new repair has nothing to do.
     let out = env.run(&["fsck", "--repair", Env::s(&env.cipher)]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0 problems found, 0 repair actions, 0 problems left\n"
+    );
+    // The first run's report in the quarantine: the five moved there, the
+    // refused file not repaired.
+    let q = std::fs::read_dir(env.cipher.join("kmsfs.quarantine"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(q.join("report.txt")).unwrap();
+    assert!(
+        text.contains("/d/ok.txt: data key cannot be unwrapped") && text.contains("(not repaired)"),
+        "{text}"
+    );
     for p in [
         "/d/notes.txt",
         "/d/tag.bin",
@@ -483,7 +528,7 @@ fn repair_quarantines_cut_and_zeroed_files_in_a_plaintext_names_volume() {
         "{text}"
     );
     assert!(
-        text.contains("5 problems found, 5 repair actions, 0 problems left; quarantine: "),
+        text.contains("6 problems found, 5 repair actions, 1 problems left; quarantine: "),
         "{text}"
     );
     let (code, report, _) = fsck_json(&env);
