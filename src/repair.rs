@@ -91,6 +91,7 @@ pub fn repair(
         items: 0,
         actions: Vec::new(),
         moved: BTreeSet::new(),
+        changed: false,
     };
     for job in [
         crate::rewrap::journal::REWRAP_JOURNAL_NAME,
@@ -158,6 +159,9 @@ struct Repairer<'a> {
     actions: Vec<Action>,
     /// Backing paths moved away in this pass: problems below them are gone.
     moved: BTreeSet<PathBuf>,
+    /// Whether this pass changed the cipher directory (else repair stops:
+    /// what failed once fails again).
+    changed: bool,
 }
 
 impl Repairer<'_> {
@@ -170,20 +174,20 @@ impl Repairer<'_> {
     /// (then the volume is checked again).
     fn pass(&mut self, mut problems: Vec<Problem>) -> std::io::Result<bool> {
         self.moved.clear();
+        self.changed = false;
         // A new or restored IV changes what the names of its directory
         // decrypt to: fix IVs alone, then look again.
         if problems.iter().any(|p| p.kind == Kind::DirIv) {
             for p in problems.iter().filter(|p| p.kind == Kind::DirIv) {
                 self.dir_iv(p)?;
             }
-            return Ok(true);
+            return Ok(self.changed);
         }
         problems.sort_by(|a, b| {
             a.kind
                 .cmp(&b.kind)
                 .then_with(|| a.backing_path.cmp(&b.backing_path))
         });
-        let before = self.actions.len();
         for p in &problems {
             if self.is_gone(&p.backing_path) {
                 continue;
@@ -197,7 +201,7 @@ impl Repairer<'_> {
                 Kind::Journal | Kind::DirIv | Kind::KeyAccess | Kind::Io => {}
             }
         }
-        Ok(self.actions.len() > before)
+        Ok(self.changed)
     }
 
     /// Whether `p` was moved in this pass (itself or an ancestor), or is
@@ -260,6 +264,7 @@ impl Repairer<'_> {
         self.items += 1;
         let to = q.join(format!("{:04}{suffix}", self.items));
         fs::rename(path, &to)?;
+        self.changed = true;
         self.moved.insert(path.to_path_buf());
         if let Some(parent) = path.parent() {
             fs::File::open(parent)?.sync_all()?;
@@ -348,6 +353,7 @@ impl Repairer<'_> {
                 });
             }
         }
+        self.changed = true;
         self.action(p, done.join("; "), None);
         Ok(())
     }
@@ -399,6 +405,7 @@ impl Repairer<'_> {
             "side file restored from {}, whose content is this long name",
             copy.to_string_lossy()
         ));
+        self.changed = true;
         self.action(p, done.join("; "), None);
         Ok(())
     }
@@ -425,6 +432,7 @@ impl Repairer<'_> {
         let to = q.join(format!("{:04}.xattr", self.items));
         write_atomic(&to, &value, META_FILE_MODE)?;
         rustix::fs::lremovexattr(&path, stored.as_str()).map_err(std::io::Error::from)?;
+        self.changed = true;
         let acl_like =
             p.what.starts_with("xattr system.posix_acl_access:") || p.what.contains(&stored);
         let mut done = format!("value (attribute {stored}) saved and removed from the file");
