@@ -153,9 +153,10 @@ pub fn key_service(url: &KmsUrl) -> Result<Arc<dyn KeyService>, CliError> {
 pub fn mount_key_service(
     url: &KmsUrl,
     profiles: &ProfileMap,
+    limits: AwsLimits,
 ) -> Result<Arc<dyn KeyService>, CliError> {
     match url {
-        KmsUrl::Aws(target) => Ok(Arc::new(aws_keys_with(url, target, profiles)?)),
+        KmsUrl::Aws(target) => Ok(Arc::new(aws_keys_with(url, target, profiles, limits)?)),
         KmsUrl::Unix(_) if !profiles.is_empty() => Err(CliError::Usage(
             "--aws-profile-map is for a volume on an AWS KMS service; the engine daemon \
              knows each caller by its uid already"
@@ -167,15 +168,16 @@ pub fn mount_key_service(
 
 /// An AWS KMS client for `target`, its key resolved to its ARN.
 pub fn aws_keys(url: &KmsUrl, target: &AwsTarget) -> Result<AwsKeys, CliError> {
-    aws_keys_with(url, target, &ProfileMap::new())
+    aws_keys_with(url, target, &ProfileMap::new(), AwsLimits::default())
 }
 
 fn aws_keys_with(
     url: &KmsUrl,
     target: &AwsTarget,
     profiles: &ProfileMap,
+    limits: AwsLimits,
 ) -> Result<AwsKeys, CliError> {
-    AwsKeys::connect_with_profiles(target, AwsLimits::default(), profiles).map_err(|e| match e {
+    AwsKeys::connect_with_profiles(target, limits, profiles).map_err(|e| match e {
         kms_engine::KmsError::Unavailable(reason) => CliError::Unreachable {
             url: url.to_string(),
             reason,

@@ -181,10 +181,17 @@ where
                     throttled: true,
                     error: unavailable(format!("throttled ({code} {status})")),
                 }
-            } else if status >= 500 {
+            } else if status >= 500 || code.is_empty() {
+                // A 5xx, or an answer that names no AWS exception (a body
+                // that is not an AWS KMS response, whatever its status).
+                let what = if code.is_empty() {
+                    format!("the service answered {status} with no AWS KMS error")
+                } else {
+                    format!("the service answered {status} {code}")
+                };
                 Failure::Transient {
                     throttled: false,
-                    error: unavailable(format!("the service answered {status} {code}")),
+                    error: unavailable(what),
                 }
             } else if AUTH_CODES.contains(&code.as_str()) {
                 Failure::Final(KmsError::AccessDenied(format!("{code}: {message}")))

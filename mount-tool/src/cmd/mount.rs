@@ -62,6 +62,11 @@ pub struct MountArgs {
     /// user name: `--aws-profile-map 1000=alice,bob=bob-kms`
     #[arg(long, value_name = "USER=PROFILE,...", value_parser = parse_profile_map)]
     pub aws_profile_map: Option<kmsfs::keys::aws::ProfileMap>,
+    /// On an AWS KMS service: the longest one call to the service may take,
+    /// its retries included (each attempt gets at most half of it, and 5 s)
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub kms_timeout: u64,
     /// Audit records reach the disk (fdatasync) before the call they audit
     /// returns (0, the default), or at least every MS milliseconds and every
     /// 256 records: faster, but a power failure can lose the records of the
@@ -135,6 +140,18 @@ impl MountArgs {
             None => aws,
         };
         on.then(kmsfs::keys::wrap::WrapLimits::default)
+    }
+
+    /// The AWS client's limits, from `--kms-timeout`.
+    fn aws_limits(&self) -> kmsfs::keys::aws::AwsLimits {
+        let d = kmsfs::keys::aws::AwsLimits::default();
+        let call = Duration::from_secs(self.kms_timeout);
+        kmsfs::keys::aws::AwsLimits {
+            call_timeout: call,
+            attempt_timeout: d.attempt_timeout.min(call / 2),
+            connect_timeout: d.connect_timeout.min(call / 2),
+            ..d
+        }
     }
 
     /// The audit trail's flushing, from `--audit-flush-ms`.
@@ -231,7 +248,7 @@ fn run_client(url: &KmsUrl, sigs: Option<SigSet>, args: &MountArgs) -> Result<()
     match sigs {
         Some(sigs) => {
             let profiles = args.aws_profile_map.clone().unwrap_or_default();
-            let keys = transport::mount_key_service(url, &profiles)?;
+            let keys = transport::mount_key_service(url, &profiles, args.aws_limits())?;
             serve(keys, matches!(url, KmsUrl::Aws(_)), sigs, args, &mountpoint)
         }
         None => {

@@ -761,3 +761,126 @@ fn two_mounts_of_one_cipher_directory_see_what_the_admin_guide_promises() {
         "second version\n"
     );
 }
+
+#[test]
+fn a_slow_or_garbled_service_fails_opens_within_the_timeout_and_loses_no_new_file() {
+    let s = Setup::new();
+    s.init(&[]);
+    let guard = MountGuard::new(&s.mnt);
+    let (c, m) = (s.cipher.to_str().unwrap(), s.mnt.to_str().unwrap());
+    s.ok(
+        &["mount", c, m, "--reauth-secs", "0", "--kms-timeout", "2"],
+        None,
+    );
+    std::fs::write(s.file("a"), "hello\n").unwrap();
+    std::fs::write(s.file("b"), "world\n").unwrap();
+    assert_eq!(std::fs::read_to_string(s.file("b")).unwrap(), "world\n");
+    let mut held = std::fs::File::open(s.file("a")).unwrap();
+
+    // Slower than a call may take (2 s, attempts of 1 s): a file created
+    // now is kept (its key waits for the service), an open fails with EIO,
+    // a create once the service is known to be down fails with EIO, the
+    // file already open keeps reading.
+    s.svc.proxy.set(Mode::Forward(Duration::from_secs(3)));
+    std::fs::write(s.file("slow"), "written while the service was slow\n").unwrap();
+    let r = cat(&s.file("b"));
+    assert!(!r.status.success(), "read b through a stalled service");
+    assert!(stderr(&r).contains("Input/output error"), "{}", stderr(&r));
+    let e = std::fs::write(s.file("refused"), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(5), "{e}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut held, &mut text).unwrap();
+    assert_eq!(text, "hello\n");
+
+    // Back: opens work again, the file made while slow reads back.
+    s.svc.proxy.set(Mode::Forward(Duration::ZERO));
+    eventually("no recovery", || {
+        cat(&s.file("b")).status.success().then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(s.file("slow")).unwrap(),
+        "written while the service was slow\n"
+    );
+    // Garbage answers while a new file's key is wrapped: retried until the
+    // service answers properly.
+    s.svc
+        .proxy
+        .set(Mode::Answer(200, "this is not JSON".into()));
+    std::fs::write(
+        s.file("garbled"),
+        "written while the answers were garbage\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.svc.proxy.set(Mode::Forward(Duration::ZERO));
+    let garbled = std::fs::read_to_string(s.file("garbled"));
+    assert_eq!(
+        garbled
+            .as_deref()
+            .map_err(|e| format!("{e}: {}", s.mount_log())),
+        Ok("written while the answers were garbage\n")
+    );
+    assert!(!s.file("refused").exists());
+    drop(held);
+    s.unmount(guard);
+
+    // Nothing written was lost.
+    let _guard = s.mount();
+    for (f, text) in [
+        ("a", "hello\n"),
+        ("b", "world\n"),
+        ("slow", "written while the service was slow\n"),
+        ("garbled", "written while the answers were garbage\n"),
+    ] {
+        assert_eq!(std::fs::read_to_string(s.file(f)).unwrap(), text, "{f}");
+    }
+    let log = s.mount_log();
+    assert!(!log.contains("could not be wrapped"), "{log}");
+}
+
+#[test]
+fn tampering_on_a_volume_on_this_projects_endpoint_gives_eio_never_plaintext() {
+    use std::os::unix::fs::FileExt;
+    let s = Setup::on_engine();
+    s.init(&["--plaintext-names"]);
+    let guard = s.mount();
+    for name in ["flip", "cut", "swap1", "swap2", "key"] {
+        std::fs::write(s.file(name), format!("{name}: {}", content(9))).unwrap();
+    }
+    s.unmount(guard);
+    let backing = |n: &str| s.cipher.join(n);
+    let open_rw = |n: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(backing(n))
+            .unwrap()
+    };
+    // A content byte, the file cut to its header, two headers swapped, a
+    // byte of the wrapped key.
+    let f = open_rw("flip");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 150).unwrap();
+    f.write_all_at(&[b[0] ^ 1], 150).unwrap();
+    open_rw("cut").set_len(128).unwrap();
+    let (h1, h2) = (open_rw("swap1"), open_rw("swap2"));
+    let (mut x, mut y) = ([0u8; 128], [0u8; 128]);
+    h1.read_exact_at(&mut x, 0).unwrap();
+    h2.read_exact_at(&mut y, 0).unwrap();
+    h1.write_all_at(&y, 0).unwrap();
+    h2.write_all_at(&x, 0).unwrap();
+    let k = open_rw("key");
+    k.read_exact_at(&mut b, 40).unwrap();
+    k.write_all_at(&[b[0] ^ 0x80], 40).unwrap();
+    let _guard = s.mount();
+    for name in ["flip", "cut", "swap1", "swap2", "key"] {
+        let r = cat(&s.file(name));
+        assert!(!r.status.success(), "{name} read after tampering");
+        assert!(
+            stderr(&r).contains("Input/output error"),
+            "{name}: {}",
+            stderr(&r)
+        );
+        assert!(r.stdout.is_empty() || !String::from_utf8_lossy(&r.stdout).contains(name));
+    }
+}
