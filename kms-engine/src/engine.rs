@@ -2,6 +2,7 @@
 //! state with ready-to-use AEAD keys, serializes writers (in-process and
 //! across processes), applies what fell due, authorizes and audits calls.
 
+use crate::asym::Loaded;
 use crate::audit::{AuditEvent, AuditSink, StoreAnchor};
 use crate::context::EncryptionContext;
 use crate::grant::Grant;
@@ -35,6 +36,8 @@ pub(crate) struct Snapshot {
     /// and reports why).
     pub policies: HashMap<KeyId, Arc<Policy>>,
     pub ciphers: HashMap<(KeyId, u32), Arc<LessSafeKey>>,
+    /// Asymmetric and HMAC keys, parsed (their single version).
+    pub loaded: HashMap<KeyId, Arc<Loaded>>,
     pub fingerprint: Fingerprint,
     /// The header of the file this state was read from or written as (it
     /// changes when any process changes the root key).
@@ -63,6 +66,7 @@ impl Snapshot {
     ) -> Result<Snapshot, KmsError> {
         let anchor = StoreAnchor::of_file(state.generation, file);
         let mut ciphers = HashMap::new();
+        let mut loaded = HashMap::new();
         let mut policies = HashMap::new();
         for k in state.keys.values() {
             let reuse = old.and_then(|o| {
@@ -73,10 +77,18 @@ impl Snapshot {
                 policies.insert(k.id, p);
             }
             for v in &k.versions {
+                let Some(m) = v.material.symmetric() else {
+                    let l = match old.and_then(|o| o.loaded.get(&k.id)) {
+                        Some(l) => l.clone(),
+                        None => Arc::new(Loaded::load(k.spec, k.usage, &v.material)?),
+                    };
+                    loaded.insert(k.id, l);
+                    continue;
+                };
                 let slot = (k.id, v.version);
                 let c = match old.and_then(|o| o.ciphers.get(&slot)) {
                     Some(c) => c.clone(),
-                    None => Arc::new(crate::blob::aead_key(v.material.bytes())?),
+                    None => Arc::new(crate::blob::aead_key(m.bytes())?),
                 };
                 ciphers.insert(slot, c);
             }
@@ -86,6 +98,7 @@ impl Snapshot {
             state,
             policies,
             ciphers,
+            loaded,
             fingerprint,
             header,
             next_due,
@@ -122,6 +135,24 @@ impl Snapshot {
     pub fn cipher(&self, id: KeyId, version: u32) -> Option<&Arc<LessSafeKey>> {
         self.ciphers.get(&(id, version))
     }
+
+    /// The parsed asymmetric or HMAC key of `k`.
+    pub fn loaded(&self, k: &KeyRecord) -> Result<&Arc<Loaded>, KmsError> {
+        self.loaded
+            .get(&k.id)
+            .ok_or_else(|| KmsError::Internal(format!("key {} has no loaded key", k.id)))
+    }
+}
+
+/// The algorithm condition keys a request sets (None: not in the request).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Algorithms<'a> {
+    pub encryption: Option<&'a str>,
+    pub signing: Option<&'a str>,
+    pub mac: Option<&'a str>,
+    pub key_agreement: Option<&'a str>,
+    pub message_type: Option<&'a str>,
+    pub data_key_pair_spec: Option<&'a str>,
 }
 
 /// What an op reports about itself for its audit record.
@@ -182,7 +213,7 @@ pub struct Engine {
     /// this engine keeps reading and writing the store after another
     /// process changed the root key.
     store_key: Zeroizing<[u8; 32]>,
-    /// For a store opened in an older format (1 to 3): the header of the
+    /// For a store opened in an older format (1 to 4): the header of the
     /// current format its first write uses (the store key wrapped under the
     /// root key it was opened with).
     conversion: Option<StoreHeader>,
@@ -433,7 +464,7 @@ impl Engine {
         let header = match old.header {
             h if h.version() == STORE_VERSION => h,
             old_format => match self.conversion {
-                // The first write converts a store of format 1 to 3 to the
+                // The first write converts a store of format 1 to 4 to the
                 // current format, keeping its store key (for format 1 its
                 // sealing key).
                 Some(h) if h.root() == old_format.root() => h,
@@ -527,6 +558,24 @@ impl Engine {
         ctx: Option<&EncryptionContext>,
         requested: Option<&str>,
     ) -> Result<(), KmsError> {
+        let algorithms = Algorithms {
+            encryption: ctx.is_some().then_some(SYMMETRIC_DEFAULT),
+            ..Algorithms::default()
+        };
+        self.authorize_with(caller, action, key, ctx, requested, &algorithms)
+    }
+
+    /// [`Engine::authorize_as_requested`] with the algorithm condition keys
+    /// of the request (`kms:SigningAlgorithm`, `kms:MessageType` ...).
+    pub(crate) fn authorize_with(
+        &self,
+        caller: &Principal,
+        action: &str,
+        key: &KeyRecord,
+        ctx: Option<&EncryptionContext>,
+        requested: Option<&str>,
+        algorithms: &Algorithms<'_>,
+    ) -> Result<(), KmsError> {
         let arn = key.arn();
         let id = key.id.to_string();
         let alias = match requested.map(crate::ids::parse_key_ref) {
@@ -536,11 +585,15 @@ impl Engine {
         let mut rc = RequestContext::new(caller, action, &arn, &id, self.clock.now_unix());
         rc.request_alias = alias.as_deref();
         rc.encryption_context = ctx;
-        rc.key_spec = Some(SYMMETRIC_DEFAULT);
-        rc.key_usage = Some("ENCRYPT_DECRYPT");
-        if ctx.is_some() {
-            rc.encryption_algorithm = Some(SYMMETRIC_DEFAULT);
-        }
+        rc.key_spec = Some(key.spec.as_str());
+        rc.key_usage = Some(key.usage.as_str());
+        rc.key_origin = Some(key.origin.as_str());
+        rc.encryption_algorithm = algorithms.encryption;
+        rc.signing_algorithm = algorithms.signing;
+        rc.mac_algorithm = algorithms.mac;
+        rc.key_agreement_algorithm = algorithms.key_agreement;
+        rc.message_type = algorithms.message_type;
+        rc.data_key_pair_spec = algorithms.data_key_pair_spec;
         self.authorize_request(key, &rc)
     }
 

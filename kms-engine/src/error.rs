@@ -41,6 +41,12 @@ pub enum KmsError {
     Tag(String),
     #[error("UnsupportedOperationException: {0}")]
     UnsupportedOperation(String),
+    /// Verify: the signature does not verify.
+    #[error("KMSInvalidSignatureException: {0}")]
+    InvalidSignature(String),
+    /// VerifyMac: the MAC does not verify.
+    #[error("KMSInvalidMacException: {0}")]
+    InvalidMac(String),
     /// The root key does not open the store: wrong passphrase or key file.
     #[error(
         "IncorrectPassphraseException: the passphrase or key file does not open this engine store"
@@ -102,6 +108,8 @@ impl KmsError {
             KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             KmsError::Tag(_) => "TagException",
             KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            KmsError::InvalidSignature(_) => "KMSInvalidSignatureException",
+            KmsError::InvalidMac(_) => "KMSInvalidMacException",
             KmsError::WrongPassphrase => "IncorrectPassphraseException",
             KmsError::StoreCorrupted(_) => "StoreCorruptedException",
             KmsError::StoreNotFound(_) => "StoreNotFoundException",
@@ -145,6 +153,8 @@ impl KmsError {
             "MalformedPolicyDocumentException" => KmsError::MalformedPolicyDocument(message),
             "TagException" => KmsError::Tag(message),
             "UnsupportedOperationException" => KmsError::UnsupportedOperation(message),
+            "KMSInvalidSignatureException" => KmsError::InvalidSignature(message),
+            "KMSInvalidMacException" => KmsError::InvalidMac(message),
             "IncorrectPassphraseException" => KmsError::WrongPassphrase,
             "StoreCorruptedException" => KmsError::StoreCorrupted(message),
             "StoreNotFoundException" => KmsError::StoreNotFound(message),
@@ -225,6 +235,8 @@ mod tests {
             KmsError::MalformedPolicyDocument("p".into()),
             KmsError::Tag("t".into()),
             KmsError::UnsupportedOperation("o".into()),
+            KmsError::InvalidSignature("s".into()),
+            KmsError::InvalidMac("m".into()),
             KmsError::WrongPassphrase,
             KmsError::StoreCorrupted("s".into()),
             KmsError::StoreNotFound("s".into()),

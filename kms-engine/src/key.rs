@@ -2,6 +2,7 @@
 //! version of its key material, plus aliases.
 
 use crate::ids::KeyId;
+use crate::keyspec::{KeyOrigin, KeySpec, KeyUsage};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,6 +59,67 @@ impl<'de> Deserialize<'de> for KeyMaterial {
     }
 }
 
+/// Secret bytes of any length kept in the store (a PKCS#8 private key, an
+/// HMAC key); zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretDer(pub Zeroizing<Vec<u8>>);
+
+impl SecretDer {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretDer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDer(<redacted>)")
+    }
+}
+
+impl Serialize for SecretDer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0.as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretDer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretDer;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("secret key bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<SecretDer, E> {
+                Ok(SecretDer(Zeroizing::new(v.to_vec())))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// One version's key material, by kind (new kinds go at the end: the
+/// variant index is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Material {
+    /// A SYMMETRIC_DEFAULT key's 256-bit AES key.
+    Symmetric(KeyMaterial),
+    /// An asymmetric key's private key, PKCS#8 DER.
+    Private(SecretDer),
+    /// An HMAC key (28, 32, 48 or 64 bytes).
+    Hmac(SecretDer),
+}
+
+impl Material {
+    /// The AES key of a symmetric version.
+    pub fn symmetric(&self) -> Option<&KeyMaterial> {
+        match self {
+            Material::Symmetric(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
 /// The AWS key states this engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {
@@ -101,7 +163,7 @@ pub struct KeyVersion {
     pub created: i64,
     /// `None` for the original material.
     pub rotation_type: Option<RotationType>,
-    pub material: KeyMaterial,
+    pub material: Material,
 }
 
 /// A KMS key.
@@ -121,8 +183,15 @@ pub struct KeyRecord {
     pub rotation_period_days: Option<u32>,
     /// When the next automatic rotation falls due (set while enabled).
     pub next_rotation: Option<i64>,
-    /// Every version, oldest first; never empty.
+    /// Every version, oldest first; never empty. Asymmetric and HMAC keys
+    /// have exactly one (AWS does not rotate them).
     pub versions: Vec<KeyVersion>,
+    /// What the key is (store format 5; older stores' keys are
+    /// SYMMETRIC_DEFAULT).
+    pub spec: KeySpec,
+    pub usage: KeyUsage,
+    /// Where its material came from (always AWS_KMS until import exists).
+    pub origin: KeyOrigin,
 }
 
 impl KeyRecord {

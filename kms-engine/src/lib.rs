@@ -9,6 +9,7 @@
 //! operation names and AWS-shaped JSON.
 
 pub mod access_key;
+pub mod asym;
 pub mod audit;
 pub mod blob;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod grant;
 pub mod identity;
 pub mod ids;
 pub mod key;
+pub mod keyspec;
 pub mod ops;
 pub mod policy;
 pub mod principal;
@@ -36,17 +38,21 @@ pub use identity::Resolver;
 pub use ids::KeyId;
 pub use key::{KeyRecord, KeyState};
 pub use ops::access_keys::*;
+pub use ops::agreement::*;
 pub use ops::aliases::*;
 pub use ops::audit_settings::AuditPathChange;
 pub use ops::crypto::*;
 pub use ops::datakeys::*;
 pub use ops::grants::*;
+pub use ops::key_pairs::*;
 pub use ops::keys::*;
 pub use ops::lifecycle::*;
+pub use ops::mac::*;
 pub use ops::policies::*;
 pub use ops::random::*;
 pub use ops::root_key::*;
 pub use ops::rotation::*;
+pub use ops::sign::*;
 pub use ops::store_anchor::AnchorCheck;
 pub use ops::tags::*;
 pub use principal::{Principal, Unresolved};

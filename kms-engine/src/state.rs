@@ -7,12 +7,15 @@ use crate::access_key::AccessKeyRecord;
 use crate::audit::paths::AuditPathMode;
 use crate::grant::Grant;
 use crate::ids::{KeyId, KeyRef, alias_arn, parse_key_ref};
-use crate::key::{AliasRecord, KeyMaterial, KeyRecord, KeyState, KeyVersion, RotationType};
+use crate::key::{
+    AliasRecord, KeyMaterial, KeyRecord, KeyState, KeyVersion, Material, RotationType,
+};
+use crate::keyspec::{KeyOrigin, KeySpec, KeyUsage};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
-/// Everything the store seals (store format 4). Encoded with postcard (not
+/// Everything the store seals (store format 5). Encoded with postcard (not
 /// self-describing: any field change needs a new store format version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -38,12 +41,102 @@ pub struct State {
     pub access_keys: BTreeMap<String, AccessKeyRecord>,
 }
 
-/// The state of store format 3: [`State`] without access keys.
+/// A key version of store formats 1 to 4: always a symmetric key.
+#[derive(Deserialize)]
+struct KeyVersionV4 {
+    version: u32,
+    created: i64,
+    rotation_type: Option<RotationType>,
+    material: KeyMaterial,
+}
+
+/// A key of store formats 1 to 4: [`KeyRecord`] without spec, usage and
+/// origin (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT, AWS_KMS).
+#[derive(Deserialize)]
+struct KeyRecordV4 {
+    id: KeyId,
+    created: i64,
+    description: String,
+    state: KeyState,
+    deletion_date: Option<i64>,
+    pending_window_days: Option<u32>,
+    tags: BTreeMap<String, String>,
+    policy: String,
+    rotation_period_days: Option<u32>,
+    next_rotation: Option<i64>,
+    versions: Vec<KeyVersionV4>,
+}
+
+impl From<KeyRecordV4> for KeyRecord {
+    fn from(k: KeyRecordV4) -> KeyRecord {
+        KeyRecord {
+            id: k.id,
+            created: k.created,
+            description: k.description,
+            state: k.state,
+            deletion_date: k.deletion_date,
+            pending_window_days: k.pending_window_days,
+            tags: k.tags,
+            policy: k.policy,
+            rotation_period_days: k.rotation_period_days,
+            next_rotation: k.next_rotation,
+            versions: k
+                .versions
+                .into_iter()
+                .map(|v| KeyVersion {
+                    version: v.version,
+                    created: v.created,
+                    rotation_type: v.rotation_type,
+                    material: Material::Symmetric(v.material),
+                })
+                .collect(),
+            spec: KeySpec::SymmetricDefault,
+            usage: KeyUsage::EncryptDecrypt,
+            origin: KeyOrigin::AwsKms,
+        }
+    }
+}
+
+fn convert_keys(keys: BTreeMap<KeyId, KeyRecordV4>) -> BTreeMap<KeyId, KeyRecord> {
+    keys.into_iter().map(|(id, k)| (id, k.into())).collect()
+}
+
+/// The state of store format 4: [`State`] with format-4 keys.
+#[derive(Deserialize)]
+struct StateV4 {
+    generation: u64,
+    audit_seed: KeyMaterial,
+    keys: BTreeMap<KeyId, KeyRecordV4>,
+    aliases: BTreeMap<String, AliasRecord>,
+    destroyed: BTreeSet<KeyId>,
+    grants: BTreeMap<KeyId, Vec<Grant>>,
+    audit_paths: AuditPathMode,
+    audit_path_key: Option<KeyMaterial>,
+    access_keys: BTreeMap<String, AccessKeyRecord>,
+}
+
+impl From<StateV4> for State {
+    fn from(s: StateV4) -> State {
+        State {
+            generation: s.generation,
+            audit_seed: s.audit_seed,
+            keys: convert_keys(s.keys),
+            aliases: s.aliases,
+            destroyed: s.destroyed,
+            grants: s.grants,
+            audit_paths: s.audit_paths,
+            audit_path_key: s.audit_path_key,
+            access_keys: s.access_keys,
+        }
+    }
+}
+
+/// The state of store format 3: format 4's without access keys.
 #[derive(Deserialize)]
 struct StateV3 {
     generation: u64,
     audit_seed: KeyMaterial,
-    keys: BTreeMap<KeyId, KeyRecord>,
+    keys: BTreeMap<KeyId, KeyRecordV4>,
     aliases: BTreeMap<String, AliasRecord>,
     destroyed: BTreeSet<KeyId>,
     grants: BTreeMap<KeyId, Vec<Grant>>,
@@ -56,7 +149,7 @@ impl From<StateV3> for State {
         State {
             generation: s.generation,
             audit_seed: s.audit_seed,
-            keys: s.keys,
+            keys: convert_keys(s.keys),
             aliases: s.aliases,
             destroyed: s.destroyed,
             grants: s.grants,
@@ -67,13 +160,13 @@ impl From<StateV3> for State {
     }
 }
 
-/// The state of store formats 1 and 2: [`State`] without the audit path
+/// The state of store formats 1 and 2: format 3's without the audit path
 /// settings (which read as plain, without a key).
 #[derive(Deserialize)]
 struct StateV2 {
     generation: u64,
     audit_seed: KeyMaterial,
-    keys: BTreeMap<KeyId, KeyRecord>,
+    keys: BTreeMap<KeyId, KeyRecordV4>,
     aliases: BTreeMap<String, AliasRecord>,
     destroyed: BTreeSet<KeyId>,
     grants: BTreeMap<KeyId, Vec<Grant>>,
@@ -84,7 +177,7 @@ impl From<StateV2> for State {
         State {
             generation: s.generation,
             audit_seed: s.audit_seed,
-            keys: s.keys,
+            keys: convert_keys(s.keys),
             aliases: s.aliases,
             destroyed: s.destroyed,
             grants: s.grants,
@@ -117,14 +210,17 @@ impl State {
     }
 
     /// Decodes the state of a store of format `version` (1 and 2: without
-    /// the audit path settings; 3: without access keys). Trailing bytes are
-    /// refused.
+    /// the audit path settings; 3: without access keys; 1 to 4: keys
+    /// without spec, usage and origin). Trailing bytes are refused.
     pub fn decode(bytes: &[u8], version: u8) -> Result<State, KmsError> {
         let bad = |e: postcard::Error| {
             KmsError::StoreCorrupted(format!("cannot decode engine state: {e}"))
         };
         let (state, rest) = if version >= crate::store::format::STORE_VERSION {
             postcard::take_from_bytes::<State>(bytes).map_err(bad)?
+        } else if version == crate::store::format::STORE_VERSION_4 {
+            let (old, rest) = postcard::take_from_bytes::<StateV4>(bytes).map_err(bad)?;
+            (State::from(old), rest)
         } else if version == crate::store::format::STORE_VERSION_3 {
             let (old, rest) = postcard::take_from_bytes::<StateV3>(bytes).map_err(bad)?;
             (State::from(old), rest)
@@ -246,7 +342,7 @@ pub fn add_version(k: &mut KeyRecord, now: i64, how: RotationType) -> Result<(),
         version: next,
         created: now,
         rotation_type: Some(how),
-        material: KeyMaterial::generate()?,
+        material: Material::Symmetric(KeyMaterial::generate()?),
     });
     Ok(())
 }

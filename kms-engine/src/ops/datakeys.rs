@@ -2,7 +2,10 @@
 
 use crate::context::EncryptionContext;
 use crate::engine::Engine;
-use crate::ops::{grants::check_tokens, random::random_bytes, require_enabled, validate_context};
+use crate::ops::{
+    grants::check_tokens, random::random_bytes, require_enabled, require_symmetric,
+    validate_context,
+};
 use crate::wire::{SecretBytes, b64};
 use crate::{KmsError, Principal};
 use serde::{Deserialize, Serialize};
@@ -89,6 +92,7 @@ impl Engine {
                 Some(&req.key_id),
             )?;
             require_enabled(k)?;
+            require_symmetric(k, op)?;
             let plain = random_bytes(len)?;
             let blob = Self::seal_under(&snap, k, &plain, &req.encryption_context)?;
             Ok(GenerateDataKeyResponse {

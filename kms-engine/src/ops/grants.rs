@@ -23,7 +23,7 @@ use crate::ids::KeyId;
 use crate::ops::keys::EmptyResponse;
 use crate::ops::require_not_pending;
 use crate::policy::{DecisionReason, PrincipalId, RequestContext, evaluate};
-use crate::wire::{SYMMETRIC_DEFAULT, page, page_limit};
+use crate::wire::{page, page_limit};
 use crate::{KmsError, Principal};
 use serde::{Deserialize, Serialize};
 
@@ -211,6 +211,39 @@ fn page_of(
     })
 }
 
+/// AWS refuses a grant for an operation the key cannot perform (Sign on a
+/// symmetric key, GenerateDataKey on an asymmetric one) with
+/// ValidationException.
+fn check_operations_fit(k: &crate::key::KeyRecord, ops: &[GrantOperation]) -> Result<(), KmsError> {
+    use crate::keyspec::KeyUsage as U;
+    use GrantOperation as G;
+    for &op in ops {
+        let fits = match op {
+            G::CreateGrant | G::RetireGrant | G::DescribeKey => true,
+            G::Encrypt | G::Decrypt | G::ReEncryptFrom | G::ReEncryptTo => {
+                k.usage == U::EncryptDecrypt
+            }
+            G::GenerateDataKey
+            | G::GenerateDataKeyWithoutPlaintext
+            | G::GenerateDataKeyPair
+            | G::GenerateDataKeyPairWithoutPlaintext => k.spec.is_symmetric(),
+            G::Sign | G::Verify => k.usage == U::SignVerify,
+            G::GetPublicKey => k.spec.is_asymmetric(),
+            G::GenerateMac | G::VerifyMac => k.usage == U::GenerateVerifyMac,
+            G::DeriveSharedSecret => k.usage == U::KeyAgreement,
+        };
+        if !fits {
+            return Err(KmsError::Validation(format!(
+                "Grant operation {} is not valid for a key with KeySpec {} and KeyUsage {}",
+                op.as_str(),
+                k.spec.as_str(),
+                k.usage.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Engine {
     /// CreateGrant. A retry with the same Name and parameters returns the
     /// existing grant's id (with a fresh token) instead of a new grant.
@@ -245,8 +278,9 @@ impl Engine {
                 rc.grant_operations = Some(&greq.operations);
                 rc.grantee_principal = Some(&greq.grantee_principal);
                 rc.retiring_principal = greq.retiring_principal.as_deref();
-                rc.key_spec = Some(SYMMETRIC_DEFAULT);
-                rc.key_usage = Some("ENCRYPT_DECRYPT");
+                rc.key_spec = Some(k.spec.as_str());
+                rc.key_usage = Some(k.usage.as_str());
+                rc.key_origin = Some(k.origin.as_str());
                 // The policy alone first; a grant may stand in for an Allow
                 // only if it covers the new grant.
                 let snap = self.current()?;
@@ -260,6 +294,7 @@ impl Engine {
                     return Err(access_denied(&rc, &d));
                 }
                 require_not_pending(k)?;
+                check_operations_fit(k, &greq.operations)?;
                 let grants = st.grants.entry(kid).or_default();
                 if let Some(g) = grants.iter().find(|g| g.is_retry_of(&greq)) {
                     return Ok(CreateGrantResponse {

@@ -1,11 +1,16 @@
 //! CreateKey, DescribeKey, ListKeys, UpdateKeyDescription.
 
+use crate::asym::generate_material;
 use crate::engine::Engine;
 use crate::ids::KeyId;
-use crate::key::{KeyMaterial, KeyRecord, KeyState, KeyVersion, default_policy};
+use crate::key::{KeyRecord, KeyState, KeyVersion, default_policy};
+use crate::keyspec::{
+    ECDH, KeyOrigin, KeyUsage, encryption_algorithms, mac_algorithm, signing_algorithms,
+    spec_and_usage,
+};
 use crate::ops::{grants::check_tokens, require_not_pending, tags::validate_tags};
 use crate::policy::{Policy, check_lockout};
-use crate::wire::{SYMMETRIC_DEFAULT, Tag, page, page_limit};
+use crate::wire::{Tag, page, page_limit};
 use crate::{KmsError, Principal};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,12 +40,52 @@ pub struct KeyMetadata {
     pub key_manager: String,
     pub customer_master_key_spec: String,
     pub key_spec: String,
-    pub encryption_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encryption_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signing_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mac_algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key_agreement_algorithms: Option<Vec<String>>,
     pub multi_region: bool,
+}
+
+/// The algorithm lists DescribeKey and GetPublicKey report for a key: one
+/// of encryption, signing, MAC or key agreement algorithms, by its usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlgorithmLists {
+    pub encryption: Option<Vec<String>>,
+    pub signing: Option<Vec<String>>,
+    pub mac: Option<Vec<String>>,
+    pub key_agreement: Option<Vec<String>>,
+}
+
+impl AlgorithmLists {
+    pub fn of(k: &KeyRecord) -> AlgorithmLists {
+        let mut l = AlgorithmLists::default();
+        match k.usage {
+            KeyUsage::EncryptDecrypt => l.encryption = Some(encryption_algorithms(k.spec)),
+            KeyUsage::SignVerify => {
+                l.signing = Some(
+                    signing_algorithms(k.spec)
+                        .iter()
+                        .map(|a| a.as_str().to_string())
+                        .collect(),
+                )
+            }
+            KeyUsage::GenerateVerifyMac => {
+                l.mac = mac_algorithm(k.spec).map(|a| vec![a.to_string()])
+            }
+            KeyUsage::KeyAgreement => l.key_agreement = Some(vec![ECDH.to_string()]),
+        }
+        l
+    }
 }
 
 impl KeyMetadata {
     pub fn of(k: &KeyRecord) -> KeyMetadata {
+        let algorithms = AlgorithmLists::of(k);
         KeyMetadata {
             aws_account_id: crate::ids::account_id().into(),
             key_id: k.id.to_string(),
@@ -48,15 +93,18 @@ impl KeyMetadata {
             creation_date: k.created,
             enabled: k.state == KeyState::Enabled,
             description: k.description.clone(),
-            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_usage: k.usage.as_str().into(),
             key_state: k.state.as_str().into(),
             deletion_date: k.deletion_date,
             pending_deletion_window_in_days: k.pending_window_days,
-            origin: "AWS_KMS".into(),
+            origin: k.origin.as_str().into(),
             key_manager: "CUSTOMER".into(),
-            customer_master_key_spec: SYMMETRIC_DEFAULT.into(),
-            key_spec: SYMMETRIC_DEFAULT.into(),
-            encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
+            customer_master_key_spec: k.spec.as_str().into(),
+            key_spec: k.spec.as_str().into(),
+            encryption_algorithms: algorithms.encryption,
+            signing_algorithms: algorithms.signing,
+            mac_algorithms: algorithms.mac,
+            key_agreement_algorithms: algorithms.key_agreement,
             multi_region: false,
         }
     }
@@ -151,19 +199,19 @@ fn check_description(d: &str) -> Result<(), KmsError> {
 }
 
 impl Engine {
-    /// CreateKey: a new symmetric (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) key.
+    /// CreateKey: a new key of the requested spec and usage (default
+    /// SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT); combinations AWS refuses are
+    /// ValidationException.
     pub fn create_key(
         &self,
         caller: &Principal,
         req: CreateKeyRequest,
     ) -> Result<CreateKeyResponse, KmsError> {
         self.audited(caller, "CreateKey", |a| {
-            check_option("KeyUsage", req.key_usage.as_deref(), "ENCRYPT_DECRYPT")?;
-            check_option("KeySpec", req.key_spec.as_deref(), SYMMETRIC_DEFAULT)?;
-            check_option(
-                "CustomerMasterKeySpec",
+            let (spec, usage) = spec_and_usage(
+                req.key_spec.as_deref(),
                 req.customer_master_key_spec.as_deref(),
-                SYMMETRIC_DEFAULT,
+                req.key_usage.as_deref(),
             )?;
             check_option("Origin", req.origin.as_deref(), "AWS_KMS")?;
             if req.multi_region == Some(true) {
@@ -193,7 +241,7 @@ impl Engine {
                 None => default_policy(&format!("uid:{}", caller.uid)),
             };
             a.key_id = Some(id.to_string());
-            let material = KeyMaterial::generate()?;
+            let material = generate_material(spec, usage)?;
             self.mutate(|st, now| {
                 let rec = KeyRecord {
                     id,
@@ -215,6 +263,9 @@ impl Engine {
                         rotation_type: None,
                         material,
                     }],
+                    spec,
+                    usage,
+                    origin: KeyOrigin::AwsKms,
                 };
                 let meta = KeyMetadata::of(&rec);
                 st.keys.insert(id, rec);

@@ -3,25 +3,30 @@
 //! AWS operation name.
 
 pub mod access_keys;
+pub mod agreement;
 pub mod aliases;
 pub mod audit_settings;
 pub mod crypto;
 pub mod datakeys;
 pub mod dispatch;
 pub mod grants;
+pub mod key_pairs;
 pub mod keys;
 pub mod kmsfs;
 pub mod lifecycle;
+pub mod mac;
 pub mod policies;
 pub mod random;
 pub mod root_key;
 pub mod rotation;
+pub mod sign;
 pub mod store_anchor;
 pub mod tags;
 
 use crate::KmsError;
 use crate::context::EncryptionContext;
 use crate::key::{KeyRecord, KeyState};
+use crate::keyspec::KeyUsage;
 
 /// Maximum total size of an encryption context (keys + values, bytes).
 pub const MAX_CONTEXT_BYTES: usize = 8192;
@@ -65,4 +70,42 @@ pub(crate) fn require_not_pending(k: &KeyRecord) -> Result<(), KmsError> {
 
 fn pending(k: &KeyRecord) -> KmsError {
     KmsError::InvalidState(format!("{} is pending deletion.", k.arn()))
+}
+
+/// Gate for an operation that needs keys of `usage`: another usage is
+/// InvalidKeyUsageException in AWS's words.
+pub(crate) fn require_usage(k: &KeyRecord, usage: KeyUsage, op: &str) -> Result<(), KmsError> {
+    if k.usage == usage {
+        return Ok(());
+    }
+    Err(KmsError::InvalidKeyUsage(format!(
+        "{} key usage is {} which is not valid for {op}.",
+        k.arn(),
+        k.usage.as_str()
+    )))
+}
+
+/// Gate for the operations that wrap under a symmetric key (GenerateDataKey*,
+/// ReEncrypt's destination when symmetric, GenerateDataKeyPair*).
+pub(crate) fn require_symmetric(k: &KeyRecord, op: &str) -> Result<(), KmsError> {
+    require_usage(k, KeyUsage::EncryptDecrypt, op)?;
+    if k.spec.is_symmetric() {
+        return Ok(());
+    }
+    Err(KmsError::InvalidKeyUsage(format!(
+        "{} key spec is {} which is not valid for {op}.",
+        k.arn(),
+        k.spec.as_str()
+    )))
+}
+
+/// Checks a `GrantTokens` list and `DryRun` (not supported: refused
+/// rather than running the operation for real).
+pub(crate) fn check_dry_run(dry_run: Option<bool>) -> Result<(), KmsError> {
+    if dry_run == Some(true) {
+        return Err(KmsError::UnsupportedOperation(
+            "DryRun is not supported by this engine".into(),
+        ));
+    }
+    Ok(())
 }

@@ -77,6 +77,19 @@ pub struct ListKeyRotationsResponse {
     pub truncated: bool,
 }
 
+/// AWS rotates only symmetric encryption keys: the rotation operations on an
+/// asymmetric or HMAC key are UnsupportedOperationException.
+fn require_rotatable(k: &crate::key::KeyRecord) -> Result<(), KmsError> {
+    if k.spec.is_symmetric() {
+        return Ok(());
+    }
+    Err(KmsError::UnsupportedOperation(format!(
+        "{} key spec is {}: only symmetric encryption KMS keys can be rotated.",
+        k.arn(),
+        k.spec.as_str()
+    )))
+}
+
 impl Engine {
     /// EnableKeyRotation: RotationPeriodInDays 90–2560 (default 365). The
     /// first automatic rotation falls due one period from now; changing the
@@ -98,6 +111,7 @@ impl Engine {
                 let k = st.resolve_mut(&req.key_id)?;
                 a.key(k);
                 self.authorize(caller, "kms:EnableKeyRotation", k, None)?;
+                require_rotatable(k)?;
                 require_enabled(k)?;
                 let anchor = match (k.next_rotation, k.rotation_period_days) {
                     (Some(next), Some(old)) => next - i64::from(old) * 86_400,
@@ -121,6 +135,7 @@ impl Engine {
                 let k = st.resolve_mut(&req.key_id)?;
                 a.key(k);
                 self.authorize(caller, "kms:DisableKeyRotation", k, None)?;
+                require_rotatable(k)?;
                 require_enabled(k)?;
                 k.rotation_period_days = None;
                 k.next_rotation = None;
@@ -140,6 +155,7 @@ impl Engine {
             let k = snap.resolve(&req.key_id)?;
             a.key(k);
             self.authorize(caller, "kms:GetKeyRotationStatus", k, None)?;
+            require_rotatable(k)?;
             Ok(GetKeyRotationStatusResponse {
                 key_rotation_enabled: k.rotation_period_days.is_some(),
                 key_id: k.arn(),
@@ -162,6 +178,7 @@ impl Engine {
                 let k = st.resolve_mut(&req.key_id)?;
                 a.key(k);
                 self.authorize(caller, "kms:RotateKeyOnDemand", k, None)?;
+                require_rotatable(k)?;
                 require_enabled(k)?;
                 if k.on_demand_rotations() >= MAX_ON_DEMAND_ROTATIONS {
                     return Err(KmsError::LimitExceeded(format!(
@@ -189,6 +206,7 @@ impl Engine {
             let k = snap.resolve(&req.key_id)?;
             a.key(k);
             self.authorize(caller, "kms:ListKeyRotations", k, None)?;
+            require_rotatable(k)?;
             let all: Vec<(u32, RotationEntry)> = k
                 .versions
                 .iter()

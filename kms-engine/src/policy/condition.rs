@@ -208,6 +208,18 @@ pub enum ConditionKey {
     KeyUsage,
     /// `kms:EncryptionAlgorithm`.
     EncryptionAlgorithm,
+    /// `kms:KeyOrigin`.
+    KeyOrigin,
+    /// `kms:SigningAlgorithm` (Sign, Verify).
+    SigningAlgorithm,
+    /// `kms:MacAlgorithm` (GenerateMac, VerifyMac).
+    MacAlgorithm,
+    /// `kms:KeyAgreementAlgorithm` (DeriveSharedSecret).
+    KeyAgreementAlgorithm,
+    /// `kms:MessageType` (Sign, Verify).
+    MessageType,
+    /// `kms:DataKeyPairSpec` (GenerateDataKeyPair*).
+    DataKeyPairSpec,
     /// `kms:BypassPolicyLockoutSafetyCheck` (PutKeyPolicy/CreateKey only).
     BypassPolicyLockoutSafetyCheck,
     /// `aws:CurrentTime`.
@@ -216,7 +228,7 @@ pub enum ConditionKey {
     EpochTime,
 }
 
-const SIMPLE_KEYS: [(&str, ConditionKey); 13] = [
+const SIMPLE_KEYS: [(&str, ConditionKey); 19] = [
     (
         "kms:encryptioncontextkeys",
         ConditionKey::EncryptionContextKeys,
@@ -230,6 +242,15 @@ const SIMPLE_KEYS: [(&str, ConditionKey); 13] = [
     ("kms:keyspec", ConditionKey::KeySpec),
     ("kms:keyusage", ConditionKey::KeyUsage),
     ("kms:encryptionalgorithm", ConditionKey::EncryptionAlgorithm),
+    ("kms:keyorigin", ConditionKey::KeyOrigin),
+    ("kms:signingalgorithm", ConditionKey::SigningAlgorithm),
+    ("kms:macalgorithm", ConditionKey::MacAlgorithm),
+    (
+        "kms:keyagreementalgorithm",
+        ConditionKey::KeyAgreementAlgorithm,
+    ),
+    ("kms:messagetype", ConditionKey::MessageType),
+    ("kms:datakeypairspec", ConditionKey::DataKeyPairSpec),
     (
         "kms:bypasspolicylockoutsafetycheck",
         ConditionKey::BypassPolicyLockoutSafetyCheck,
@@ -263,6 +284,8 @@ impl ConditionKey {
                      kms:EncryptionContextKeys, kms:CallerUid, kms:CallerGid, \
                      kms:GrantOperations, kms:GranteePrincipal, kms:RetiringPrincipal, \
                      kms:RequestAlias, kms:KeySpec, kms:KeyUsage, kms:EncryptionAlgorithm, \
+                     kms:KeyOrigin, kms:SigningAlgorithm, kms:MacAlgorithm, \
+                     kms:KeyAgreementAlgorithm, kms:MessageType, kms:DataKeyPairSpec, \
                      kms:BypassPolicyLockoutSafetyCheck, aws:CurrentTime, aws:EpochTime"
                 )
             })
@@ -454,6 +477,12 @@ fn lookup<'a>(key: &ConditionKey, ctx: &'a RequestContext<'a>) -> Vals<'a> {
         ConditionKey::KeySpec => one(ctx.key_spec),
         ConditionKey::KeyUsage => one(ctx.key_usage),
         ConditionKey::EncryptionAlgorithm => one(ctx.encryption_algorithm),
+        ConditionKey::KeyOrigin => one(ctx.key_origin),
+        ConditionKey::SigningAlgorithm => one(ctx.signing_algorithm),
+        ConditionKey::MacAlgorithm => one(ctx.mac_algorithm),
+        ConditionKey::KeyAgreementAlgorithm => one(ctx.key_agreement_algorithm),
+        ConditionKey::MessageType => one(ctx.message_type),
+        ConditionKey::DataKeyPairSpec => one(ctx.data_key_pair_spec),
         ConditionKey::BypassPolicyLockoutSafetyCheck => ctx
             .bypass_policy_lockout_safety_check
             .map_or_else(none, |b| Vals::One(Val::Bool(b))),

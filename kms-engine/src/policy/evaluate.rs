@@ -31,6 +31,18 @@ pub struct RequestContext<'a> {
     pub key_spec: Option<&'a str>,
     pub key_usage: Option<&'a str>,
     pub encryption_algorithm: Option<&'a str>,
+    /// `kms:KeyOrigin` (`AWS_KMS`).
+    pub key_origin: Option<&'a str>,
+    /// Sign and Verify.
+    pub signing_algorithm: Option<&'a str>,
+    /// GenerateMac and VerifyMac.
+    pub mac_algorithm: Option<&'a str>,
+    /// DeriveSharedSecret.
+    pub key_agreement_algorithm: Option<&'a str>,
+    /// Sign and Verify: `RAW` or `DIGEST`.
+    pub message_type: Option<&'a str>,
+    /// GenerateDataKeyPair(WithoutPlaintext).
+    pub data_key_pair_spec: Option<&'a str>,
     /// PutKeyPolicy/CreateKey only.
     pub bypass_policy_lockout_safety_check: Option<bool>,
     /// For `aws:CurrentTime` / `aws:EpochTime`.
@@ -59,6 +71,12 @@ impl<'a> RequestContext<'a> {
             key_spec: None,
             key_usage: None,
             encryption_algorithm: None,
+            key_origin: None,
+            signing_algorithm: None,
+            mac_algorithm: None,
+            key_agreement_algorithm: None,
+            message_type: None,
+            data_key_pair_spec: None,
             bypass_policy_lockout_safety_check: None,
             now_unix,
         }

@@ -1,8 +1,9 @@
-//! The sealed store file. Formats 4 (written), 3 and 2 (read, converted at
-//! the first write): a plaintext header (KDF parameters, salt, the store key
+//! The sealed store file. Formats 5 (written), 4, 3 and 2 (read, converted
+//! at the first write): a plaintext header (KDF parameters, salt, the store key
 //! wrapped under the root key, nonce) followed by the postcard-encoded state
 //! sealed with AES-256-GCM-SIV under the store key; format 3's state adds
-//! the audit path settings, format 4's the access keys. Format 1 (read,
+//! the audit path settings, format 4's the access keys, format 5's each
+//! key's spec, usage and origin (asymmetric and HMAC key material). Format 1 (read,
 //! converted at the first write): the state sealed under a key derived from
 //! the root key, with a key check value. See "Engine store" in
 //! `docs/file-format.md`.
@@ -16,18 +17,21 @@ use zeroize::Zeroizing;
 
 pub const MAGIC: &[u8; 8] = b"KMSFSENG";
 /// The format every write produces.
-pub const STORE_VERSION: u8 = 4;
-/// Format 3: format 4's layout, with a state without access keys. Still
+pub const STORE_VERSION: u8 = 5;
+/// Format 4: format 5's layout, with keys without spec, usage and origin
+/// (all symmetric). Still read, never written by the engine.
+pub const STORE_VERSION_4: u8 = 4;
+/// Format 3: format 5's layout, with a state without access keys. Still
 /// read, never written by the engine.
 pub const STORE_VERSION_3: u8 = 3;
-/// Format 2: format 4's layout, with a state without the audit path
+/// Format 2: format 5's layout, with a state without the audit path
 /// settings. Still read, never written by the engine.
 pub const STORE_VERSION_2: u8 = 2;
 /// The first format: still read, never written by the engine.
 pub const STORE_VERSION_1: u8 = 1;
 /// Header length of format 1; the header is the AAD of the sealed state.
 pub const V1_HEADER_LEN: usize = ROOT_PARAMS_LEN + 32 + NONCE_LEN;
-/// Header length of formats 2 to 4; the header is the AAD of the sealed state.
+/// Header length of formats 2 to 5; the header is the AAD of the sealed state.
 pub const HEADER_LEN: usize = ROOT_PARAMS_LEN + NONCE_LEN + WRAPPED_LEN + NONCE_LEN;
 /// Bytes 0..38 of both formats: magic, version, root kind, KDF parameters,
 /// salt. In format 2 they are the AAD of the wrapped store key.
@@ -105,7 +109,7 @@ pub enum StoreHeader {
     /// Format 1: the state is sealed under a key derived from the root key;
     /// `check` tells a wrong root key apart from a damaged store.
     V1 { root: RootParams, check: [u8; 32] },
-    /// Formats 2 to 4 (`version`): the state is sealed under the store
+    /// Formats 2 to 5 (`version`): the state is sealed under the store
     /// key, which is wrapped under the root key.
     Wrapped {
         version: u8,
@@ -138,7 +142,7 @@ impl StoreHeader {
         Self::wrap_with_nonce(STORE_VERSION, root, root_key, store_key, random_nonce()?)
     }
 
-    /// [`StoreHeader::wrap`] for format `version` (2 to 4) with a given
+    /// [`StoreHeader::wrap`] for format `version` (2 to 5) with a given
     /// nonce; for the known-answer tests.
     pub fn wrap_with_nonce(
         version: u8,
@@ -209,7 +213,7 @@ impl StoreHeader {
         h
     }
 
-    /// Parses the header of a store file of format 1, 2, 3 or 4.
+    /// Parses the header of a store file of format 1 to 5.
     pub fn decode(file: &[u8]) -> Result<StoreHeader, KmsError> {
         if file.len() < ROOT_PARAMS_LEN {
             return Err(KmsError::StoreCorrupted("store file is truncated".into()));
@@ -219,7 +223,7 @@ impl StoreHeader {
         }
         let header_len = match file[8] {
             STORE_VERSION_1 => V1_HEADER_LEN,
-            STORE_VERSION_2 | STORE_VERSION_3 | STORE_VERSION => HEADER_LEN,
+            STORE_VERSION_2 | STORE_VERSION_3 | STORE_VERSION_4 | STORE_VERSION => HEADER_LEN,
             v => {
                 return Err(KmsError::StoreCorrupted(format!(
                     "unsupported store format version {v}"
@@ -268,7 +272,7 @@ impl StoreHeader {
     }
 
     /// The store key, from the root key this header's [`RootParams`] give:
-    /// formats 2 to 4 unwrap it, format 1 derives it (its sealing key). A root
+    /// formats 2 to 5 unwrap it, format 1 derives it (its sealing key). A root
     /// key that does not fit (the wrap fails to authenticate, or the key
     /// check value differs) gives `WrongPassphrase`.
     pub fn unlock(&self, root_key: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, KmsError> {
@@ -441,7 +445,7 @@ mod tests {
             .replace(KAT_V2_STATE, KAT_V4_STATE);
         assert_eq!(hex(&file), want);
         let back = StoreHeader::decode(&file).unwrap();
-        assert_eq!(back.version(), STORE_VERSION);
+        assert_eq!(back.version(), STORE_VERSION_4);
         assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
         assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
         // The same bytes as format 3 do not unwrap.
@@ -450,6 +454,38 @@ mod tests {
         let h3 = StoreHeader::decode(&as_v3).unwrap();
         assert_eq!(h3.unlock(&root_key).unwrap_err(), KmsError::WrongPassphrase);
     }
+
+    /// Format 5: the same layout with version byte 5 (key specs, usages
+    /// and origins in the state), cross-checked with Python
+    /// `cryptography`'s `AESGCMSIV` and `hmac` as for format 2.
+    #[test]
+    fn known_answer_v5() {
+        let root_key = [0x11; 32];
+        let store_key = [0x22; 32];
+        let h =
+            StoreHeader::wrap_with_nonce(5, kat_root(), &root_key, &store_key, [0x33; 12]).unwrap();
+        let file = seal_file_with_nonce(&h, &store_key, b"kmsfs", [0x44; 12]).unwrap();
+        let want = KAT_V2_HEX
+            .replacen("4b4d534653454e4702", "4b4d534653454e4705", 1)
+            .replace(KAT_V2_WRAPPED, KAT_V5_WRAPPED)
+            .replace(KAT_V2_STATE, KAT_V5_STATE);
+        assert_eq!(hex(&file), want);
+        let back = StoreHeader::decode(&file).unwrap();
+        assert_eq!(back.version(), STORE_VERSION);
+        assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
+        assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
+        // The same bytes as format 4 do not unwrap.
+        let mut as_v4 = file.clone();
+        as_v4[8] = 4;
+        let h4 = StoreHeader::decode(&as_v4).unwrap();
+        assert_eq!(h4.unlock(&root_key).unwrap_err(), KmsError::WrongPassphrase);
+    }
+
+    const KAT_V5_WRAPPED: &str = concat!(
+        "a737a74d96ccbbc0a8f2b3fcf568517cce0bc0dc8f0c0ddaed769dbfe032eb27",
+        "e3f0abf01d39e6b810c6d6b4559b0df3",
+    );
+    const KAT_V5_STATE: &str = "7d97cc2b2ee8db88d8a7349d6ee432c5a8b7e20e2d";
 
     const KAT_V4_WRAPPED: &str = concat!(
         "f58352dc06c40850fb8f8b2b84a000dbd3bb075f71f31e64db3a4a55198577c5",

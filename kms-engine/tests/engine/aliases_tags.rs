@@ -377,19 +377,21 @@ fn tags() {
 fn create_key_options() {
     let f = fixture();
     let bad = |r: CreateKeyRequest| f.engine.create_key(&alice(), r);
+    // An ECC spec without its usage (the default ENCRYPT_DECRYPT does not
+    // fit), a usage without its spec (SYMMETRIC_DEFAULT does not sign).
     assert!(matches!(
         bad(CreateKeyRequest {
-            key_spec: Some("RSA_2048".into()),
+            key_spec: Some("ECC_NIST_P256".into()),
             ..Default::default()
         }),
-        Err(KmsError::UnsupportedOperation(_))
+        Err(KmsError::Validation(_))
     ));
     assert!(matches!(
         bad(CreateKeyRequest {
             key_usage: Some("SIGN_VERIFY".into()),
             ..Default::default()
         }),
-        Err(KmsError::UnsupportedOperation(_))
+        Err(KmsError::Validation(_))
     ));
     assert!(matches!(
         bad(CreateKeyRequest {

@@ -8,6 +8,7 @@ mod service_support;
 
 mod access_keys;
 mod aliases_tags;
+mod asymmetric;
 mod audit_events;
 mod audit_group_commit;
 mod audit_head_cache;
@@ -16,6 +17,7 @@ mod audit_tamper;
 mod audit_trail;
 mod crypto_ops;
 mod key_states;
+mod openssl_interop;
 mod policy_grants;
 mod processes;
 mod root_key;

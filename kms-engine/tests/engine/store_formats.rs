@@ -1,7 +1,7 @@
-//! Store format versions: the frozen format-1 and format-2 stores in
-//! `tests/vectors` (written by the engine before formats 2, 3 and 4) open with
+//! Store format versions: the frozen format-1 to format-4 stores in
+//! `tests/vectors` (written by the engine before formats 2 to 5) open with
 //! everything in them, keep their format while only read, and become format
-//! 4 at the first write — an ordinary change or a root-key change — while
+//! 5 at the first write — an ordinary change or a root-key change — while
 //! engines that opened them in the older format keep working.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
@@ -127,14 +127,14 @@ fn frozen_v1_stores_convert_at_the_first_write() {
             .unwrap()
             .key_metadata
             .key_id;
-        assert_eq!(version(&f.dir), 4);
+        assert_eq!(version(&f.dir), 5);
         // The other format-1 engine reads the converted store and writes it.
         assert_eq!(key_count(&other), 3);
         assert_data_key(&f, &other);
         other
             .create_key(&alice(), CreateKeyRequest::default())
             .unwrap();
-        assert_eq!(version(&f.dir), 4);
+        assert_eq!(version(&f.dir), 5);
         let e = open_at(&f.dir, (f.secret)()).unwrap();
         assert_eq!(key_count(&e), 4);
         assert!(
@@ -173,8 +173,8 @@ fn frozen_v1_stores_convert_at_a_root_key_change() {
             )
             .unwrap();
         assert!(r.converted_from_v1);
-        assert_eq!(r.format_version, 4);
-        assert_eq!(version(&f.dir), 4);
+        assert_eq!(r.format_version, 5);
+        assert_eq!(version(&f.dir), 5);
         assert_eq!(
             open_at(&f.dir, (f.secret)()).unwrap_err(),
             KmsError::WrongPassphrase
@@ -215,22 +215,22 @@ fn frozen_v1_stores_convert_at_a_root_key_change() {
     }
 }
 
-/// New stores are format 4 from the start.
+/// New stores are format 5 from the start.
 #[test]
-fn new_stores_are_format_4() {
+fn new_stores_are_format_5() {
     let f = fixture();
-    assert_eq!(version(&f.engine_dir()), 4);
+    assert_eq!(version(&f.engine_dir()), 5);
     let raw = std::fs::read(f.engine_dir().join("engine.store")).unwrap();
     // magic, version, kind, KDF, salt, wrap nonce + wrapped key + tag,
     // state nonce, then the sealed state and its tag.
-    assert_eq!(&raw[..10], b"KMSFSENG\x04\x01");
+    assert_eq!(&raw[..10], b"KMSFSENG\x05\x01");
     assert!(raw.len() > 110 + 16);
 }
 
 /// The frozen format-2 store (format 1's passphrase store converted by a
 /// root-key change to the same passphrase, commit db29e25): opens with
 /// everything in it and plain audit paths, stays format 2 while only read,
-/// becomes format 4 at the first write, and an engine that opened it as
+/// becomes format 5 at the first write, and an engine that opened it as
 /// format 2 keeps reading and writing.
 #[test]
 fn frozen_v2_store_opens_and_converts_at_the_first_write() {
@@ -249,7 +249,7 @@ fn frozen_v2_store_opens_and_converts_at_the_first_write() {
     assert_eq!(std::fs::read(f.dir.join("engine.store")).unwrap(), before);
     e.set_audit_path_mode(&alice(), kms_engine::audit::AuditPathMode::Hmac)
         .unwrap();
-    assert_eq!(version(&f.dir), 4);
+    assert_eq!(version(&f.dir), 5);
     // The format-2 engine writes the converted store (and so reads it).
     other
         .create_key(&alice(), CreateKeyRequest::default())
@@ -270,7 +270,7 @@ fn frozen_v2_store_opens_and_converts_at_the_first_write() {
 /// The frozen format-3 store (`store-v2-passphrase` converted by a root-key
 /// change to the same passphrase and cost at commit 03cd41f, then set to
 /// hmac audit paths): opens with everything in it, its hmac audit path mode
-/// and no access keys, stays format 3 while only read, and becomes format 4
+/// and no access keys, stays format 3 while only read, and becomes format 5
 /// at the first write (an access key created), keeping all of it.
 #[test]
 fn frozen_v3_store_opens_and_converts_at_the_first_write() {
@@ -289,7 +289,7 @@ fn frozen_v3_store_opens_and_converts_at_the_first_write() {
     let made = e
         .dispatch(&root, "CreateAccessKey", json!({"Principal": "uid:0"}))
         .unwrap();
-    assert_eq!(version(&f.dir), 4);
+    assert_eq!(version(&f.dir), 5);
     let again = open_at(&f.dir, (f.secret)()).unwrap();
     assert_eq!(inventory(&again), f.expected["inventory"]);
     assert_data_key(&f, &again);
@@ -299,4 +299,56 @@ fn frozen_v3_store_opens_and_converts_at_the_first_write() {
         listed["AccessKeyMetadata"][0]["AccessKeyId"],
         made["AccessKey"]["AccessKeyId"]
     );
+}
+
+/// The frozen format-4 store (`store-v3-passphrase` converted by a root-key
+/// change to the same passphrase and cost at commit 5babd43, then given an
+/// access key for uid:1000): opens with everything in it (its keys read as
+/// SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT, AWS_KMS), stays format 4 while only
+/// read, and becomes format 5 at the first write (an asymmetric key
+/// created), keeping all of it.
+#[test]
+fn frozen_v4_store_opens_and_converts_at_the_first_write() {
+    let root = Principal::from_ids(0, 0, vec![]);
+    let f = frozen("store-v4-passphrase", v1_passphrase);
+    let before = std::fs::read(f.dir.join("engine.store")).unwrap();
+    assert_eq!(before[8], 4);
+    let e = open_at(&f.dir, (f.secret)()).unwrap();
+    assert_eq!(inventory(&e), f.expected["inventory"]);
+    assert_data_key(&f, &e);
+    let keys = e.dispatch(&root, "ListAccessKeys", json!({})).unwrap();
+    assert_eq!(
+        keys["AccessKeyMetadata"][0]["AccessKeyId"],
+        "AKIABV24XVMNI2EYHEJV"
+    );
+    assert_eq!(std::fs::read(f.dir.join("engine.store")).unwrap(), before);
+    let made = e
+        .dispatch(
+            &alice(),
+            "CreateKey",
+            json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+        )
+        .unwrap();
+    let id = made["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    assert_eq!(version(&f.dir), 5);
+    let again = open_at(&f.dir, (f.secret)()).unwrap();
+    let mut inv = inventory(&again);
+    // The inventory now has the new key too; the old ones are unchanged.
+    let keys = inv["keys"].as_array_mut().unwrap();
+    keys.retain(|k| k["describe"]["KeyMetadata"]["KeyId"] != id.as_str());
+    assert_eq!(inv, f.expected["inventory"]);
+    assert_data_key(&f, &again);
+    let keys = again.dispatch(&root, "ListAccessKeys", json!({})).unwrap();
+    assert_eq!(
+        keys["AccessKeyMetadata"][0]["AccessKeyId"],
+        "AKIABV24XVMNI2EYHEJV"
+    );
+    let sig = again
+        .dispatch(
+            &alice(),
+            "Sign",
+            json!({"KeyId": id, "Message": "bQ==", "SigningAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .unwrap();
+    assert!(sig["Signature"].is_string());
 }

@@ -226,11 +226,93 @@ def states_and_scheduled_deletion():
 
 @check
 def unknown_and_unsupported_operations():
-    e = expect_error(botocore.exceptions.ClientError, alice.sign, KeyId="alias/x", Message=b"m",
-                     SigningAlgorithm="ECDSA_SHA_256")
+    e = expect_error(botocore.exceptions.ClientError, alice.replicate_key, KeyId="alias/x",
+                     ReplicaRegion="eu-west-1")
     assert e.response["Error"]["Code"] == "UnsupportedOperationException", e.response
     assert e.response["ResponseMetadata"]["RequestId"], e.response
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@check
+def asymmetric_hmac_and_agreement_keys():
+    """Sign/Verify, RSA-OAEP, HMAC, ECDH and data key pairs through boto3,
+    checked with Python `cryptography` where it is installed: botocore's
+    modeled exceptions for a bad signature or MAC and refused combinations."""
+    def make(spec, usage):
+        return alice.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
+    signer = make("ECC_NIST_P256", "SIGN_VERIFY")
+    meta = alice.describe_key(KeyId=signer)["KeyMetadata"]
+    assert meta["SigningAlgorithms"] == ["ECDSA_SHA_256"], meta
+    sig = alice.sign(KeyId=signer, Message=b"release", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    ok = alice.verify(KeyId=signer, Message=b"release", Signature=sig, SigningAlgorithm="ECDSA_SHA_256")
+    assert ok["SignatureValid"] is True, ok
+    expect_error(alice.exceptions.KMSInvalidSignatureException, alice.verify, KeyId=signer,
+                 Message=b"releasE", Signature=sig, SigningAlgorithm="ECDSA_SHA_256")
+    expect_error(alice.exceptions.InvalidKeyUsageException, alice.sign, KeyId=signer,
+                 Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    expect_code("ValidationException", alice.create_key, KeySpec="HMAC_256", KeyUsage="ENCRYPT_DECRYPT")
+    expect_error(alice.exceptions.UnsupportedOperationException, alice.enable_key_rotation, KeyId=signer)
+    der = alice.get_public_key(KeyId=signer)["PublicKey"]
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, padding
+    except ImportError:
+        serialization = None
+    if serialization:
+        serialization.load_der_public_key(der).verify(sig, b"release", ec.ECDSA(hashes.SHA256()))
+    rsa = make("RSA_2048", "ENCRYPT_DECRYPT")
+    ct = alice.encrypt(KeyId=rsa, Plaintext=b"k" * 190, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert ct["EncryptionAlgorithm"] == "RSAES_OAEP_SHA_256", ct
+    pt = alice.decrypt(KeyId=rsa, CiphertextBlob=ct["CiphertextBlob"],
+                       EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"]
+    assert pt == b"k" * 190
+    expect_error(alice.exceptions.InvalidKeyUsageException, alice.encrypt, KeyId=rsa, Plaintext=b"x")
+    if serialization:
+        pub = serialization.load_der_public_key(alice.get_public_key(KeyId=rsa)["PublicKey"])
+        theirs = pub.encrypt(b"from python", padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
+                                                          algorithm=hashes.SHA1(), label=None))
+        got = alice.decrypt(KeyId=rsa, CiphertextBlob=theirs, EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+        assert got["Plaintext"] == b"from python", got
+    mac_key = make("HMAC_512", "GENERATE_VERIFY_MAC")
+    mac = alice.generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_512")["Mac"]
+    assert len(mac) == 64
+    assert alice.verify_mac(KeyId=mac_key, Message=b"m", Mac=mac, MacAlgorithm="HMAC_SHA_512")["MacValid"]
+    expect_error(alice.exceptions.KMSInvalidMacException, alice.verify_mac, KeyId=mac_key,
+                 Message=b"n", Mac=mac, MacAlgorithm="HMAC_SHA_512")
+    agreer = make("ECC_NIST_P256", "KEY_AGREEMENT")
+    if serialization:
+        mine = ec.generate_private_key(ec.SECP256R1())
+        peer_der = mine.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        shared = alice.derive_shared_secret(KeyId=agreer, KeyAgreementAlgorithm="ECDH",
+                                            PublicKey=peer_der)["SharedSecret"]
+        kms_pub = serialization.load_der_public_key(alice.get_public_key(KeyId=agreer)["PublicKey"])
+        assert shared == mine.exchange(ec.ECDH(), kms_pub)
+    sym = alice.create_key()["KeyMetadata"]["KeyId"]
+    pair = alice.generate_data_key_pair(KeyId=sym, KeyPairSpec="ECC_NIST_P384",
+                                        EncryptionContext={"app": "boto3"})
+    opened = alice.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"],
+                           EncryptionContext={"app": "boto3"})["Plaintext"]
+    assert opened == pair["PrivateKeyPlaintext"]
+    if serialization:
+        priv = serialization.load_der_private_key(pair["PrivateKeyPlaintext"], password=None)
+        assert priv.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo) == pair["PublicKey"]
+    w = alice.generate_data_key_pair_without_plaintext(KeyId=sym, KeyPairSpec="RSA_2048")
+    assert "PrivateKeyPlaintext" not in w, w
+    expect_code("AccessDeniedException", bob.sign, KeyId=signer, Message=b"m",
+                SigningAlgorithm="ECDSA_SHA_256")
+    # The aws CLI with aws's option names and fileb:// input.
+    work = os.path.dirname(CA)
+    with open(os.path.join(work, "asym-msg"), "wb") as f:
+        f.write(b"cli release")
+    s = aws("sign", "--key-id", signer, "--message", "fileb://" + f.name, "--signing-algorithm",
+            "ECDSA_SHA_256", "--query", "Signature", "--output", "text").stdout.strip()
+    with open(os.path.join(work, "asym-sig"), "wb") as g:
+        g.write(base64.b64decode(s))
+    v = json.loads(aws("verify", "--key-id", signer, "--message", "fileb://" + f.name, "--signature",
+                       "fileb://" + g.name, "--signing-algorithm", "ECDSA_SHA_256").stdout)
+    assert v["SignatureValid"] is True, v
 
 
 def aws(*args, key=ALICE_KEY, secret=ALICE_SECRET, check=True):

@@ -112,7 +112,7 @@ fn refusals_before_the_operation_are_aws_errors() {
         // An AWS operation the engine does not have.
         (
             format!(
-                "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.Sign\r\nContent-Type: application/x-amz-json-1.1\r\n{auth}Content-Length: 2\r\n\r\n{{}}"
+                "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.ReplicateKey\r\nContent-Type: application/x-amz-json-1.1\r\n{auth}Content-Length: 2\r\n\r\n{{}}"
             ),
             400,
             "UnsupportedOperationException",

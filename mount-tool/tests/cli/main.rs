@@ -4,6 +4,7 @@
 
 mod access_keys_cli;
 mod admin_cli;
+mod asymmetric_cli;
 mod audit_cli;
 mod audit_e2e;
 mod audit_paths_cli;

@@ -101,6 +101,12 @@ impl Req {
             key_spec: self.key_spec,
             key_usage: None,
             encryption_algorithm: self.algorithm,
+            key_origin: None,
+            signing_algorithm: None,
+            mac_algorithm: None,
+            key_agreement_algorithm: None,
+            message_type: None,
+            data_key_pair_spec: None,
             bypass_policy_lockout_safety_check: self.bypass,
             now_unix: NOW,
         }

@@ -22,22 +22,14 @@ const AWS_ONLY_OPERATIONS: &[&str] = &[
     "CreateCustomKeyStore",
     "DeleteCustomKeyStore",
     "DeleteImportedKeyMaterial",
-    "DeriveSharedSecret",
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateMac",
     "GetKeyLastUsage",
     "GetParametersForImport",
-    "GetPublicKey",
     "ImportKeyMaterial",
     "ReplicateKey",
-    "Sign",
     "UpdateCustomKeyStore",
     "UpdatePrimaryRegion",
-    "Verify",
-    "VerifyMac",
 ];
 
 /// A refused request or a failed operation, as the client will see it.
@@ -248,7 +240,7 @@ mod tests {
             (
                 Method::POST,
                 "/",
-                headers(Some("TrentService.Sign"), ok_ct),
+                headers(Some("TrentService.ReplicateKey"), ok_ct),
                 400,
                 "UnsupportedOperationException",
             ),

@@ -137,6 +137,12 @@ pub fn inventory(e: &Engine) -> serde_json::Value {
     use serde_json::{Value, json};
     let who = alice();
     let call = |op: &str, req: Value| e.dispatch(&who, op, req).unwrap();
+    // Rotation operations refuse asymmetric and HMAC keys: their error's
+    // name stands in for the answer.
+    let or_error = |op: &str, req: Value| {
+        e.dispatch(&who, op, req)
+            .unwrap_or_else(|err| json!(err.exception_name()))
+    };
     let mut ids: Vec<String> = call("ListKeys", json!({"Limit": 1000}))["Keys"]
         .as_array()
         .unwrap()
@@ -153,8 +159,8 @@ pub fn inventory(e: &Engine) -> serde_json::Value {
                 "policy": call("GetKeyPolicy", json!({"KeyId": id, "PolicyName": "default"})),
                 "grants": call("ListGrants", k.clone()),
                 "tags": call("ListResourceTags", k.clone()),
-                "rotation": call("GetKeyRotationStatus", k.clone()),
-                "versions": call("ListKeyRotations", k),
+                "rotation": or_error("GetKeyRotationStatus", k.clone()),
+                "versions": or_error("ListKeyRotations", k),
             })
         })
         .collect();

@@ -66,10 +66,13 @@ pub struct CreateKeyArgs {
     /// Description of the key
     #[arg(long)]
     pub description: Option<String>,
-    /// ENCRYPT_DECRYPT (the default)
+    /// ENCRYPT_DECRYPT (the default), SIGN_VERIFY, GENERATE_VERIFY_MAC or
+    /// KEY_AGREEMENT
     #[arg(long, value_name = "USAGE")]
     pub key_usage: Option<String>,
-    /// SYMMETRIC_DEFAULT (the default)
+    /// SYMMETRIC_DEFAULT (the default), RSA_2048/3072/4096,
+    /// ECC_NIST_P256/P384/P521, ECC_SECG_P256K1, ECC_NIST_EDWARDS25519,
+    /// ML_DSA_44/65/87 or HMAC_224/256/384/512
     #[arg(long, value_name = "SPEC")]
     pub key_spec: Option<String>,
     /// Tags: TagKey=KEY,TagValue=VALUE ... or a JSON list
@@ -165,7 +168,7 @@ pub struct EncryptArgs {
     /// Encryption context: k=v,k2=v2 or a JSON object
     #[arg(long, value_parser = context_arg, value_name = "CONTEXT")]
     pub encryption_context: Option<Context>,
-    /// SYMMETRIC_DEFAULT (the default)
+    /// SYMMETRIC_DEFAULT (the default), RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256
     #[arg(long, value_name = "ALGORITHM")]
     pub encryption_algorithm: Option<String>,
     #[command(flatten)]
@@ -180,10 +183,11 @@ pub struct DecryptArgs {
     /// Encryption context the data was encrypted under: k=v,k2=v2 or JSON
     #[arg(long, value_parser = context_arg, value_name = "CONTEXT")]
     pub encryption_context: Option<Context>,
-    /// Require this key (the blob names its key otherwise)
+    /// Require this key (the blob names its key otherwise; required for an
+    /// RSA key)
     #[arg(long, value_name = "KEY")]
     pub key_id: Option<String>,
-    /// SYMMETRIC_DEFAULT (the default)
+    /// SYMMETRIC_DEFAULT (the default), RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256
     #[arg(long, value_name = "ALGORITHM")]
     pub encryption_algorithm: Option<String>,
     #[command(flatten)]
@@ -251,7 +255,7 @@ pub struct EnableKeyRotationArgs {
 /// Every engine operation, named as in `aws kms`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum OpCommand {
-    /// Create a symmetric encryption key
+    /// Create a key (symmetric unless --key-spec says otherwise)
     CreateKey(CreateKeyArgs),
     /// Show a key's metadata
     DescribeKey(KeyIdGrantArgs),

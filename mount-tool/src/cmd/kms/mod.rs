@@ -3,6 +3,7 @@
 //! printed as AWS prints it.
 
 mod access_keys;
+mod asymmetric;
 mod commands;
 mod init;
 mod output;
@@ -40,6 +41,8 @@ pub enum KmsCommand {
     #[command(flatten)]
     PolicyOp(crate::cmd::kms_policy::PolicyOpCommand),
     #[command(flatten)]
+    AsymmetricOp(asymmetric::AsymmetricCommand),
+    #[command(flatten)]
     AccessKeyOp(access_keys::AccessKeyCommand),
 }
 
@@ -58,6 +61,10 @@ pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
             let request = op.request()?;
             let paging = op.auto_paged_field().map(Paging::kms);
             let resp = call(engine, request, paging)?;
+            print_response(&resp, engine.output, query, op.text_fields())
+        }
+        KmsCommand::AsymmetricOp(op) => {
+            let resp = call(engine, op.request()?, None)?;
             print_response(&resp, engine.output, query, op.text_fields())
         }
         KmsCommand::AccessKeyOp(op) => {
