@@ -93,7 +93,8 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
             .filter(|k| k.older_versions + k.other_keys > 0)
         {
             println!(
-                "{} files under an older version of the volume's key and {} under another key ({} under the newest): kmsfs rewrap re-wraps them",
+                "{} files under an older version of the volume's key and {} under another key \
+                 ({} under the newest): kmsfs rewrap re-wraps them",
                 k.older_versions, k.other_keys, k.newest
             );
         }

@@ -544,3 +544,46 @@ fn repair_quarantines_cut_and_zeroed_files_in_a_plaintext_names_volume() {
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
 }
+
+/// On a terminal fsck draws a progress bar (files checked of the files in
+/// the cipher directory) on standard error; without one it draws none.
+#[test]
+fn fsck_shows_a_progress_bar_on_a_terminal_only() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: script(1) from util-linux is not installed");
+        return;
+    }
+    let env = Env::new();
+    let (mnt, guard) = env.mounted();
+    for i in 0..20 {
+        std::fs::write(mnt.join(format!("f{i}")), data(100 + i)).unwrap();
+    }
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    let cmdline = format!(
+        "{} --engine {} --passphrase-file {} fsck {}",
+        env!("CARGO_BIN_EXE_kmsfs"),
+        Env::s(&env.engine),
+        Env::s(&env.pass),
+        Env::s(&env.cipher)
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env_remove("KMSFS_ENGINE")
+        .env_remove("KMSFS_PASSPHRASE_FILE")
+        .env_remove("KMSFS_KEY_FILE")
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("/20 files"), "{tty}");
+    assert!(tty.contains("checked 20 files"), "{tty}");
+    let plain = env.run(&["fsck", Env::s(&env.cipher)]);
+    assert!(plain.status.success());
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(!stderr.contains("files"), "{stderr}");
+}
