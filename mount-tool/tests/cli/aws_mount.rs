@@ -884,3 +884,32 @@ fn tampering_on_a_volume_on_this_projects_endpoint_gives_eio_never_plaintext() {
         assert!(r.stdout.is_empty() || !String::from_utf8_lossy(&r.stdout).contains(name));
     }
 }
+
+#[test]
+fn a_directory_rename_cut_short_on_this_projects_endpoint_is_finished_at_the_next_mount() {
+    let mut s = Setup::on_engine();
+    s.init(&["--plaintext-names"]);
+    // The mount process aborts after the backing rename and one of the
+    // three header rewrites (a debug-build crash point).
+    s.aws_env.push(("KMSFS_FAULT_RENAME".into(), "1".into()));
+    let guard = s.mount();
+    std::fs::create_dir(s.file("d")).unwrap();
+    for i in 0..3 {
+        std::fs::write(s.file(&format!("d/f{i}")), content(i)).unwrap();
+    }
+    assert!(std::fs::rename(s.file("d"), s.file("e")).is_err());
+    assert!(s.cipher.join("kmsfs.journal").exists());
+    drop(guard);
+    s.aws_env.retain(|(k, _)| k != "KMSFS_FAULT_RENAME");
+    // The next mount rolls the journal forward: every file opens at its
+    // new path (its key re-wrapped there by the service), none at the old.
+    let _guard = s.mount();
+    assert!(!s.cipher.join("kmsfs.journal").exists());
+    for i in 0..3 {
+        assert_eq!(
+            std::fs::read_to_string(s.file(&format!("e/f{i}"))).unwrap(),
+            content(i)
+        );
+    }
+    assert!(!s.file("d").exists());
+}
