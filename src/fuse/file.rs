@@ -72,6 +72,9 @@ impl Core {
             self.check_open(&caller, &file, flags)?;
         }
         let path = node.plain.display();
+        // A new file's key still being wrapped is waited for before the
+        // inode's lock is taken (its creator may be writing meanwhile).
+        self.await_key_of(&file, &|| path.clone())?;
         // Under the inode's lock, so that the version recorded for every
         // handle is not one a conversion (truncate to zero) just replaced.
         let io_guard = node.state.io.read().map_err(|_| FsError::Stale)?;
