@@ -31,7 +31,7 @@ pub const QUARANTINE_DIR_NAME: &str = "kmsfs.quarantine";
 const MAX_LISTED_BLOCKS: usize = 8;
 
 /// One problem found.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Problem {
     /// The plaintext path when the names leading to it decrypt, else the
     /// backing path (relative to the cipher directory, starting with
@@ -53,7 +53,7 @@ pub struct Problem {
 
 /// Kinds of problems, by what `kmsfs fsck --repair` can do about them
 /// (see `crate::repair`).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A pending rename journal: finished (or rolled back) by recovery.
@@ -137,7 +137,7 @@ pub fn check_with_progress(
     let xattrs =
         XattrCipher::new(vol.names_key()).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut c = Checker {
-        newest: newest_version(vol, keys, caller),
+        newest: crate::rewrap::newest_version(vol, keys, caller),
         vol,
         keys,
         caller,
@@ -178,24 +178,6 @@ pub fn check_with_progress(
             .then(a.path.cmp(&b.path))
     });
     Ok(c.report)
-}
-
-/// The newest version of the volume's key: the version the engine wraps
-/// under now (learnt by re-wrapping the names key, the result unused).
-fn newest_version(
-    vol: &Volume,
-    keys: &dyn KeyService,
-    caller: &Principal,
-) -> Option<crate::rewrap::KeyVersion> {
-    let w = keys
-        .reencrypt_data_key(
-            caller,
-            &vol.config.wrapped_names_key,
-            &vol.config.names_key_context(),
-            vol.bound_key_id(),
-        )
-        .ok()?;
-    crate::rewrap::blob_key_version(&w).filter(|kv| kv.key_id == vol.bound_key_id())
 }
 
 impl Checker<'_, '_> {

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod attr;
 pub mod blockio;
+pub mod control;
 pub mod copy;
 pub mod dir;
 pub mod errno;
@@ -235,6 +236,7 @@ impl Core {
             wraps: self.pending.stats(),
             writes: self.write_counters.snapshot(),
             requests: self.op_counters.snapshot(),
+            key_versions: Vec::new(),
         }
     }
 }

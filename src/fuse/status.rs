@@ -38,6 +38,12 @@ pub struct StatusReport {
     /// FUSE requests served so far, by operation (only those seen).
     #[serde(default)]
     pub requests: std::collections::BTreeMap<String, OpStat>,
+    /// Files by the key and version their data key is wrapped under,
+    /// counted from the headers at mount and every 10 minutes (empty before
+    /// the first count, and when the key service's blobs name no version):
+    /// files under a version below the key's newest need `kmsfs rewrap`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_versions: Vec<crate::rewrap::VersionFiles>,
 }
 
 /// Count and total service time of one kind of FUSE request.
@@ -428,6 +434,11 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            key_versions: vec![crate::rewrap::VersionFiles {
+                key_id: "k".into(),
+                version: 2,
+                files: 3,
+            }],
         }
     }
 

@@ -70,7 +70,7 @@ impl Default for RunOptions {
 }
 
 /// Where a run is, for a progress display.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Progress {
     pub files_done: u64,
     pub files_total: u64,
@@ -80,7 +80,7 @@ pub struct Progress {
 }
 
 /// The result of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Regular files looked at.
     pub files: u64,
@@ -521,7 +521,7 @@ fn write_header(
 
 /// Files by the key their data key is wrapped under (headers only, nothing
 /// decrypted): see `kmsfs fsck`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct VersionCount {
     /// Under the newest version of the volume's key.
     pub newest: u64,
@@ -541,4 +541,78 @@ impl VersionCount {
             None => self.other_keys += 1,
         }
     }
+}
+
+/// The newest version of the volume's key: the version the key service
+/// wraps under now, learnt by re-wrapping the names key (the result is not
+/// used). `None` when the service's blobs do not name versions.
+pub fn newest_version(
+    vol: &crate::volume::Volume,
+    keys: &dyn KeyService,
+    caller: &Principal,
+) -> Option<KeyVersion> {
+    let w = keys
+        .reencrypt_data_key(
+            caller,
+            &vol.config.wrapped_names_key,
+            &vol.config.names_key_context(),
+            vol.bound_key_id(),
+        )
+        .ok()?;
+    blob_key_version(&w).filter(|kv| kv.key_id == vol.bound_key_id())
+}
+
+/// How many files are under one version of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct VersionFiles {
+    pub key_id: String,
+    pub version: u32,
+    pub files: u64,
+}
+
+/// Counts the files of the volume at `root` by the key and version their
+/// header's wrapped key names (every regular backing file with a header;
+/// names are not decrypted, nothing is unwrapped, the key service is not
+/// asked). Files whose blob names no version are left out.
+pub fn files_by_version(root: &Path) -> Vec<VersionFiles> {
+    use crate::names::{BackingKind, classify_backing_name};
+    use std::collections::BTreeMap;
+    use std::os::unix::ffi::OsStrExt;
+    let mut counts: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.filter_map(Result::ok) {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name();
+            let raw = name.as_bytes();
+            if ft.is_dir() {
+                if !crate::names::is_reserved(raw) {
+                    stack.push(e.path());
+                }
+                continue;
+            }
+            let kmsfs_own = crate::names::is_reserved(raw)
+                && !matches!(classify_backing_name(raw), BackingKind::LongName);
+            if !ft.is_file() || kmsfs_own {
+                continue;
+            }
+            if let Ok(Some(h)) = journal::read_header(&e.path())
+                && let Ok(h) = FileHeader::decode(&h)
+                && let Some(kv) = blob_key_version(&h.wrapped_dek)
+            {
+                *counts.entry((kv.key_id, kv.version)).or_default() += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((key_id, version), files)| VersionFiles {
+            key_id,
+            version,
+            files,
+        })
+        .collect()
 }

@@ -565,13 +565,41 @@ fn serve(
             let _ = nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH);
         }
     });
+    let control_path = kmsfs::fuse::control::control_socket_for(mountpoint);
+    if let Err(e) = kmsfs::fuse::control::serve(core.clone(), &control_path) {
+        log::warn!(
+            "control socket {}: {e} (kmsfs rewrap cannot reach this mount)",
+            control_path.display()
+        );
+    }
     let status_path = status::status_file_for(mountpoint);
     let (mp, sp) = (mountpoint.to_path_buf(), status_path.clone());
     let status_core = core.clone();
+    // Files by key version, for `kmsfs status`: counted from the headers
+    // at mount, after an online rewrap and every 10 minutes.
+    let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (vcore, vcount) = (core.clone(), versions.clone());
+    std::thread::spawn(move || {
+        let mut last: Option<std::time::Instant> = None;
+        loop {
+            let due = kmsfs::fuse::control::recount_due()
+                || last.is_none_or(|t| t.elapsed() >= Duration::from_secs(600));
+            if due {
+                let v = vcore.key_versions();
+                if let Ok(mut g) = vcount.lock() {
+                    *g = v;
+                }
+                last = Some(std::time::Instant::now());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
     std::thread::spawn(move || {
         let core = status_core;
         loop {
-            if let Err(e) = status::write_status(&sp, &core.status(&mp)) {
+            let mut report = core.status(&mp);
+            report.key_versions = versions.lock().map(|g| g.clone()).unwrap_or_default();
+            if let Err(e) = status::write_status(&sp, &report) {
                 log::debug!("status file {}: {e}", sp.display());
             }
             std::thread::sleep(Duration::from_secs(1));
@@ -582,5 +610,6 @@ fn serve(
     // the process ends.
     core.finish_pending_keys();
     let _ = std::fs::remove_file(&status_path);
+    let _ = std::fs::remove_file(&control_path);
     res.map_err(|e| CliError::Mount(format!("serving {}: {e}", mountpoint.display())))
 }

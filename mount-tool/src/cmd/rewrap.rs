@@ -10,6 +10,7 @@ use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use kms_engine::Principal;
 use kmsfs::fuse::inode::PlainPath;
+use kmsfs::fuse::status;
 use kmsfs::keys::KeyService;
 use kmsfs::rewrap::{self, Progress, RunOptions, Summary};
 use kmsfs::volume::Volume;
@@ -262,7 +263,89 @@ fn io(root: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
     move |e| CliError::io(root.display().to_string(), e)
 }
 
+/// The mount point `root` is mounted on, if it is.
+fn mounted_on(root: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    status::kmsfs_mounts(&text).into_iter().find_map(|m| {
+        let from_status = || {
+            status::read_status(&status::status_file_for(&m.mountpoint))
+                .ok()
+                .and_then(|st| std::fs::canonicalize(st.cipherdir).ok())
+        };
+        (m.source == root || from_status().as_deref() == Some(root)).then_some(m.mountpoint)
+    })
+}
+
+/// `kmsfs rewrap` of a mounted volume: the mount process does it (see
+/// `kmsfs::fuse::control`); this shows its progress and summary.
+fn rewrap_through_mount(
+    output: Output,
+    mountpoint: &Path,
+    args: &RewrapArgs,
+) -> Result<(), CliError> {
+    use kmsfs::fuse::control::{Reply, Request, control_socket_for};
+    use std::io::{BufRead, Write};
+    if args.to_key.is_some() {
+        return Err(CliError::Usage(format!(
+            "rewrap --to-key changes the key new files are created under: unmount {} first",
+            mountpoint.display()
+        )));
+    }
+    let path = control_socket_for(mountpoint);
+    let unreachable = |e: std::io::Error| {
+        CliError::io(
+            format!(
+                "the mount on {} (control socket {})",
+                mountpoint.display(),
+                path.display()
+            ),
+            e,
+        )
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(unreachable)?;
+    let request = Request::Rewrap {
+        threads: args.job.threads as usize,
+        batch: args.job.batch as usize,
+    };
+    let mut line = serde_json::to_vec(&request).unwrap_or_default();
+    line.push(b'\n');
+    stream.write_all(&line).map_err(unreachable)?;
+    let mut rep = Reporter::new("rewrap");
+    for line in std::io::BufReader::new(stream).lines() {
+        let line = line.map_err(unreachable)?;
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(Reply::Progress(p)) => rep.update(&p),
+            Ok(Reply::Done(s)) => {
+                rep.finish();
+                return report(output, "rewrap", &s);
+            }
+            Ok(Reply::Error(e)) => {
+                rep.finish();
+                return Err(CliError::Usage(format!(
+                    "the mount on {} refused: {e}",
+                    mountpoint.display()
+                )));
+            }
+            Err(e) => {
+                return Err(unreachable(std::io::Error::other(format!(
+                    "unreadable answer: {e}"
+                ))));
+            }
+        }
+    }
+    rep.finish();
+    Err(unreachable(std::io::Error::other(
+        "the mount closed the connection before the end (it goes on: run kmsfs rewrap \
+         again to see it finish)",
+    )))
+}
+
 pub fn run_rewrap(engine_args: &EngineArgs, args: RewrapArgs) -> Result<(), CliError> {
+    let canonical = std::fs::canonicalize(&args.cipherdir)
+        .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
+    if let Some(mnt) = mounted_on(&canonical) {
+        return rewrap_through_mount(engine_args.output, &mnt, &args);
+    }
     let root = unmounted_root(&args.cipherdir, "rewrap")?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
     let ks = key_service(engine_args, &args.job)?;

@@ -80,6 +80,12 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                                 .max_uses
                                 .map_or_else(|| "unlimited".to_string(), |n| n.to_string())
                         );
+                        for v in &s.key_versions {
+                            println!(
+                                "  key version: {} v{}: {} files",
+                                v.key_id, v.version, v.files
+                            );
+                        }
                         if let Some(k) = &s.service {
                             println!(
                                 "  key service: {} requests, {} errors, {} retries, {} throttled",

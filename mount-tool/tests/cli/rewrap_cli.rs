@@ -331,3 +331,90 @@ fn rekey_survives_kill_9_and_migrate_goes_to_the_daemon_and_back() {
     drop(daemon);
     check_contents(&env, &files, &[]);
 }
+
+#[test]
+fn rewrap_of_a_mounted_volume_goes_through_the_mount_while_readers_and_renames_run() {
+    let env = Env::new();
+    let key = key_of(&env.init_volume());
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let files = fill(&mnt, 1000);
+    env.ok(&["kms", "rotate-key-on-demand", "--key-id", &key]);
+    // A file held open across the rewrap, read before and after.
+    let held = std::fs::File::open(mnt.join("dir0/file-0")).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (reads, renames) = std::thread::scope(|sc| {
+        let reader = sc.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (rel, data) in files.iter().step_by(7) {
+                    if rel.starts_with("dir19/") {
+                        continue; // renamed meanwhile
+                    }
+                    let got = std::fs::read(mnt.join(rel)).unwrap();
+                    assert!(got == *data, "{rel} read back different during the rewrap");
+                    n += 1;
+                }
+            }
+            n
+        });
+        let renamer = sc.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (a, b) = if n.is_multiple_of(2) {
+                    ("dir19", "dir19-moved")
+                } else {
+                    ("dir19-moved", "dir19")
+                };
+                std::fs::rename(mnt.join(a), mnt.join(b)).unwrap();
+                n += 1;
+            }
+            if n % 2 == 1 {
+                std::fs::rename(mnt.join("dir19-moved"), mnt.join("dir19")).unwrap();
+            }
+            n
+        });
+        let out = env.run(&["rewrap", Env::s(&env.cipher), "--batch", "100"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let s = json(&String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{s:#} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(s["skipped"], 0, "{s:#}");
+        (reader.join().unwrap(), renamer.join().unwrap())
+    });
+    assert!(reads > 0 && renames > 0, "reads {reads}, renames {renames}");
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut &held, &mut buf).unwrap();
+    assert_eq!(buf, files["dir0/file-0"]);
+    drop(held);
+    // Done: a second run changes nothing, every header names version 2.
+    let s = json(&env.ok(&["rewrap", Env::s(&env.cipher)]));
+    assert_eq!(s["changed"], 0, "{s:#}");
+    assert_eq!(versions(&env.cipher).get(&(key.clone(), 2)), Some(&1000));
+    // `kmsfs status` counts the files by key version (recounted after the
+    // rewrap, within a few seconds).
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let st = json(&env.ok(&["status"]));
+        seen = st["mounts"][0]["status"]["key_versions"].clone();
+        if seen == serde_json::json!([{"key_id": key, "version": 2, "files": 1000}]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        seen,
+        serde_json::json!([{"key_id": key, "version": 2, "files": 1000}])
+    );
+    // --to-key needs the volume unmounted.
+    let out = env.run(&["rewrap", Env::s(&env.cipher), "--to-key", "alias/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    check_contents(&env, &files, &[]);
+}
