@@ -157,7 +157,7 @@ impl Core {
             return Err("the volume is mounted read-only".into());
         }
         let caller = Principal::current_process();
-        let keys: &dyn KeyService = &self.keys;
+        let keys: &dyn KeyService = &*self.keys;
         // The names key: a second handle on the volume writes the config
         // (the mount's own copy of it is read only when it opens).
         let mut v = Volume::open(&self.vol.root, keys, &caller).map_err(|e| e.to_string())?;

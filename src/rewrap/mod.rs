@@ -458,6 +458,14 @@ fn step(f: &VolumeFile, job: &dyn HeaderJob, olds: &OldHeaders) -> Step {
     };
     let header = match FileHeader::decode(&raw) {
         Ok(h) => h,
+        Err(e @ crate::format::HeaderError::KeyPending) => {
+            // A mount is still wrapping the new file's key (or stopped
+            // before it did: then fsck reports the file).
+            return Step::Failed {
+                what: format!("{e}; skipped"),
+                retryable: true,
+            };
+        }
         Err(e) => return failed(format!("bad file header: {e}; skipped")),
     };
     let result = match job.new_wrapped(f, &header) {
