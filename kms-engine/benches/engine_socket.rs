@@ -4,9 +4,11 @@
 //! connection, and p50/p99 latency at 1 connection. The daemon runs in this
 //! process on a 2-worker tokio runtime; clients are real `Client`s on real
 //! sockets. Each configuration is measured with the audit sink discarding
-//! records (`NullSink`, as `engine_ops`) and with a real audit trail
-//! (batched fdatasync on the temp dir's filesystem). Prints medians of
-//! several runs.
+//! records (`NullSink`, as `engine_ops`) and with a real audit trail on
+//! the temp dir's filesystem, flushed in batches (`--audit-flush-ms`) and
+//! flushed before every answer (the daemon's default). Prints medians of
+//! several runs, and the process's CPU time (clients and server: they
+//! share this process) per call, less sensitive to a loaded machine.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failure aborts the run
 
 use kms_engine::audit::{AuditSink, FileAuditTrail, NullSink, SyncMode, TrailOptions};
@@ -33,23 +35,21 @@ struct Bench {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn setup(trail: bool) -> Bench {
+fn setup(sync: Option<SyncMode>) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let root = RootKeySource::Key(Zeroizing::new([1u8; 32]));
-    let sink: Arc<dyn AuditSink> = if trail {
-        let opts = TrailOptions {
-            sync: SyncMode::Batched {
-                max_records: 1000,
-                max_delay: Duration::from_millis(200),
-            },
-            ..TrailOptions::default()
-        };
-        Arc::new(
-            FileAuditTrail::open(dir.path().join("audit"), Zeroizing::new([9u8; 32]), opts)
-                .unwrap(),
-        )
-    } else {
-        Arc::new(NullSink)
+    let sink: Arc<dyn AuditSink> = match sync {
+        Some(sync) => {
+            let opts = TrailOptions {
+                sync,
+                ..TrailOptions::default()
+            };
+            Arc::new(
+                FileAuditTrail::open(dir.path().join("audit"), Zeroizing::new([9u8; 32]), opts)
+                    .unwrap(),
+            )
+        }
+        None => Arc::new(NullSink),
     };
     let engine = Engine::create(
         &dir.path().join("engine"),
@@ -107,9 +107,21 @@ fn decrypt(c: &Client, req: &Value) {
     assert_eq!(r["Plaintext"].as_str().map(str::len), Some(44));
 }
 
+/// CPU time (user + system) of this process so far, in µs (from
+/// `/proc/self/stat`, in the kernel's USER_HZ = 100 ticks per second).
+fn cpu_us() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses): state is
+    // the first, utime the 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks * 10_000.0
+}
+
 /// Ops/s of `threads` threads calling for SECS, each on its own client
-/// (`shared` false) or all on one.
-fn rate(b: &Bench, threads: usize, shared: bool) -> f64 {
+/// (`shared` false) or all on one, and the CPU µs per call.
+fn rate(b: &Bench, threads: usize, shared: bool) -> (f64, f64) {
     let one = Arc::new(Client::connect(&b.socket).unwrap());
     let clients: Vec<Arc<Client>> = (0..threads)
         .map(|_| {
@@ -124,6 +136,7 @@ fn rate(b: &Bench, threads: usize, shared: bool) -> f64 {
         decrypt(c, &b.request);
     }
     let start = Instant::now();
+    let cpu0 = cpu_us();
     let handles: Vec<_> = clients
         .into_iter()
         .map(|c| {
@@ -139,7 +152,8 @@ fn rate(b: &Bench, threads: usize, shared: bool) -> f64 {
         })
         .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    total as f64 / start.elapsed().as_secs_f64()
+    let cpu = (cpu_us() - cpu0) / total as f64;
+    (total as f64 / start.elapsed().as_secs_f64(), cpu)
 }
 
 /// p50 and p99 latency in µs of sequential calls on one connection.
@@ -157,13 +171,22 @@ fn latency(b: &Bench) -> (f64, f64) {
 }
 
 fn main() {
-    for trail in [false, true] {
-        let b = setup(trail);
-        let sink = if trail {
-            "audit trail (batched fdatasync)"
-        } else {
-            "NullSink"
-        };
+    let batched = SyncMode::Batched {
+        max_records: 256,
+        max_delay: Duration::from_millis(10),
+    };
+    for (sync, sink) in [
+        (None, "NullSink"),
+        (
+            Some(batched),
+            "audit trail, batched fdatasync (--audit-flush-ms 10)",
+        ),
+        (
+            Some(SyncMode::EveryRecord),
+            "audit trail, fdatasync before each answer (default)",
+        ),
+    ] {
+        let b = setup(sync);
         println!(
             "engine_socket: Decrypt of a 32-byte data key, daemon in-process (2 tokio workers), {sink}"
         );
@@ -172,12 +195,14 @@ fn main() {
             ("4 connections", 4, false),
             ("4 threads, 1 conn", 4, true),
         ] {
-            let rates: Vec<f64> = (0..RUNS).map(|_| rate(&b, threads, shared)).collect();
+            let (rates, cpu): (Vec<f64>, Vec<f64>) =
+                (0..RUNS).map(|_| rate(&b, threads, shared)).unzip();
             let min = rates.iter().copied().fold(f64::MAX, f64::min);
             let max = rates.iter().copied().fold(0.0, f64::max);
             println!(
-                "  {name:<18} median {:>9.0} ops/s  (min {min:.0}, max {max:.0}; {RUNS} runs x {SECS} s)",
-                median(rates)
+                "  {name:<18} median {:>9.0} ops/s  (min {min:.0}, max {max:.0}; {RUNS} runs x {SECS} s)  CPU {:.1} us/call",
+                median(rates),
+                median(cpu)
             );
         }
         let (p50, p99): (Vec<f64>, Vec<f64>) = (0..RUNS).map(|_| latency(&b)).unzip();

@@ -347,6 +347,13 @@ impl Engine {
         aws_lc_rs::constant_time::verify_slices_are_equal(key, &self.store_key[..]).is_ok()
     }
 
+    /// True when the next audit record seals a store write with a digest
+    /// (a signature and fsyncs on the calling thread): servers run such a
+    /// call where blocking is harmless.
+    pub fn audit_anchor_pending(&self) -> bool {
+        self.anchor_due.load(Ordering::Acquire)
+    }
+
     /// The 32-byte seed of the audit trail's signing key, generated at
     /// create and kept sealed in the store.
     pub fn audit_signing_seed(&self) -> Result<Zeroizing<[u8; 32]>, KmsError> {

@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod deferred;
 pub mod digest;
+pub mod durable;
 pub mod error;
 mod group;
 pub mod paths;
@@ -19,6 +20,7 @@ pub mod verify;
 
 pub use deferred::DeferredTrail;
 pub use digest::{PublicKey, StoreAnchor};
+pub use durable::{Unflushed, deferring};
 pub use error::AuditError;
 pub use paths::AuditPathMode;
 pub use trail::{FileAuditTrail, SyncMode, TrailOptions};

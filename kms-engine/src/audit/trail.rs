@@ -14,6 +14,7 @@
 
 use super::chain::{self, GENESIS_HASH};
 use super::digest::{self, DIGEST_VERSION, Digest, PublicKey, SigningKey, StoreAnchor};
+use super::durable;
 use super::error::AuditError;
 use super::group::GroupCommit;
 use super::record::{self, PreparedRecord, RecordView};
@@ -31,6 +32,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
+
+mod ticker;
+use ticker::Signal;
 
 /// When appended records are flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +110,12 @@ struct State {
     dirty: Option<Arc<File>>,
     /// Reused buffer for the line being appended.
     line: Vec<u8>,
+    /// The background thread was asked to write a digest (count or time
+    /// due) and has not yet.
+    seal_requested: bool,
+    /// The background thread was asked to flush (batched: `max_records`
+    /// reached) and has not yet.
+    flush_requested: bool,
     /// The newest engine-store anchor this process knows: carried (or a
     /// newer one from the previous digest) by every digest it writes.
     store: Option<StoreAnchor>,
@@ -121,8 +131,9 @@ struct Inner {
     lock: File,
     opts: TrailOptions,
     state: Mutex<State>,
-    group: GroupCommit,
-    stop: (Mutex<bool>, Condvar),
+    group: Arc<GroupCommit>,
+    /// Wakes the background thread: to stop, or for due work.
+    signal: (Mutex<Signal>, Condvar),
 }
 
 /// The hash-chained, digest-sealed audit trail in one directory.
@@ -227,9 +238,11 @@ impl FileAuditTrail {
                 dirty: None,
                 line: Vec::with_capacity(1024),
                 store: None,
+                seal_requested: false,
+                flush_requested: false,
             }),
-            group: GroupCommit::default(),
-            stop: (Mutex::new(false), Condvar::new()),
+            group: Arc::new(GroupCommit::default()),
+            signal: (Mutex::new(Signal::default()), Condvar::new()),
         });
         let ticker = if inner.opts.background {
             let t = Arc::clone(&inner);
@@ -311,12 +324,14 @@ impl FileAuditTrail {
 
     fn stop_ticker(&mut self) {
         if let Some(t) = self.ticker.take() {
-            if let Ok(mut s) = self.inner.stop.0.lock() {
-                *s = true;
+            if let Ok(mut s) = self.inner.signal.0.lock() {
+                s.stop = true;
             }
-            self.inner.stop.1.notify_all();
+            self.inner.signal.1.notify_all();
             let _ = t.join();
         }
+        // Answers every caller still waiting for a flush first.
+        self.inner.group.stop();
     }
 }
 
@@ -384,13 +399,22 @@ impl Inner {
                 .as_ref()
                 .and_then(|h| h.segment.as_ref())
                 .map(|s| Arc::clone(&s.1));
-            let due = store.is_some()
-                || st.head.as_ref().is_some_and(|h| {
-                    h.seq.saturating_sub(h.last_digest) >= self.opts.digest_every_records
-                })
+            let unsealed = st
+                .head
+                .as_ref()
+                .map_or(0, |h| h.seq.saturating_sub(h.last_digest));
+            let due = unsealed >= self.opts.digest_every_records
                 || st.last_seal.elapsed() >= self.opts.digest_every;
-            if due {
+            // A due digest is the background thread's (signing and its
+            // fsyncs off the caller's path), unless that thread has fallen
+            // a whole period behind; a store anchor is sealed before the
+            // call returns.
+            let behind = unsealed >= self.opts.digest_every_records.saturating_mul(2);
+            if store.is_some() || (due && (!self.opts.background || behind)) {
                 self.write_digest(st)?;
+            } else if due && !st.seal_requested {
+                st.seal_requested = true;
+                self.wake_ticker();
             }
             (seq, file)
         };
@@ -401,7 +425,9 @@ impl Inner {
                 // appenders flushing at the same time.
                 let ticket = self.group.written(file);
                 drop(guard);
-                self.group.wait_durable(ticket, &self.dir)?;
+                if !durable::defer(&self.group, ticket, &self.dir) {
+                    self.group.wait_durable(ticket, &self.dir)?;
+                }
             }
             SyncMode::Batched {
                 max_records,
@@ -418,12 +444,22 @@ impl Inner {
                     st.unsynced = 1;
                 }
                 st.dirty = file;
-                if st.unsynced >= max_records || st.last_sync.elapsed() >= max_delay {
+                let due = st.unsynced >= max_records || st.last_sync.elapsed() >= max_delay;
+                // The background thread flushes (the caller does not wait
+                // for it) unless it has fallen behind.
+                let behind = st.unsynced >= max_records.saturating_mul(2);
+                if due && self.opts.background && !behind {
+                    if !st.flush_requested {
+                        st.flush_requested = true;
+                        self.wake_ticker();
+                    }
+                } else if due {
                     // Flushed after the state lock is released, so other
                     // appenders go on writing meanwhile.
                     let dirty = st.dirty.take();
                     st.unsynced = 0;
                     st.last_sync = Instant::now();
+                    st.flush_requested = false;
                     drop(guard);
                     if let Some(f) = dirty {
                         f.sync_data()
@@ -442,6 +478,7 @@ impl Inner {
         }
         st.unsynced = 0;
         st.last_sync = Instant::now();
+        st.flush_requested = false;
         Ok(())
     }
 
@@ -615,6 +652,7 @@ impl Inner {
         if head.seq == 0 || head.last_digest >= head.seq {
             st.unsealed = 0;
             st.last_seal = Instant::now();
+            st.seal_requested = false;
             return Ok(None);
         }
         // The records a digest covers are durable before it is (older
@@ -680,6 +718,7 @@ impl Inner {
         head.unsealed_prefixes = Some(Vec::new());
         st.unsealed = 0;
         st.last_seal = Instant::now();
+        st.seal_requested = false;
         Ok(Some(head.seq))
     }
 
@@ -711,55 +750,5 @@ impl Inner {
             }
         }
         Ok(prefixes)
-    }
-
-    fn run_ticker(self: Arc<Self>) {
-        let period = match self.opts.sync {
-            SyncMode::Batched { max_delay, .. } => max_delay.min(self.opts.digest_every),
-            SyncMode::EveryRecord => self.opts.digest_every,
-        }
-        .max(Duration::from_millis(10));
-        let (m, cv) = &self.stop;
-        let Ok(mut stopped) = m.lock() else { return };
-        loop {
-            // Checked before waiting too: a stop requested before this
-            // thread first took the lock must not wait out a whole period.
-            if *stopped {
-                return;
-            }
-            match cv.wait_timeout(stopped, period) {
-                Ok((g, _)) => stopped = g,
-                Err(_) => return,
-            }
-            if *stopped {
-                return;
-            }
-            drop(stopped);
-            if let Err(e) = self.tick() {
-                log::warn!("audit trail {}: {e}", self.dir.display());
-            }
-            stopped = match m.lock() {
-                Ok(g) => g,
-                Err(_) => return,
-            };
-        }
-    }
-
-    fn tick(&self) -> Result<(), AuditError> {
-        let mut st = self.lock_state();
-        if let SyncMode::Batched { max_delay, .. } = self.opts.sync
-            && st.unsynced > 0
-            && st.last_sync.elapsed() >= max_delay
-        {
-            self.flush(&mut st)?;
-        }
-        if st.unsealed > 0 && st.last_seal.elapsed() >= self.opts.digest_every {
-            self.flush(&mut st)?;
-            let st = &mut *st;
-            let _g = lock_file(&self.lock, &self.dir)?;
-            self.refresh_head(&mut st.head)?;
-            self.write_digest(st)?;
-        }
-        Ok(())
     }
 }

@@ -2,9 +2,12 @@
 //! filesystem, implementing [`Transport`].
 //!
 //! One connection is shared by every thread: a caller writes its request
-//! frame under a writer lock and waits for its own response, which a reader
-//! thread hands over by request id, so many calls are in flight at once and
-//! may complete in any order. Every call has a timeout
+//! frame under a writer lock and waits for its own response, so many calls
+//! are in flight at once and may complete in any order. There is no reader
+//! thread: a waiting caller reads responses itself while no other caller
+//! does, hands the others' to them by request id, and leaves the reading
+//! to one of them once it has its own (a lone caller pays no thread
+//! switch). Every call has a timeout
 //! ([`ClientConfig::call_timeout`]); no call waits longer. A connection
 //! that breaks (the daemon stopped or restarted) fails the calls in flight
 //! with [`KmsError::Unavailable`]; the next call connects again, so a
@@ -16,12 +19,11 @@ use super::frame::{self, LEN_PREFIX, OnBehalfOf, Request, Response};
 use crate::{KmsError, Principal};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Timeouts of a [`Client`].
@@ -47,21 +49,28 @@ type Reply = Result<Value, KmsError>;
 /// The calls waiting on one connection, by request id.
 #[derive(Debug, Default)]
 struct Pending {
-    /// Set (under the lock) once the connection broke: no new waiters.
-    dead: bool,
-    waiting: HashMap<u64, SyncSender<Reply>>,
+    /// Set (under the lock) once the connection broke, with why: no new
+    /// waiters, and every waiter fails with it.
+    dead: Option<String>,
+    /// A caller is reading responses (at most one at a time).
+    reading: bool,
+    /// Callers waiting for their response; each sleeps on its own condvar.
+    waiting: HashMap<u64, Arc<Condvar>>,
+    /// Responses read for a caller that has not taken them yet.
+    done: HashMap<u64, Reply>,
 }
 
 /// One connection to the daemon.
 #[derive(Debug)]
 struct Conn {
     writer: Mutex<UnixStream>,
-    pending: Arc<Mutex<Pending>>,
+    /// The read side, used by the caller that holds `Pending::reading`.
+    reader: Mutex<BufReader<UnixStream>>,
+    pending: Mutex<Pending>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Ends the reader thread (it sees end of file).
         if let Ok(w) = self.writer.lock() {
             let _ = w.shutdown(std::net::Shutdown::Both);
         }
@@ -118,7 +127,7 @@ impl Client {
     fn connection(&self) -> Result<Arc<Conn>, KmsError> {
         let mut slot = lock(&self.conn);
         if let Some(c) = slot.as_ref()
-            && !lock(&c.pending).dead
+            && lock(&c.pending).dead.is_none()
         {
             return Ok(c.clone());
         }
@@ -129,108 +138,229 @@ impl Client {
         stream
             .set_write_timeout(Some(self.config.call_timeout))
             .map_err(|e| unavailable(&self.path, e))?;
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let reader_pending = pending.clone();
-        let path = self.path.clone();
-        std::thread::Builder::new()
-            .name("kms-client-rx".into())
-            .spawn(move || read_loop(read, &reader_pending, &path))
-            .map_err(|e| unavailable(&self.path, format!("cannot start reader: {e}")))?;
         let conn = Arc::new(Conn {
             writer: Mutex::new(stream),
-            pending,
+            reader: Mutex::new(BufReader::with_capacity(64 * 1024, read)),
+            pending: Mutex::new(Pending::default()),
         });
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Sends one request and waits for its response.
+    /// Sends one request and waits for its response. A connection found
+    /// broken when sending (the daemon restarted or closed it while idle)
+    /// is replaced once: nothing of the request reached the daemon.
     fn round_trip(&self, req: &Request) -> Reply {
         let deadline = Instant::now() + self.config.call_timeout;
         let frame = req
             .encode()
             .map_err(|e| KmsError::Validation(e.to_string()))?;
-        let conn = self.connection()?;
-        let rx =
-            register(&conn, req.id).ok_or_else(|| unavailable(&self.path, "connection closed"))?;
-        let sent = lock(&conn.writer).write_all(&frame);
-        if let Err(e) = sent {
-            forget(&conn, req.id);
-            mark_dead(&conn.pending, &self.path, "connection broke");
-            return Err(unavailable(&self.path, format!("sending failed: {e}")));
+        let mut retried = false;
+        loop {
+            let conn = self.connection()?;
+            let cv = register(&conn, req.id)
+                .ok_or_else(|| unavailable(&self.path, "connection closed"))?;
+            let sent = lock(&conn.writer).write_all(&frame);
+            match sent {
+                Ok(()) => return self.wait(&conn, req.id, &cv, deadline),
+                Err(e) => {
+                    let nothing_else = {
+                        let mut p = lock(&conn.pending);
+                        p.waiting.remove(&req.id);
+                        p.waiting.is_empty()
+                    };
+                    mark_dead(&conn, "connection broke");
+                    let closed = matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    );
+                    if closed && nothing_else && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(unavailable(&self.path, format!("sending failed: {e}")));
+                }
+            }
         }
-        wait(&rx, deadline).unwrap_or_else(|| {
-            forget(&conn, req.id);
-            Err(unavailable(
-                &self.path,
-                format!("no response within {:?}", self.config.call_timeout),
-            ))
-        })
+    }
+
+    /// Waits for response `id`: reads responses itself (handing others'
+    /// to their callers) while nobody else does, else sleeps until the
+    /// reader hands it over or leaves the reading to it.
+    fn wait(&self, conn: &Conn, id: u64, cv: &Condvar, deadline: Instant) -> Reply {
+        let mut p = lock(&conn.pending);
+        loop {
+            if let Some(r) = p.done.remove(&id) {
+                p.waiting.remove(&id);
+                return r;
+            }
+            if let Some(why) = p.dead.clone() {
+                p.waiting.remove(&id);
+                return Err(unavailable(&self.path, why));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                p.waiting.remove(&id);
+                pass_reading(&p);
+                return Err(unavailable(
+                    &self.path,
+                    format!("no response within {:?}", self.config.call_timeout),
+                ));
+            }
+            if p.reading {
+                p = cv
+                    .wait_timeout(p, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            p.reading = true;
+            drop(p);
+            let read = read_response(&mut lock(&conn.reader), deadline);
+            p = lock(&conn.pending);
+            p.reading = false;
+            match read {
+                Ok(Some(resp)) if resp.id() == 0 => {
+                    // The server refused a frame of ours and closes.
+                    let why = match resp.into_result() {
+                        Err(e) => format!("the engine refused a request frame: {}", e.message()),
+                        Ok(_) => "the engine sent an unsolicited response".to_string(),
+                    };
+                    drop(p);
+                    mark_dead(conn, &why);
+                    p = lock(&conn.pending);
+                }
+                Ok(Some(resp)) if resp.id() == id => {
+                    p.waiting.remove(&id);
+                    pass_reading(&p);
+                    return resp.into_result();
+                }
+                Ok(Some(resp)) => {
+                    // Another caller's (or one that gave up: dropped).
+                    let rid = resp.id();
+                    if let Some(other) = p.waiting.get(&rid) {
+                        other.notify_one();
+                        p.done.insert(rid, resp.into_result());
+                    }
+                }
+                Ok(None) => {} // Nothing before the deadline: re-checked above.
+                Err(why) => {
+                    drop(p);
+                    mark_dead(conn, &why);
+                    p = lock(&conn.pending);
+                }
+            }
+        }
     }
 }
 
-fn register(conn: &Conn, id: u64) -> Option<Receiver<Reply>> {
-    let (tx, rx) = sync_channel(1);
+/// Lets one waiting caller take over the reading (the reader is done).
+fn pass_reading(p: &Pending) {
+    if !p.reading
+        && let Some(next) = p.waiting.iter().find(|(id, _)| !p.done.contains_key(id))
+    {
+        next.1.notify_one();
+    }
+}
+
+fn register(conn: &Conn, id: u64) -> Option<Arc<Condvar>> {
     let mut p = lock(&conn.pending);
-    if p.dead {
+    if p.dead.is_some() {
         return None;
     }
-    p.waiting.insert(id, tx);
-    Some(rx)
+    let cv = Arc::new(Condvar::new());
+    p.waiting.insert(id, cv.clone());
+    Some(cv)
 }
 
-fn forget(conn: &Conn, id: u64) {
-    lock(&conn.pending).waiting.remove(&id);
-}
-
-fn wait(rx: &Receiver<Reply>, deadline: Instant) -> Option<Reply> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    rx.recv_timeout(left).ok()
-}
-
-/// Marks a connection broken and fails every call waiting on it.
-fn mark_dead(pending: &Mutex<Pending>, path: &Path, why: &str) {
-    let mut p = lock(pending);
-    p.dead = true;
-    for (_, tx) in p.waiting.drain() {
-        let _ = tx.try_send(Err(unavailable(path, why)));
+/// Marks a connection broken and wakes every call waiting on it (they fail
+/// with `why`).
+fn mark_dead(conn: &Conn, why: &str) {
+    let mut p = lock(&conn.pending);
+    if p.dead.is_none() {
+        p.dead = Some(why.to_string());
+    }
+    for cv in p.waiting.values() {
+        cv.notify_one();
+    }
+    drop(p);
+    if let Ok(w) = conn.writer.lock() {
+        let _ = w.shutdown(std::net::Shutdown::Both);
     }
 }
 
-/// The reader thread: hands each response to its caller until the
-/// connection breaks.
-fn read_loop(stream: UnixStream, pending: &Mutex<Pending>, path: &Path) {
-    let mut rd = BufReader::with_capacity(64 * 1024, stream);
-    let why = loop {
-        let mut prefix = [0u8; LEN_PREFIX];
-        if rd.read_exact(&mut prefix).is_err() {
-            break "connection closed".to_string();
+/// Reads one response, waiting at most until `deadline` for it to start:
+/// `Ok(None)` when none started by then. A response cut off, malformed or
+/// stalling midway breaks the connection (`Err` with why).
+fn read_response(
+    rd: &mut BufReader<UnixStream>,
+    deadline: Instant,
+) -> Result<Option<Response>, String> {
+    if rd.buffer().is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
         }
-        let len = match frame::frame_len(prefix, frame::MAX_FRAME_LEN) {
-            Ok(len) => len,
-            Err(e) => break format!("engine protocol error: {e}"),
-        };
-        let mut buf = vec![0u8; len];
-        if rd.read_exact(&mut buf).is_err() {
-            break "connection closed mid-response".to_string();
+        rd.get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(|e| format!("connection failed: {e}"))?;
+        match rd.fill_buf() {
+            Ok([]) => return Err("connection closed".to_string()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(None),
+            Err(_) => return Err("connection closed".to_string()),
         }
-        let resp = match Response::decode(&buf) {
-            Ok(r) => r,
-            Err(e) => break format!("engine protocol error: {e}"),
-        };
-        if resp.id() == 0 {
-            // The server refused a frame of ours and closes.
-            break match resp.into_result() {
-                Err(e) => format!("the engine refused a request frame: {}", e.message()),
-                Ok(_) => "the engine sent an unsolicited response".to_string(),
-            };
+    }
+    let mut prefix = [0u8; LEN_PREFIX];
+    read_full(rd, &mut prefix, deadline)?;
+    let len = frame::frame_len(prefix, frame::MAX_FRAME_LEN)
+        .map_err(|e| format!("engine protocol error: {e}"))?;
+    let mut buf = vec![0u8; len];
+    read_full(rd, &mut buf, deadline)?;
+    Response::decode(&buf)
+        .map(Some)
+        .map_err(|e| format!("engine protocol error: {e}"))
+}
+
+/// Fills `buf` from a response that has started, by `deadline`.
+fn read_full(
+    rd: &mut BufReader<UnixStream>,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut off = 0;
+    while off < buf.len() {
+        match rd.read(&mut buf[off..]) {
+            Ok(0) => return Err("connection closed mid-response".to_string()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                // The timeout left by an earlier read may be shorter.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err("the engine stopped sending mid-response".to_string());
+                }
+                rd.get_ref()
+                    .set_read_timeout(Some(left))
+                    .map_err(|e| format!("connection failed: {e}"))?;
+            }
+            Err(_) => return Err("connection closed mid-response".to_string()),
         }
-        let tx = lock(pending).waiting.remove(&resp.id());
-        if let Some(tx) = tx {
-            let _ = tx.try_send(resp.into_result());
-        }
-    };
-    mark_dead(pending, path, &why);
+    }
+    Ok(())
 }
 
 /// Connects to the socket at `path`, waiting at most `timeout` for room in

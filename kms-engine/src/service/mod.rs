@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod frame;
+pub(crate) mod inline;
 pub mod on_behalf;
 pub mod server;
 

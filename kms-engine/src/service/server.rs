@@ -10,7 +10,12 @@
 //! only *name* another principal through the on-behalf-of rules of
 //! [`super::on_behalf`].
 //!
-//! Engine calls run on tokio's blocking pool (at most
+//! Calls answered from memory (Decrypt, Encrypt, GenerateDataKey ...; see
+//! `service/inline.rs`) run on the connection's task; their audit record is
+//! written at once and the answer waits for its flush without blocking the
+//! thread (the trail's group commit answers every call it covered). Their
+//! answers are written together when no further request is buffered.
+//! Other engine calls run on tokio's blocking pool (at most
 //! [`ServerConfig::max_calls`] at once), so a slow call (a store write and
 //! its fsync) never stalls the reactor or another connection. Each
 //! connection may have [`ServerConfig::max_in_flight`] requests in flight;
@@ -23,7 +28,7 @@
 //! responses: each call runs to completion (store and audit trail intact).
 
 use super::frame::{self, FrameError, LEN_PREFIX, Request, Response};
-use super::on_behalf;
+use super::{inline, on_behalf};
 use crate::{Engine, KmsError, Principal, Resolver};
 use std::future::Future;
 use std::sync::Arc;
@@ -160,11 +165,18 @@ async fn connection(
     };
     let cfg = &shared.config;
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(cfg.max_in_flight.max(1) + 1);
+    // Unbounded, but each queued frame holds an in-flight slot (or, for the
+    // answers batched below, was read from the connection's buffer).
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(write_loop(wr, rx, cfg.read_timeout));
     let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
     let mut rd = BufReader::new(rd);
+    // Answers of inline calls, written once no further request is buffered.
+    let mut out: Vec<u8> = Vec::new();
     loop {
+        if !out.is_empty() && rd.buffer().is_empty() {
+            let _ = tx.send(std::mem::take(&mut out));
+        }
         let slot = tokio::select! {
             _ = stop.changed() => break,
             s = in_flight.clone().acquire_owned() => match s {
@@ -183,6 +195,9 @@ async fn connection(
             Err(ReadError::Closed) => break,
         };
         match request {
+            Ok(req) if inline::runs_inline(&shared.engine, &req.operation) => {
+                run_inline(&shared.engine, &principal, req, &tx, slot, &mut out);
+            }
             Ok(req) => dispatch(&shared, &principal, req, tx.clone(), slot).await,
             Err(e) => {
                 // A frame that cannot be decoded: say why (request id 0),
@@ -193,12 +208,13 @@ async fn connection(
                     exception: "SerializationException".into(),
                     message: e.to_string(),
                 };
-                if let Ok(f) = resp.encode() {
-                    let _ = tx.send(f).await;
-                }
+                out.extend(resp.encode().unwrap_or_default());
                 break;
             }
         }
+    }
+    if !out.is_empty() {
+        let _ = tx.send(out);
     }
     // Let the requests in flight finish, then the writer flush them.
     let all = u32::try_from(cfg.max_in_flight.max(1)).unwrap_or(u32::MAX);
@@ -257,6 +273,46 @@ async fn read_frame(
     }
 }
 
+/// The encoded response to request `id`.
+fn encode(id: u64, result: Result<serde_json::Value, KmsError>) -> Vec<u8> {
+    Response::from_result(id, result)
+        .encode()
+        .or_else(|e| Response::from_result(id, Err(KmsError::Internal(e.to_string()))).encode())
+        .unwrap_or_default()
+}
+
+/// Runs one request on this thread. Its response joins `out` when no
+/// audit record waits for a flush, else it goes to the writer once the
+/// record is durable (or as the flush's error when that failed); `slot` is
+/// held until then.
+fn run_inline(
+    engine: &Engine,
+    principal: &Principal,
+    req: Request,
+    tx: &mpsc::UnboundedSender<Vec<u8>>,
+    slot: OwnedSemaphorePermit,
+    out: &mut Vec<u8>,
+) {
+    let id = req.id;
+    let (result, unflushed) = crate::audit::deferring(|| run(engine, principal, req));
+    if unflushed.is_empty() {
+        out.extend(encode(id, result));
+        return;
+    }
+    let frame = encode(id, result);
+    let tx = tx.clone();
+    unflushed.then(move |durable| {
+        let frame = match durable {
+            Ok(()) => frame,
+            Err(e) => encode(id, Err(e)),
+        };
+        // Fails only when the connection is gone: the call is done and
+        // audited either way.
+        let _ = tx.send(frame);
+        drop(slot);
+    });
+}
+
 /// Runs one request on the blocking pool; its response goes to the writer.
 /// `slot` (the connection's in-flight permit) is held until the response
 /// is queued.
@@ -264,7 +320,7 @@ async fn dispatch(
     shared: &Arc<Shared>,
     principal: &Arc<Principal>,
     req: Request,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
     slot: OwnedSemaphorePermit,
 ) {
     let Ok(call) = shared.calls.clone().acquire_owned().await else {
@@ -276,14 +332,9 @@ async fn dispatch(
         let id = req.id;
         let result = run(&engine, &principal, req);
         drop(call);
-        let frame = Response::from_result(id, result).encode().or_else(|e| {
-            Response::from_result(id, Err(KmsError::Internal(e.to_string()))).encode()
-        });
-        if let Ok(f) = frame {
-            // Fails only when the connection is gone: the call is done
-            // and audited either way.
-            let _ = tx.blocking_send(f);
-        }
+        // Fails only when the connection is gone: the call is done and
+        // audited either way.
+        let _ = tx.send(encode(id, result));
         drop(slot);
     });
 }
@@ -303,7 +354,11 @@ fn run(
 /// Writes queued response frames, several per system call when they queue
 /// up; stops when the connection's reader is done and every response is
 /// written, or when a write fails or takes longer than `timeout`.
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, timeout: Duration) {
+async fn write_loop(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    timeout: Duration,
+) {
     let mut wr = BufWriter::new(wr);
     while let Some(first) = rx.recv().await {
         let batch = async {

@@ -150,3 +150,141 @@ fn killed_writer_loses_no_acknowledged_record() {
     }
     assert_eq!(stored.len() as u64, r.records);
 }
+
+/// Records appended inside `deferring` are written at once but not waited
+/// for: each call's callback runs only after a flush that covers it, one
+/// flush covering the records of many callers.
+#[test]
+fn deferred_records_are_acknowledged_after_a_flush_covering_them() {
+    use kms_engine::audit::deferring;
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let trail = Arc::new(open(&dir, every_record()));
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64, bool)>();
+    std::thread::scope(|s| {
+        for th in 0..4u64 {
+            let (trail, tx) = (trail.clone(), tx.clone());
+            s.spawn(move || {
+                for i in 0..50u64 {
+                    let before = trail.group_flushes();
+                    let (seq, unflushed) = deferring(|| trail.append(&event(th * 100 + i)));
+                    let seq = seq.unwrap();
+                    assert!(!unflushed.is_empty());
+                    let (tx, trail2) = (tx.clone(), trail.clone());
+                    unflushed.then(move |r| {
+                        // A flush ended after the record was written.
+                        let after = trail2.group_flushes();
+                        tx.send((seq, after - before, r.is_ok())).unwrap();
+                    });
+                }
+            });
+        }
+    });
+    drop(tx);
+    let acks: Vec<(u64, u64, bool)> = rx.iter().collect();
+    assert_eq!(acks.len(), 200);
+    assert!(acks.iter().all(|(_, flushes, ok)| *ok && *flushes >= 1));
+    let seqs: BTreeSet<u64> = acks.iter().map(|a| a.0).collect();
+    assert_eq!(seqs, (1..=200).collect::<BTreeSet<u64>>());
+    let flushes = trail.group_flushes();
+    assert!(flushes <= 200, "{flushes} flushes");
+    drop(trail);
+    let r = verify(&dir, &public_key()).unwrap();
+    assert!(r.is_valid() && r.records == 200, "{r:?}");
+}
+
+/// Outside `deferring` nothing changes: `append` returns with the record
+/// durable, nothing left to wait for; inside it a batched trail (which
+/// never waits for a flush) leaves nothing either.
+#[test]
+fn only_a_flush_per_record_trail_defers() {
+    use kms_engine::audit::deferring;
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(&t.path().join("a"), every_record());
+    let before = trail.group_flushes();
+    trail.append(&event(1)).unwrap();
+    assert_eq!(trail.group_flushes(), before + 1);
+    let batched = open(
+        &t.path().join("b"),
+        TrailOptions {
+            sync: SyncMode::Batched {
+                max_records: 10,
+                max_delay: std::time::Duration::from_secs(1),
+            },
+            ..options()
+        },
+    );
+    let (seq, unflushed) = deferring(|| batched.append(&event(2)));
+    assert_eq!(seq.unwrap(), 1);
+    assert!(unflushed.is_empty());
+    // Nested scopes keep their own records.
+    let ((inner, outer_seq), outer) = deferring(|| {
+        let s = trail.append(&event(3)).unwrap();
+        (deferring(|| trail.append(&event(4)).unwrap()), s)
+    });
+    assert_eq!(outer_seq, 2);
+    assert_eq!(inner.0, 3);
+    assert!(!inner.1.is_empty() && !outer.is_empty());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    inner.1.then(move |r| tx.send(r.is_ok()).unwrap());
+    outer.then(move |r| tx2.send(r.is_ok()).unwrap());
+    assert_eq!(rx.iter().take(2).collect::<Vec<_>>(), [true, true]);
+}
+
+/// A trail closed while callbacks wait answers them all (the flusher
+/// thread finishes its work before it stops), and the chain verifies.
+#[test]
+fn closing_the_trail_answers_every_waiting_call() {
+    use kms_engine::audit::deferring;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let trail = open(&dir, every_record());
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..100 {
+        let (seq, unflushed) = deferring(|| trail.append(&event(i)));
+        let (seq, tx) = (seq.unwrap(), tx.clone());
+        unflushed.then(move |r| tx.send((seq, r.is_ok())).unwrap());
+    }
+    trail.close().unwrap();
+    drop(tx);
+    let acks: Vec<(u64, bool)> = rx.iter().collect();
+    assert_eq!(acks.len(), 100);
+    assert!(acks.iter().all(|a| a.1));
+    let r = verify(&dir, &public_key()).unwrap();
+    assert!(
+        r.is_valid() && r.records == 100 && r.unsealed_records == 0,
+        "{r:?}"
+    );
+}
+
+/// With the background thread, a digest due by count is written by that
+/// thread, not by the appender (signing and fsyncs off the caller's path);
+/// the trail verifies and is sealed once the thread has run.
+#[test]
+fn a_digest_due_by_count_is_written_by_the_background_thread() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let trail = open(
+        &dir,
+        TrailOptions {
+            background: true,
+            ..every_record()
+        },
+    );
+    for i in 0..40 {
+        trail.append(&event(i)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = verify(&dir, &public_key()).unwrap();
+        assert!(r.is_valid(), "{r:?}");
+        if r.sealed_through == 40 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no digest: {r:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(trail);
+}

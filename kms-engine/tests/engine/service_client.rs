@@ -274,3 +274,65 @@ fn the_client_reconnects_after_the_daemon_restarts() {
     d.restart(ServerConfig::default());
     client.call("ListKeys", json!({}), None).unwrap();
 }
+
+/// The daemon closes a connection left idle; the client's next call finds
+/// it closed when sending (nothing of it reached the daemon), connects
+/// again and succeeds, with no reader thread watching the idle connection.
+#[test]
+fn a_call_after_the_daemon_closed_the_idle_connection_succeeds() {
+    let d = Daemon::start_with(ServerConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    });
+    let key = d.key_with(vec![]);
+    let client = Client::connect(&d.socket).unwrap();
+    client.call("ListKeys", json!({}), None).unwrap();
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(600));
+        let r = client.call(
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": base64_of(&[round])}),
+            None,
+        );
+        assert!(r.is_ok(), "round {round}: {r:?}");
+    }
+}
+
+/// Callers sharing one connection whose answers come back out of order
+/// (a slow call held at the audit sink while fast ones pass it) each get
+/// their own answer: the caller reading hands the others theirs.
+#[test]
+fn answers_out_of_order_reach_their_callers() {
+    let d = Daemon::start();
+    let key = d.key_with(vec![]);
+    let client = Arc::new(Client::connect(&d.socket).unwrap());
+    *d.sink.only.lock().unwrap() = Some("ListKeys");
+    d.sink.close();
+    let slow = {
+        let client = client.clone();
+        std::thread::spawn(move || client.call("ListKeys", json!({}), None))
+    };
+    d.sink.wait_entered(1);
+    let fast: Vec<_> = (0..4u8)
+        .map(|t| {
+            let (client, key) = (client.clone(), key.clone());
+            std::thread::spawn(move || {
+                let pt = base64_of(&[t]);
+                let blob = client
+                    .call("Encrypt", json!({"KeyId": key, "Plaintext": pt}), None)
+                    .unwrap()["CiphertextBlob"]
+                    .clone();
+                let back = client
+                    .call("Decrypt", json!({"CiphertextBlob": blob}), None)
+                    .unwrap();
+                assert_eq!(back["Plaintext"], pt.as_str());
+            })
+        })
+        .collect();
+    for f in fast {
+        f.join().unwrap();
+    }
+    assert!(!slow.is_finished());
+    d.sink.open();
+    assert!(slow.join().unwrap().is_ok());
+}

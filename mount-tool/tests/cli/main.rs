@@ -15,6 +15,7 @@ mod daemon;
 mod daemon_bad_input;
 mod daemon_cli;
 mod daemon_http;
+mod daemon_kill;
 mod daemon_mount;
 mod engine_env;
 mod fsck_cli;

@@ -1,7 +1,9 @@
 //! The listener: TCP (with TLS unless plain HTTP was asked for on a
 //! loopback address), HTTP/1.1 with keep-alive through hyper, one task per
 //! connection, every request authenticated, throttled per principal and
-//! run through [`Engine::dispatch_from`] on a blocking thread.
+//! run through [`Engine::dispatch_from`]: on the connection's task for the
+//! calls answered from memory (see `service/inline.rs`), on a blocking
+//! thread for the others.
 
 use super::auth::{Authenticator, RequestParts};
 use super::protocol::{CONTENT_TYPE_JSON_11, ErrorReply, operation_of, parse_body};
@@ -270,6 +272,23 @@ impl Endpoint {
         };
         let op = operation_of(&parts.method, parts.uri.path(), &parts.headers)
             .map_err(|e| (e, false))?;
+        if crate::service::inline::runs_inline(&self.engine, op) {
+            // Answered from memory: on this thread, the answer waiting
+            // (without blocking it) for the audit record's flush.
+            let signed = RequestParts {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body: &body,
+            };
+            let (reply, unflushed) =
+                crate::audit::deferring(|| self.authorized_call(op, &signed, peer));
+            if let Err(e) = unflushed.wait().await {
+                return Err((ErrorReply::of(&e), false));
+            }
+            return reply.map_err(|e| (e, false));
+        }
         let ep = self.clone();
         let work = tokio::task::spawn_blocking(move || {
             let signed = RequestParts {

@@ -25,6 +25,8 @@ pub struct GateSink {
     cv: Condvar,
     /// Calls that reached `record` (held or not).
     pub entered: AtomicUsize,
+    /// When set, only records of this event are held at the gate.
+    pub only: Mutex<Option<&'static str>>,
 }
 
 impl GateSink {
@@ -46,6 +48,11 @@ impl GateSink {
 
 impl AuditSink for GateSink {
     fn record(&self, event: &AuditEvent) -> Result<(), KmsError> {
+        if let Some(only) = *self.only.lock().unwrap()
+            && event.event_name != only
+        {
+            return self.inner.record(event);
+        }
         self.entered.fetch_add(1, Ordering::SeqCst);
         let mut closed = self.closed.lock().unwrap();
         while *closed {
