@@ -31,6 +31,23 @@ build_kmsfs() {
   [ -x "$KMSFS_BIN" ] || die "$KMSFS_BIN not built"
 }
 
+# build_passthrough: release build of the no-crypto passthrough
+# (benches/passthrough_fs.rs); sets PASSTHROUGH_BIN. With --no-build, the
+# newest one already built.
+build_passthrough() {
+  if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
+    PASSTHROUGH_BIN=$(ls -t "$CARGO_TARGET_DIR"/release/deps/passthrough_fs-* 2>/dev/null \
+      | grep -v '\.d$' | head -1)
+    [ -x "$PASSTHROUGH_BIN" ] || die "passthrough_fs not built (run without --no-build)"
+    return 0
+  fi
+  log "cargo build --release --bench passthrough_fs"
+  PASSTHROUGH_BIN=$(cd "$BENCH_REPO" && cargo build --release -q --bench passthrough_fs \
+    --message-format=json | jq -r 'select(.executable != null and .target.name == "passthrough_fs") | .executable') \
+    || die "build failed"
+  [ -x "$PASSTHROUGH_BIN" ] || die "passthrough_fs not built"
+}
+
 # now: seconds since the epoch with nanoseconds.
 now() { date +%s.%N; }
 # elapsed START: seconds since START.
@@ -101,7 +118,7 @@ fuse_pid() {
   local name=$1 mnt p
   mnt=$(readlink -f "$2")
   for p in $(pgrep -x "$name"); do
-    if tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qxF "$mnt"; then
+    if tr '\0' '\n' 2>/dev/null < "/proc/$p/cmdline" | grep -qxF "$mnt"; then
       echo "$p"
       return 0
     fi
@@ -130,6 +147,30 @@ gocryptfs_mount() {
 
 gocryptfs_pid() { fuse_pid gocryptfs "$1"; }
 
+# passthrough_mount SOURCE MOUNTPOINT STATS_FILE [options...]: the no-crypto
+# passthrough, serving in the background until unmounted.
+passthrough_mount() {
+  local src=$1 mnt=$2 stats=$3 i
+  shift 3
+  mkdir -p "$mnt"
+  "$PASSTHROUGH_BIN" --stats "$stats" "$@" "$src" "$mnt" </dev/null >/dev/null 2>"$BENCH_WORK/passthrough.log" &
+  BENCH_MOUNTS+=("$mnt")
+  for i in $(seq 100); do
+    is_mountpoint "$mnt" && return 0
+    sleep 0.1
+  done
+  die "passthrough mount $mnt did not appear: $(cat "$BENCH_WORK/passthrough.log")"
+}
+
+passthrough_pid() { fuse_pid "$(basename "$PASSTHROUGH_BIN" | cut -c1-15)" "$1"; }
+
+# proc_cpu_ticks PID: user + system CPU time of process PID (all its
+# threads) in clock ticks (fields 14 and 15 of /proc/PID/stat, counted after
+# the command name, which may hold spaces).
+proc_cpu_ticks() {
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
 # rss_kib PID: "VmRSS VmHWM" in KiB.
 rss_kib() {
   awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$1/status"
@@ -156,6 +197,7 @@ unmount_one() {
   local m=$1 pid i
   is_mountpoint "$m" || return 0
   pid=$(fuse_pid kmsfs "$m"); [ -n "$pid" ] || pid=$(fuse_pid gocryptfs "$m")
+  [ -n "$pid" ] || [ -z "${PASSTHROUGH_BIN:-}" ] || pid=$(passthrough_pid "$m")
   fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null \
     || fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   for i in $(seq 100); do

@@ -261,6 +261,7 @@ impl Setup {
                 ..CacheConfig::default()
             },
             background_wrap: None,
+            ..Default::default()
         };
         let core = Core::new(vol, ks, opts).expect("core");
         let spec = kmsfs::fuse::mount::MountSpec {

@@ -76,7 +76,9 @@ impl Core {
         let node = self
             .table()
             .lookup(dir.plain.child(name), backing, meta.ino());
-        Ok(self.attr_from(node.ino, &node.backing, &meta))
+        let attr = self.attr_from(node.ino, &node.backing, &meta);
+        let _ = node.state.kind.set(attr.kind);
+        Ok(attr)
     }
 
     /// Registers a freshly created entry with the kernel (one lookup).
@@ -91,6 +93,7 @@ impl Core {
             .table()
             .lookup(dir.plain.child(name), backing, meta.ino());
         let attr = self.attr_from(node.ino, &node.backing, &meta);
+        let _ = node.state.kind.set(attr.kind);
         Ok((node, attr))
     }
 
@@ -338,14 +341,24 @@ impl Core {
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let (backing, bn) = self.child_backing(&dir, name)?;
+        let plain = dir.plain.child(name);
         // No stat first: unlink(2) itself fails with EISDIR on a directory
-        // and ENOENT on a missing entry. A symlink's long target goes too.
-        let long_file = self.long_link_file(&backing);
+        // and ENOENT on a missing entry. A symlink's long target goes too;
+        // an entry the kernel looked up as something else has none (the
+        // kernel looks an entry up before it unlinks it).
+        let known_kind = self
+            .table()
+            .state_of(&plain)
+            .and_then(|s| s.kind.get().copied());
+        let long_file = match known_kind {
+            Some(k) if k != FileType::Symlink => None,
+            _ => self.long_link_file(&backing),
+        };
         fs::remove_file(&backing).map_err(not_found)?;
         self.remove_side_file(&dir.backing, &bn);
         self.remove_long_link_file(long_file);
         // An open handle still has the file (see `getattr`).
-        self.table().unlinked(&dir.plain.child(name), None);
+        self.table().unlinked(&plain, None);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU16;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 /// The root's inode number.
@@ -35,6 +35,11 @@ pub struct InodeState {
     /// header, set at every open under `io`; 0 until then. Shared, so that
     /// every handle follows a conversion to format 2.
     pub content_version: AtomicU16,
+    /// The file type seen when the kernel looked it up (a node's type
+    /// never changes: another type at its path is another node), so that
+    /// unlink knows without a system call that a regular file has no
+    /// long-link target file.
+    pub kind: OnceLock<fuser::FileType>,
 }
 
 /// A plaintext path: `/` for the root, `/a/b` below it. Bytes, not UTF-8.
@@ -218,6 +223,12 @@ impl InodeTable {
     /// Our inode number for a backing inode, if one was handed out.
     pub fn ino_of_backing(&self, backing_ino: u64) -> Option<u64> {
         self.by_backing.get(&backing_ino).copied()
+    }
+
+    /// The state of the inode at a plaintext path, if the kernel knows it.
+    pub fn state_of(&self, plain: &PlainPath) -> Option<Arc<InodeState>> {
+        let ino = self.by_path.get(plain)?;
+        self.nodes.get(ino).map(|n| n.state.clone())
     }
 
     /// The inode for a plaintext path, if the kernel knows it.

@@ -58,6 +58,12 @@ pub struct FsOptions {
     /// New files' data keys wrapped in the background with these limits
     /// ([`crate::keys::wrap`]); `None`: GenerateDataKey in `create`.
     pub background_wrap: Option<crate::keys::wrap::WrapLimits>,
+    /// No extended attributes (`--no-xattr`): every xattr request is
+    /// answered ENOSYS, which the kernel remembers for the whole mount, so
+    /// the `security.capability` lookups before writes and chowns and the
+    /// `security.selinux`/`system.posix_acl_*` lookups of `ls -l` never
+    /// leave the kernel. No POSIX ACLs either.
+    pub no_xattr: bool,
 }
 
 /// An open regular file.
@@ -290,6 +296,29 @@ impl KmsFs {
             core: Arc::new(core),
         }
     }
+}
+
+/// The FUSE capabilities kmsfs asks for at INIT (those the kernel offers are
+/// taken; POSIX ACLs are added on mounts that have them, see `acl`). Public
+/// so that the no-crypto passthrough of `benches/` runs with the same.
+pub fn init_capabilities() -> fuser::InitFlags {
+    fuser::InitFlags::FUSE_BIG_WRITES
+        | fuser::InitFlags::FUSE_ASYNC_READ
+        | fuser::InitFlags::FUSE_MAX_PAGES
+        | fuser::InitFlags::FUSE_PARALLEL_DIROPS
+        | fuser::InitFlags::FUSE_AUTO_INVAL_DATA
+        // READDIRPLUS returns each entry with its attributes, so `ls -l`
+        // and `find` need no LOOKUP round trip per entry; AUTO lets the
+        // kernel fall back to plain READDIR when attributes go unused.
+        | fuser::InitFlags::FUSE_DO_READDIRPLUS
+        | fuser::InitFlags::FUSE_READDIRPLUS_AUTO
+        // kmsfs clears set-user-id/set-group-id itself (write with
+        // FUSE_WRITE_KILL_SUIDGID, truncate by a non-root caller; chown
+        // of the backing file clears them in the backing kernel). The
+        // kernel then marks inodes S_NOSEC and stops asking for
+        // `security.capability` before every WRITE, and stops sending a
+        // GETATTR before every chown and truncate.
+        | fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2
 }
 
 /// The fuser session configuration kmsfs mounts with (through

@@ -31,27 +31,14 @@ impl Filesystem for KmsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        let want = InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_ASYNC_READ
-            | InitFlags::FUSE_MAX_PAGES
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_AUTO_INVAL_DATA
-            // READDIRPLUS returns each entry with its attributes, so `ls -l`
-            // and `find` need no LOOKUP round trip per entry; AUTO lets the
-            // kernel fall back to plain READDIR when attributes go unused.
-            | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            // kmsfs clears set-user-id/set-group-id itself (write with
-            // FUSE_WRITE_KILL_SUIDGID, truncate by a non-root caller; chown
-            // of the backing file clears them in the backing kernel). The
-            // kernel then marks inodes S_NOSEC and stops asking for
-            // `security.capability` before every WRITE, and stops sending a
-            // GETATTR before every chown and truncate.
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        let want = super::init_capabilities();
         // POSIX ACLs (see `acl`): the kernel enforces them and leaves the
         // umask to kmsfs, which applies it unless a default ACL is there.
         let acl = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
-        let want = if self.core.acls_enabled() && config.capabilities().contains(acl) {
+        let want = if self.core.acls_enabled()
+            && !self.core.opts.no_xattr
+            && config.capabilities().contains(acl)
+        {
             want | acl
         } else {
             self.core.posix_acl.store(false, Ordering::Release);
@@ -461,6 +448,9 @@ impl Filesystem for KmsFs {
         reply: ReplyEmpty,
     ) {
         let _t = self.core.op_counters.start(Op::Setxattr);
+        if self.core.opts.no_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         let caller = super::perm::Caller::from_request(req);
         match self.core.setxattr(&caller, ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
@@ -470,6 +460,9 @@ impl Filesystem for KmsFs {
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let _t = self.core.op_counters.start(Op::Getxattr);
+        if self.core.opts.no_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.core.getxattr(req.uid(), ino.0, name) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(log_err("getxattr", &e)),
@@ -478,6 +471,9 @@ impl Filesystem for KmsFs {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _t = self.core.op_counters.start(Op::Listxattr);
+        if self.core.opts.no_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.core.listxattr(req.uid(), ino.0) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(log_err("listxattr", &e)),
@@ -486,6 +482,9 @@ impl Filesystem for KmsFs {
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _t = self.core.op_counters.start(Op::Removexattr);
+        if self.core.opts.no_xattr {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.core.removexattr(req.uid(), ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("removexattr", &e)),
@@ -583,6 +582,10 @@ impl Filesystem for KmsFs {
             Err(e) => reply.error(log_err("copy_file_range", &e)),
         }
     }
+
+    // With --no-xattr the four xattr requests above answer ENOSYS: the
+    // kernel then fails every later one with EOPNOTSUPP itself, without a
+    // round trip (it remembers ENOSYS per request type for the connection).
 
     // Requests kmsfs does not serve: answered without fuser's warning per
     // request, each kind logged once (see `unsupported`).

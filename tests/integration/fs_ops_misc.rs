@@ -245,3 +245,70 @@ fn status_after_kill_9_reports_the_dead_mount_and_removes_its_file() {
     assert!(!is_mounted(&cm.mnt));
     force_unmount(&cm.mnt);
 }
+
+/// `--no-xattr`: every xattr call fails with EOPNOTSUPP, answered by the
+/// kernel itself after kmsfs's first ENOSYS of each kind (the request
+/// counters show one request per kind, however many calls), so writes,
+/// chowns and `ls -l`'s xattr lookups cost no round trip; files work as
+/// before. A default mount serves every call (the counters grow with them).
+#[test]
+fn no_xattr_mount_answers_each_xattr_kind_once() {
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    // The outcome of the four calls, the same for each of 20 files.
+    let calls = |m: &Mounted| {
+        let mut seen = Vec::new();
+        for i in 0..20 {
+            let p = m.path(&format!("f{i}"));
+            fs::write(&p, pattern(5000, i as u8)).unwrap();
+            std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+            let mut buf = [0u8; 64];
+            let get = rustix::fs::lgetxattr(&p, "security.selinux", &mut buf);
+            let list = rustix::fs::llistxattr(&p, &mut buf);
+            let set = rustix::fs::lsetxattr(&p, "user.a", b"1", rustix::fs::XattrFlags::empty());
+            let remove = rustix::fs::lremovexattr(&p, "user.a");
+            seen.push((get.err(), list.ok(), set.err(), remove.err()));
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        seen[0]
+    };
+    let count = |m: &Mounted, op: &str| {
+        m.core
+            .status(&m.mnt)
+            .requests
+            .get(op)
+            .map_or(0, |s| s.count)
+    };
+
+    let m = fx.mount_with(
+        kmsfs::fuse::FsOptions {
+            no_xattr: true,
+            ..Default::default()
+        },
+        false,
+    );
+    let (get, list, set, remove) = calls(&m);
+    let unsupported = Some(rustix::io::Errno::OPNOTSUPP);
+    assert_eq!((get, set, remove), (unsupported, unsupported, unsupported));
+    // listxattr of a filesystem without xattrs: EOPNOTSUPP too.
+    assert_eq!(list, None);
+    for op in ["getxattr", "listxattr", "setxattr", "removexattr"] {
+        assert_eq!(count(&m, op), 1, "{op} requests");
+    }
+    for i in 0..20 {
+        assert_eq!(
+            fs::read(m.path(&format!("f{i}"))).unwrap(),
+            pattern(5000, i as u8)
+        );
+    }
+    m.unmount();
+
+    let m = fx.mount_with(kmsfs::fuse::FsOptions::default(), false);
+    let (get, list, set, remove) = calls(&m);
+    assert_eq!(get, Some(rustix::io::Errno::NODATA));
+    assert_eq!(list, Some(0));
+    assert_eq!((set, remove), (None, None));
+    // 20 lookups, and the kernel's security.capability checks on top.
+    assert!(count(&m, "getxattr") >= 20, "{}", count(&m, "getxattr"));
+    assert_eq!(count(&m, "setxattr"), 20);
+}

@@ -122,6 +122,7 @@ impl PolicyFixture {
                     ..CacheConfig::default()
                 },
                 background_wrap: None,
+                ..Default::default()
             },
             true,
         )

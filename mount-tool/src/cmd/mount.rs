@@ -67,6 +67,11 @@ pub struct MountArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub kms_timeout: u64,
+    /// No extended attributes: the kernel stops asking for them after the
+    /// first request (ls -l and writes cost fewer round trips), and
+    /// getxattr/setxattr/listxattr fail with EOPNOTSUPP; no POSIX ACLs
+    #[arg(long)]
+    pub no_xattr: bool,
     /// Audit records reach the disk (fdatasync) before the call they audit
     /// returns (0, the default), or at least every MS milliseconds and every
     /// 256 records: faster, but a power failure can lose the records of the
@@ -544,6 +549,7 @@ fn serve(
             ..Default::default()
         },
         background_wrap: args.background_wrap(aws),
+        no_xattr: args.no_xattr,
     };
     let core = Core::new(vol, ks, opts)
         .map_err(|e| CliError::Mount(format!("opening the volume: {e}")))?;

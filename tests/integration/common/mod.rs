@@ -142,6 +142,7 @@ impl Fixture {
                 ..Default::default()
             },
             background_wrap: None,
+            ..Default::default()
         }
     }
 }
