@@ -101,6 +101,11 @@ fn unmounted_root(cipherdir: &Path, what: &str) -> Result<PathBuf, CliError> {
         }
         other => other,
     })?;
+    // Temporary files a killed run (or mount) left at the root, such as a
+    // half-written job journal: nothing else writes there while unmounted.
+    kms_engine::safe_fs::Dir::open(&root)
+        .and_then(|d| d.remove_temps())
+        .map_err(|e| CliError::io(root.display().to_string(), e))?;
     Ok(root)
 }
 
