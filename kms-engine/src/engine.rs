@@ -413,6 +413,24 @@ impl Engine {
             return Ok(()); // another thread is refreshing
         };
         self.last_refresh_ns.store(now.max(1), Ordering::Relaxed);
+        self.refresh_locked()
+    }
+
+    /// Reads the on-disk store now if another process changed it, whatever
+    /// the refresh interval: a job that must see a change made just before
+    /// it (a rotation, then `kmsfs rewrap` through a mount) calls this.
+    pub fn refresh_now(&self) -> Result<(), KmsError> {
+        let _g = self
+            .refresh_guard
+            .lock()
+            .map_err(|_| KmsError::Internal("engine refresh lock poisoned".into()))?;
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_refresh_ns.store(now.max(1), Ordering::Relaxed);
+        self.refresh_locked()
+    }
+
+    /// [`Engine::maybe_refresh`]'s work, under `refresh_guard`.
+    fn refresh_locked(&self) -> Result<(), KmsError> {
         let cur = self.current()?;
         if self.files.fingerprint()? != cur.fingerprint {
             let fresh = self.load_from_disk(&cur)?;

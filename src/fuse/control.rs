@@ -158,6 +158,8 @@ impl Core {
         }
         let caller = Principal::current_process();
         let keys: &dyn KeyService = &*self.keys;
+        // A rotation made by another process just before must count.
+        keys.refresh().map_err(|e| e.to_string())?;
         // The names key: a second handle on the volume writes the config
         // (the mount's own copy of it is read only when it opens).
         let mut v = Volume::open(&self.vol.root, keys, &caller).map_err(|e| e.to_string())?;

@@ -227,6 +227,10 @@ impl<S: KeyService> CachingKeyService<S> {
 }
 
 impl<S: KeyService> KeyService for CachingKeyService<S> {
+    fn refresh(&self) -> Result<(), KmsError> {
+        self.inner.refresh()
+    }
+
     fn generate_data_key(
         &self,
         caller: &Principal,

@@ -9,6 +9,10 @@ use kms_engine::{
 use std::sync::Arc;
 
 impl KeyService for Arc<Engine> {
+    fn refresh(&self) -> Result<(), KmsError> {
+        self.refresh_now()
+    }
+
     fn generate_data_key(
         &self,
         caller: &Principal,

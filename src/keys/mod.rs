@@ -89,6 +89,13 @@ pub trait KeyService: Send + Sync {
         None
     }
 
+    /// Catches up with key changes another process made (an embedded store
+    /// written by `kmsfs kms` while a mount reads it, normally noticed
+    /// within a second); a remote service is always current.
+    fn refresh(&self) -> Result<(), KmsError> {
+        Ok(())
+    }
+
     /// Whether the last call found the service unreachable (new files then
     /// wait for their key, so that creating fails with EIO at once).
     fn unreachable(&self) -> bool {
@@ -168,6 +175,10 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
 
     fn service_stats(&self) -> Option<ServiceStats> {
         (**self).service_stats()
+    }
+
+    fn refresh(&self) -> Result<(), KmsError> {
+        (**self).refresh()
     }
 
     fn unreachable(&self) -> bool {

@@ -288,6 +288,18 @@ fn second_instance_sees_changes_after_refresh() {
         f.encrypt(&k, b"x", &c),
         Err(KmsError::Disabled(_))
     ));
+    // refresh_now reads B's change at once, whatever the interval.
+    f.engine.refresh_now().unwrap();
+    assert!(f.encrypt(&k, b"x", &c).is_ok());
+    b.disable_key(&alice(), KeyIdRequest { key_id: k.clone() })
+        .unwrap();
+    f.engine.refresh_now().unwrap();
+    assert!(matches!(
+        f.encrypt(&k, b"x", &c),
+        Err(KmsError::Disabled(_))
+    ));
+    b.enable_key(&alice(), KeyIdRequest { key_id: k.clone() })
+        .unwrap();
     // A write in A reloads first, so B's change is never lost.
     let k2 = f.new_key();
     assert!(f.encrypt(&k, b"x", &c).is_ok());

@@ -395,7 +395,12 @@ fn rewrap_of_a_mounted_volume_goes_through_the_mount_while_readers_and_renames_r
     // Done: a second run changes nothing, every header names version 2.
     let s = json(&env.ok(&["rewrap", Env::s(&env.cipher)]));
     assert_eq!(s["changed"], 0, "{s:#}");
-    assert_eq!(versions(&env.cipher).get(&(key.clone(), 2)), Some(&1000));
+    assert_eq!(
+        versions(&env.cipher).get(&(key.clone(), 2)),
+        Some(&1000),
+        "{:?}",
+        versions(&env.cipher)
+    );
     // `kmsfs status` counts the files by key version (recounted after the
     // rewrap, within a few seconds).
     let mut seen = Value::Null;
