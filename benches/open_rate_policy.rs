@@ -221,6 +221,7 @@ impl Setup {
                 names_mode: NamesMode::Encrypted,
                 long_names: true,
                 kms: None,
+                write_only_key: None,
             },
         )
         .expect("init");

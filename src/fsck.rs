@@ -109,6 +109,8 @@ struct Checker<'a, 'p> {
     /// The newest version of the volume's key, for `key_versions`.
     newest: Option<crate::rewrap::KeyVersion>,
     keys: &'a dyn KeyService,
+    /// A write-only volume's files are unwrapped through their slot.
+    slots: Option<crate::keys::write_only::SlotReader>,
     caller: &'a Principal,
     layout: BlockLayout,
     xattrs: XattrCipher,
@@ -136,10 +138,25 @@ pub fn check_with_progress(
     let layout = BlockLayout::new(vol.block_size()).map_err(std::io::Error::other)?;
     let xattrs =
         XattrCipher::new(vol.names_key()).map_err(|e| std::io::Error::other(e.to_string()))?;
+    // A write-only volume's files are not under the master key: no
+    // versions to count. Each slot is asked for once per run.
+    let slots = vol.config.write_only_key.as_ref().map(|key| {
+        crate::keys::write_only::SlotReader::new(
+            &vol.root,
+            &vol.config.volume_id,
+            key,
+            std::time::Duration::from_secs(24 * 3600),
+        )
+    });
+    let newest = match slots {
+        Some(_) => None,
+        None => crate::rewrap::newest_version(vol, keys, caller),
+    };
     let mut c = Checker {
-        newest: crate::rewrap::newest_version(vol, keys, caller),
+        newest,
         vol,
         keys,
+        slots,
         caller,
         layout,
         xattrs,
@@ -257,6 +274,7 @@ impl Checker<'_, '_> {
                             && (raw == CONFIG_FILE_NAME.as_bytes()
                                 || raw == JOURNAL_FILE_NAME.as_bytes()
                                 || raw == QUARANTINE_DIR_NAME.as_bytes()
+                                || raw == crate::keys::write_only::SLOT_DIR_NAME.as_bytes()
                                 || crate::rewrap::is_job_file(raw)));
                     if kms_engine::safe_fs::is_temp_name(raw) {
                         self.problem(
@@ -526,35 +544,40 @@ impl Checker<'_, '_> {
         }
         self.object_xattrs(shown, backing, Some(XattrObject::File(header.file_id.0)));
         let Some(plain) = plain else { return };
-        let dek = match with_file_context(&self.vol.config.volume_id, plain, |ctx| {
-            self.keys
-                .decrypt_data_key(self.caller, &header.wrapped_dek, ctx)
-        }) {
-            Ok(k) => k,
-            Err(e) => {
-                let kind = match e {
-                    kms_engine::KmsError::InvalidCiphertext(_) => Kind::Content,
-                    // Refused or unreachable: not damage; repair leaves it.
-                    _ => Kind::KeyAccess,
-                };
-                let what = match e {
-                    kms_engine::KmsError::InvalidCiphertext(_) => format!(
-                        "data key does not unwrap under this path ({} ({})): the file was \
+        let dek =
+            match with_file_context(&self.vol.config.volume_id, plain, |ctx| match &self.slots {
+                Some(slots) if crate::keys::write_only::is_slot_wrapped(&header.wrapped_dek) => {
+                    slots.decrypt_data_key(self.keys, self.caller, &header.wrapped_dek, ctx)
+                }
+                _ => self
+                    .keys
+                    .decrypt_data_key(self.caller, &header.wrapped_dek, ctx),
+            }) {
+                Ok(k) => k,
+                Err(e) => {
+                    let kind = match e {
+                        kms_engine::KmsError::InvalidCiphertext(_) => Kind::Content,
+                        // Refused or unreachable: not damage; repair leaves it.
+                        _ => Kind::KeyAccess,
+                    };
+                    let what = match e {
+                        kms_engine::KmsError::InvalidCiphertext(_) => format!(
+                            "data key does not unwrap under this path ({} ({})): the file was \
                          moved or copied here from another path, or its header was \
                          swapped or damaged",
-                        e.message(),
-                        e.exception_name()
-                    ),
-                    _ => format!(
-                        "data key cannot be unwrapped: {} ({})",
-                        e.message(),
-                        e.exception_name()
-                    ),
-                };
-                self.problem(kind, shown.into(), backing, what);
-                return;
-            }
-        };
+                            e.message(),
+                            e.exception_name()
+                        ),
+                        _ => format!(
+                            "data key cannot be unwrapped: {} ({})",
+                            e.message(),
+                            e.exception_name()
+                        ),
+                    };
+                    self.problem(kind, shown.into(), backing, what);
+                    return;
+                }
+            };
         let cipher = match ContentCipher::new(&dek, header.file_id, self.layout.block_size()) {
             Ok(c) => c,
             Err(e) => {

@@ -183,6 +183,10 @@ pub struct InitOptions {
     /// The engine daemon's URL to record in the config
     /// ([`VolumeConfig::kms`]); `None` for the embedded engine.
     pub kms: Option<String>,
+    /// A write-only volume's RSA key (id, ARN or alias): checked with
+    /// GetPublicKey and recorded as the ARN the service names
+    /// ([`VolumeConfig::write_only_key`]); `None` for an ordinary volume.
+    pub write_only_key: Option<String>,
 }
 
 /// Creates a volume in the empty directory `root`: generates and wraps a
@@ -222,6 +226,11 @@ pub fn init(
         long_names: opts.long_names && opts.names_mode == NamesMode::Encrypted,
     };
     config.kms = opts.kms.clone();
+    if let Some(key) = &opts.write_only_key {
+        let info = keys.get_public_key(caller, key)?;
+        crate::keys::write_only::check_public_key(&info)?;
+        config.write_only_key = Some(info.key_id);
+    }
     let generated =
         keys.generate_data_key(caller, &opts.master_key_id, &config.names_key_context())?;
     config.wrapped_names_key = generated.wrapped;

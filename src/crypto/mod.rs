@@ -1,5 +1,6 @@
 //! Cryptographic primitives for the filesystem, all over `aws-lc-rs`:
-//! AES-256-GCM-SIV with caller-chosen nonces, random bytes, HKDF, HMAC, SHA-256.
+//! AES-256-GCM-SIV with caller-chosen nonces, random bytes, HKDF, HMAC, SHA-256,
+//! RSA-OAEP encryption under a public key.
 //!
 //! Higher layers ([`crate::content`], [`crate::names`]) build their formats on
 //! these helpers and never touch `aws-lc-rs` directly.
@@ -7,10 +8,12 @@
 mod aead;
 mod kdf;
 mod random;
+mod rsa;
 
 pub use aead::{NONCE_LEN, SivKey, TAG_LEN};
 pub use kdf::{KEY_LEN, derive_key, hmac_sha256, sha256};
 pub use random::{fill_random, random_array, random_nonce};
+pub use rsa::RsaOaepPublicKey;
 
 /// A failure inside the crypto backend. Authentication failures of sealed
 /// data are reported by [`SivKey`] as [`CryptoError::OpenFailed`]; the layers

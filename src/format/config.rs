@@ -106,6 +106,9 @@ pub enum ConfigError {
     /// `kms` is present and empty.
     #[error("kms (the volume's engine) is empty")]
     EmptyKms,
+    /// `write_only_key` is present and empty.
+    #[error("write_only_key (the RSA key of a write-only volume) is empty")]
+    EmptyWriteOnlyKey,
     /// `wrapped_names_key` is not valid base64 or is empty.
     #[error("wrapped_names_key is not valid non-empty base64")]
     InvalidWrappedNamesKey,
@@ -138,6 +141,11 @@ pub struct VolumeConfig {
     /// without `--kms`): an engine daemon's URL, `unix:///...`; `None` for
     /// the embedded engine. Bound by the digest when present.
     pub kms: Option<String>,
+    /// A write-only volume's RSA key (its ARN as GetPublicKey named it):
+    /// new files' data keys are wrapped for its public key
+    /// (`crate::keys::write_only`); `None` for an ordinary volume. Bound
+    /// by the digest when present.
+    pub write_only_key: Option<String>,
 }
 
 /// The JSON shape, strict.
@@ -154,6 +162,8 @@ struct RawConfig {
     created_unix_secs: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kms: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_only_key: Option<String>,
 }
 
 impl VolumeConfig {
@@ -176,6 +186,7 @@ impl VolumeConfig {
             wrapped_names_key,
             created_unix_secs,
             kms: None,
+            write_only_key: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -210,6 +221,9 @@ impl VolumeConfig {
         if self.kms.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::EmptyKms);
         }
+        if self.write_only_key.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::EmptyWriteOnlyKey);
+        }
         Ok(())
     }
 
@@ -226,6 +240,7 @@ impl VolumeConfig {
             wrapped_names_key: STANDARD.encode(&self.wrapped_names_key),
             created_unix_secs: self.created_unix_secs,
             kms: self.kms.clone(),
+            write_only_key: self.write_only_key.clone(),
         };
         let mut out = serde_json::to_vec_pretty(&raw).map_err(ConfigError::Malformed)?;
         out.push(b'\n');
@@ -268,6 +283,7 @@ impl VolumeConfig {
             wrapped_names_key,
             created_unix_secs: raw.created_unix_secs,
             kms: raw.kms,
+            write_only_key: raw.write_only_key,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -278,7 +294,8 @@ impl VolumeConfig {
     /// every field but the wrapped names key, as strings: `block_size`,
     /// `created_unix_secs`, `feature_flags` (comma-separated, in canonical
     /// order), `format_version`, `master_key_id`, `names_mode`, `volume_id`,
-    /// and `kms` when the config records an engine.
+    /// `kms` when the config records an engine, and `write_only_key` for a
+    /// write-only volume.
     pub fn digest_input(&self) -> Vec<u8> {
         let mut fields = EncryptionContext::new();
         let mut put = |k: &str, v: String| fields.insert(k.to_string(), v);
@@ -294,6 +311,9 @@ impl VolumeConfig {
         put("created_unix_secs", self.created_unix_secs.to_string());
         if let Some(kms) = &self.kms {
             put("kms", kms.clone());
+        }
+        if let Some(key) = &self.write_only_key {
+            put("write_only_key", key.clone());
         }
         let mut out = DIGEST_LABEL.to_vec();
         out.extend_from_slice(&kms_engine::context::canonical_encoding(&fields));
@@ -413,6 +433,11 @@ mod tests {
     /// docs/file-format.md (see tests/vectors/generate.py).
     const SAMPLE_V2_DIGEST: &str =
         "91cc1f413e9357238121232493a49fae75316e28acdc45a12d65f988539e359d";
+    /// The same with `write_only_key` =
+    /// `arn:aws:kms:local:000000000000:key/00112233-4455-4677-8899-aabbccddeeff`
+    /// (Python `hashlib`, same layout).
+    const SAMPLE_V2_WRITE_ONLY_DIGEST: &str =
+        "bc80fc3af19d616177e15e495ad6b498df611702ee9ed6fffe2c7c24b1a998a9";
 
     fn sample() -> VolumeConfig {
         VolumeConfig::decode(SAMPLE.as_bytes()).unwrap()
@@ -554,6 +579,35 @@ mod tests {
             ..base
         };
         assert!(matches!(empty.validate(), Err(ConfigError::EmptyKms)));
+    }
+
+    #[test]
+    fn a_write_only_key_is_bound_and_round_trips() {
+        let base = sample_v2();
+        let with = VolumeConfig {
+            write_only_key: Some(
+                "arn:aws:kms:local:000000000000:key/00112233-4455-4677-8899-aabbccddeeff".into(),
+            ),
+            ..base.clone()
+        };
+        assert!(
+            !String::from_utf8(base.encode().unwrap())
+                .unwrap()
+                .contains("write_only_key")
+        );
+        assert_ne!(with.names_key_context(), base.names_key_context());
+        // Pinned with Python hashlib over the digest input of
+        // docs/file-format.md (the sample plus the write_only_key pair).
+        assert_eq!(with.digest_hex(), SAMPLE_V2_WRITE_ONLY_DIGEST);
+        assert_eq!(VolumeConfig::decode(&with.encode().unwrap()).unwrap(), with);
+        let empty = VolumeConfig {
+            write_only_key: Some(String::new()),
+            ..base
+        };
+        assert!(matches!(
+            empty.validate(),
+            Err(ConfigError::EmptyWriteOnlyKey)
+        ));
     }
 
     #[test]

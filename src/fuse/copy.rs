@@ -38,6 +38,9 @@ impl Core {
             return Err(FsError::InvalidArgument);
         }
         let (src, dst) = (self.file_handle(fh_in)?, self.file_handle(fh_out)?);
+        if !src.readable {
+            return Err(FsError::Denied);
+        }
         if dst.append {
             // As the system call: an O_APPEND destination is EBADF.
             return Err(std::io::Error::from_raw_os_error(libc::EBADF).into());

@@ -83,11 +83,26 @@ impl Core {
             .content_version
             .store(header.version, std::sync::atomic::Ordering::Release);
         drop(io_guard);
-        let dek = super::with_file_context(&self.vol.config.volume_id, &node.plain, |ctx| {
-            self.keys
-                .decrypt_data_key(caller.principal(), &header.wrapped_dek, ctx)
-        })
-        .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
+        // On a write-only volume an open without read access (or a
+        // truncate) takes the key this mount still holds for a file it
+        // created; every read access asks the service.
+        let write_only = self
+            .write_only
+            .as_ref()
+            .filter(|_| open_flags.is_none_or(|f| f & libc::O_ACCMODE == libc::O_WRONLY));
+        let dek =
+            super::with_file_context(
+                &self.vol.config.volume_id,
+                &node.plain,
+                |ctx| match write_only {
+                    Some(wo) => wo.decrypt_for_write(caller.principal(), &header.wrapped_dek, ctx),
+                    None => {
+                        self.keys
+                            .decrypt_data_key(caller.principal(), &header.wrapped_dek, ctx)
+                    }
+                },
+            )
+            .map_err(|e| self.kms_failure(&path, "Decrypt", e))?;
         let cipher = ContentCipher::new(&dek, header.file_id, self.vol.block_size())
             .map_err(FsError::internal)?;
         let of = OpenFile {
@@ -96,6 +111,7 @@ impl Core {
             cipher,
             append: false,
             state: node.state.clone(),
+            readable: write_only.is_none(),
         };
         {
             // An empty file is never read by the kernel: check its end mark
@@ -140,7 +156,14 @@ impl Core {
         let caller = self.principal(req);
         // The key: made here and wrapped once the file exists (see
         // `keys::wrap`), or from GenerateDataKey now.
-        let key = if self.wraps_in_background() {
+        let key = if let Some(wo) = &self.write_only {
+            // Wrapped locally for the volume's RSA key: no service call.
+            let ctx = self.file_context(&plain);
+            NewKey::Generated(
+                wo.generate_data_key(&caller, &self.vol.config.master_key_id, &ctx)
+                    .map_err(|e| self.kms_failure(&path, "GenerateDataKey", e))?,
+            )
+        } else if self.wraps_in_background() {
             self.local_data_key()?
         } else {
             let ctx = self.file_context(&plain);
@@ -198,6 +221,7 @@ impl Core {
             self.remove_side_file(&dir.backing, &bn);
             return Err(e);
         }
+        let readable = self.new_file_readable(&caller, &key, &plain, flags);
         let (node, attr) = self.entry_created(&dir, name, backing)?;
         self.inherit_acls(&node, &new_mode)?;
         node.state.content_version.store(
@@ -212,12 +236,46 @@ impl Core {
                     cipher,
                     append: false,
                     state: node.state.clone(),
+                    readable,
                 },
                 flags & libc::O_APPEND != 0,
             )?),
             None => None,
         };
         Ok((attr, fh))
+    }
+
+    /// Whether the handle of a file just created may read: always, but on
+    /// a write-only volume only when it was opened with read access and
+    /// the service gives the caller the key (Decrypt of this mount's slot,
+    /// once per principal and re-authorization interval).
+    fn new_file_readable(
+        &self,
+        caller: &kms_engine::Principal,
+        key: &NewKey,
+        plain: &super::inode::PlainPath,
+        flags: Option<i32>,
+    ) -> bool {
+        if self.write_only.is_none() {
+            return true;
+        }
+        let (Some(flags), NewKey::Generated(g)) = (flags, key) else {
+            return false;
+        };
+        if flags & libc::O_ACCMODE == libc::O_WRONLY {
+            return false;
+        }
+        let ctx = self.file_context(plain);
+        match self.keys.decrypt_data_key(caller, &g.wrapped, &ctx) {
+            Ok(_) => true,
+            Err(e) => {
+                log::info!(
+                    "{}: created write-only, the caller may not read it: {e}",
+                    plain.display()
+                );
+                false
+            }
+        }
     }
 
     pub(crate) fn open(&self, req: &Request, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
@@ -269,6 +327,9 @@ impl Core {
 
     pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let h = self.file_handle(fh)?;
+        if !h.readable {
+            return Err(FsError::Denied);
+        }
         let _g = h.state.io.read().map_err(|_| FsError::Stale)?;
         h.io(&|| self.path_of(h.ino)).read(offset, u64::from(size))
     }

@@ -28,6 +28,7 @@ pub mod xattr;
 use crate::content::ContentCipher;
 use crate::keys::KeyService;
 use crate::keys::cache::{CacheConfig, CachingKeyService};
+use crate::keys::write_only::WriteOnlyKeys;
 use crate::volume::Volume;
 use errno::{FsError, FsResult};
 use inode::{InodeState, InodeTable, NodeRef, PlainPath};
@@ -73,6 +74,11 @@ pub(crate) struct OpenFile {
     pub cipher: ContentCipher,
     pub append: bool,
     pub state: Arc<InodeState>,
+    /// Whether reads may use the key: false for a handle of a write-only
+    /// volume whose key did not come from the service's Decrypt for the
+    /// caller (a new file's, or one opened for writing only); a read
+    /// through it is EACCES.
+    pub readable: bool,
 }
 
 impl OpenFile {
@@ -111,6 +117,9 @@ pub(crate) struct DirEntry {
 pub struct Core {
     pub(crate) vol: Volume,
     pub(crate) keys: Arc<CachingKeyService<Arc<dyn KeyService>>>,
+    /// A write-only volume's key layer (also inside `keys`): new files'
+    /// keys and opens for writing go to it directly.
+    pub(crate) write_only: Option<Arc<WriteOnlyKeys>>,
     /// New files' keys being wrapped in the background.
     pub(crate) pending: pending::PendingKeys,
     pub(crate) table: Mutex<InodeTable>,
@@ -149,16 +158,35 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// Builds the filesystem over an open volume. Completes a pending rename
     /// journal first (roll forward).
-    pub fn new(vol: Volume, keys: Arc<dyn KeyService>, opts: FsOptions) -> FsResult<Core> {
+    pub fn new(vol: Volume, keys: Arc<dyn KeyService>, mut opts: FsOptions) -> FsResult<Core> {
         rename::recover_journal(&vol)?;
         let table = InodeTable::new(&vol.root);
         let xattrs = xattr::XattrCipher::new(vol.names_key())?;
+        let (keys, write_only) = match &vol.config.write_only_key {
+            Some(key_id) => {
+                let wo = Arc::new(WriteOnlyKeys::new(
+                    keys,
+                    &vol.root,
+                    &vol.config.volume_id,
+                    key_id,
+                    opts.cache.reauth_interval,
+                ));
+                if !opts.read_only {
+                    wo.load_public_key(&Principal::current_process())?;
+                }
+                // New keys are wrapped locally: nothing to do in the background.
+                opts.background_wrap = None;
+                (wo.clone() as Arc<dyn KeyService>, Some(wo))
+            }
+            None => (keys, None),
+        };
         let keys = Arc::new(CachingKeyService::new(keys, opts.cache));
         let pending = pending::PendingKeys::start(keys.clone(), opts.background_wrap)?;
         Ok(Core {
             xattrs,
             posix_acl: AtomicBool::new(false),
             keys,
+            write_only,
             pending,
             vol,
             table: Mutex::new(table),
@@ -243,6 +271,12 @@ impl Core {
             writes: self.write_counters.snapshot(),
             requests: self.op_counters.snapshot(),
             key_versions: Vec::new(),
+            write_only: self.write_only.as_ref().map(|wo| status::WriteOnlyStatus {
+                key_id: wo.key_id().to_string(),
+                slot: wo
+                    .own_slot_id()
+                    .map(|id| crate::keys::write_only::slot_file_name(&id)),
+            }),
         }
     }
 }

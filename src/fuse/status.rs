@@ -44,6 +44,20 @@ pub struct StatusReport {
     /// files under a version below the key's newest need `kmsfs rewrap`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_versions: Vec<crate::rewrap::VersionFiles>,
+    /// A write-only volume: the RSA key new files' keys are wrapped for
+    /// and this mount's slot (once it made one, at its first new file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_only: Option<WriteOnlyStatus>,
+}
+
+/// The write-only part of a status report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WriteOnlyStatus {
+    /// The volume's RSA key (its ARN).
+    pub key_id: String,
+    /// This mount's slot file name in `kmsfs.writers/`, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
 }
 
 /// Count and total service time of one kind of FUSE request.
@@ -424,6 +438,7 @@ mod tests {
                 throttles: 1,
             }),
             wraps: None,
+            write_only: None,
             writes: WriteStats::default(),
             requests: [(
                 "lookup".to_string(),

@@ -26,14 +26,16 @@
 //! - Counters (requests, errors, retries, throttles) feed `kmsfs status`.
 
 use crate::keys::outage::OutageLog;
-use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, ServiceStats, to_key};
+use crate::keys::{
+    DataKeyBytes, GeneratedDataKey, KeyService, PublicKeyInfo, SecretVec, ServiceStats, to_key,
+};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_lc_rs::digest;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_kms::types::{DataKeySpec, EncryptionAlgorithmSpec};
 use kms_engine::{EncryptionContext, KmsError, Principal};
 use lru::LruCache;
 use std::collections::HashMap;
@@ -622,6 +624,55 @@ impl KeyService for AwsKeys {
         let rewrapped = blob(op, "CiphertextBlob", out.ciphertext_blob)?.to_vec();
         self.learn(&rewrapped, out.key_id);
         Ok(rewrapped)
+    }
+
+    fn get_public_key(&self, caller: &Principal, key_id: &str) -> Result<PublicKeyInfo, KmsError> {
+        let op = "GetPublicKey";
+        let out = self.call(op, || {
+            self.client_for(caller)
+                .get_public_key()
+                .key_id(key_id)
+                .send()
+        })?;
+        let missing = |name: &str| KmsError::Internal(format!("the {op} answer has no {name}"));
+        Ok(PublicKeyInfo {
+            key_id: out.key_id.ok_or_else(|| missing("KeyId"))?,
+            public_key: blob(op, "PublicKey", out.public_key)?.to_vec(),
+            key_spec: out
+                .key_spec
+                .map(|s| s.as_str().to_string())
+                .ok_or_else(|| missing("KeySpec"))?,
+            key_usage: out
+                .key_usage
+                .map(|s| s.as_str().to_string())
+                .ok_or_else(|| missing("KeyUsage"))?,
+            encryption_algorithms: out
+                .encryption_algorithms
+                .unwrap_or_default()
+                .iter()
+                .map(|a| a.as_str().to_string())
+                .collect(),
+        })
+    }
+
+    fn decrypt_asymmetric(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<SecretVec, KmsError> {
+        let op = "Decrypt";
+        let algorithm = EncryptionAlgorithmSpec::from(algorithm);
+        let out = self.call(op, || {
+            self.client_for(caller)
+                .decrypt()
+                .ciphertext_blob(Blob::new(ciphertext))
+                .key_id(key_id)
+                .encryption_algorithm(algorithm.clone())
+                .send()
+        })?;
+        blob(op, "Plaintext", out.plaintext)
     }
 
     fn service_stats(&self) -> Option<ServiceStats> {

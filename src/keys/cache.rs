@@ -82,7 +82,7 @@ struct Entry {
     uses: u64,
 }
 
-type CacheKey = [u8; 32];
+pub(crate) type CacheKey = [u8; 32];
 
 /// The monotonic clock entries are aged by: [`Instant::now`] on a mount,
 /// a hand-moved clock in tests (so that expiry is tested without sleeping).
@@ -108,7 +108,7 @@ impl<S: KeyService> std::fmt::Debug for CachingKeyService<S> {
     }
 }
 
-fn cache_key(wrapped: &[u8], ctx: &EncryptionContext, caller: &Principal) -> CacheKey {
+pub(crate) fn cache_key(wrapped: &[u8], ctx: &EncryptionContext, caller: &Principal) -> CacheKey {
     let mut d = digest::Context::new(&digest::SHA256);
     let put = |d: &mut digest::Context, bytes: &[u8]| {
         d.update(&(bytes.len() as u64).to_be_bytes());
@@ -310,6 +310,25 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
 
     fn unreachable(&self) -> bool {
         self.inner.unreachable()
+    }
+
+    fn get_public_key(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+    ) -> Result<crate::keys::PublicKeyInfo, KmsError> {
+        self.inner.get_public_key(caller, key_id)
+    }
+
+    fn decrypt_asymmetric(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<crate::keys::SecretVec, KmsError> {
+        self.inner
+            .decrypt_asymmetric(caller, key_id, ciphertext, algorithm)
     }
 }
 

@@ -1,12 +1,13 @@
 //! The embedded engine as a [`KeyService`]: GenerateDataKey (AES_256),
 //! Encrypt, Decrypt and ReEncrypt on an in-process `kms_engine::Engine`.
 
-use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, to_key};
+use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, PublicKeyInfo, SecretVec, to_key};
 use kms_engine::{
-    DecryptRequest, EncryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest, KmsError,
-    Principal, ReEncryptRequest, SecretBytes,
+    DecryptRequest, EncryptRequest, EncryptionContext, Engine, GenerateDataKeyRequest,
+    GetPublicKeyRequest, KmsError, Principal, ReEncryptRequest, SecretBytes,
 };
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 impl KeyService for Arc<Engine> {
     fn refresh(&self) -> Result<(), KmsError> {
@@ -125,5 +126,44 @@ impl KeyService for Arc<Engine> {
             },
         )?;
         Ok(resp.ciphertext_blob)
+    }
+
+    fn get_public_key(&self, caller: &Principal, key_id: &str) -> Result<PublicKeyInfo, KmsError> {
+        let resp = Engine::get_public_key(
+            self,
+            caller,
+            GetPublicKeyRequest {
+                key_id: key_id.to_string(),
+                grant_tokens: None,
+            },
+        )?;
+        Ok(PublicKeyInfo {
+            key_id: resp.key_id,
+            public_key: resp.public_key,
+            key_spec: resp.key_spec,
+            key_usage: resp.key_usage,
+            encryption_algorithms: resp.encryption_algorithms.unwrap_or_default(),
+        })
+    }
+
+    fn decrypt_asymmetric(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<SecretVec, KmsError> {
+        let resp = Engine::decrypt(
+            self,
+            caller,
+            DecryptRequest {
+                ciphertext_blob: ciphertext.to_vec(),
+                encryption_context: EncryptionContext::new(),
+                key_id: Some(key_id.to_string()),
+                encryption_algorithm: Some(algorithm.to_string()),
+                grant_tokens: None,
+            },
+        )?;
+        Ok(Zeroizing::new(resp.plaintext.as_slice().to_vec()))
     }
 }

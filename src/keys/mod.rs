@@ -35,6 +35,25 @@ impl std::fmt::Debug for GeneratedDataKey {
     }
 }
 
+/// An asymmetric key's public half, as GetPublicKey returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyInfo {
+    /// The key as the service names it (its ARN).
+    pub key_id: String,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    /// `RSA_2048` ...
+    pub key_spec: String,
+    /// `ENCRYPT_DECRYPT` ...
+    pub key_usage: String,
+    /// The encryption algorithms the key supports (empty for other usages).
+    pub encryption_algorithms: Vec<String>,
+}
+
+/// A plaintext of any length from a service (an asymmetric Decrypt);
+/// zeroized on drop.
+pub type SecretVec = Zeroizing<Vec<u8>>;
+
 /// Calls to a remote key service, for `kmsfs status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStats {
@@ -131,6 +150,33 @@ pub trait KeyService: Send + Sync {
             "this key service cannot encrypt a data key".into(),
         ))
     }
+
+    /// GetPublicKey of `key_id`: how a write-only volume's mount learns
+    /// the RSA key it wraps new files' keys for (`keys::write_only`).
+    fn get_public_key(
+        &self,
+        _caller: &Principal,
+        _key_id: &str,
+    ) -> Result<PublicKeyInfo, KmsError> {
+        Err(KmsError::UnsupportedOperation(
+            "this key service has no GetPublicKey".into(),
+        ))
+    }
+
+    /// Decrypt of an RSA-OAEP `ciphertext` with the asymmetric key
+    /// `key_id` and `algorithm` (AWS's EncryptionAlgorithm, e.g.
+    /// `RSAES_OAEP_SHA_256`); no encryption context (RSA has none).
+    fn decrypt_asymmetric(
+        &self,
+        _caller: &Principal,
+        _key_id: &str,
+        _ciphertext: &[u8],
+        _algorithm: &str,
+    ) -> Result<SecretVec, KmsError> {
+        Err(KmsError::UnsupportedOperation(
+            "this key service cannot decrypt with an asymmetric key".into(),
+        ))
+    }
 }
 
 pub mod aws;
@@ -139,6 +185,7 @@ pub mod embedded;
 pub mod outage;
 pub mod remote;
 pub mod wrap;
+pub mod write_only;
 
 impl KeyService for std::sync::Arc<dyn KeyService> {
     fn generate_data_key(
@@ -203,6 +250,20 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
         ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KmsError> {
         (**self).encrypt_data_key(caller, key_id, key, ctx)
+    }
+
+    fn get_public_key(&self, caller: &Principal, key_id: &str) -> Result<PublicKeyInfo, KmsError> {
+        (**self).get_public_key(caller, key_id)
+    }
+
+    fn decrypt_asymmetric(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<SecretVec, KmsError> {
+        (**self).decrypt_asymmetric(caller, key_id, ciphertext, algorithm)
     }
 }
 

@@ -16,7 +16,7 @@
 //! transport reconnects by itself.
 
 use crate::keys::outage::OutageLog;
-use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, to_key};
+use crate::keys::{DataKeyBytes, GeneratedDataKey, KeyService, PublicKeyInfo, SecretVec, to_key};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_engine::service::Transport;
@@ -175,6 +175,47 @@ impl KeyService for TransportKeys {
 
     fn unreachable(&self) -> bool {
         self.outage.is_down()
+    }
+
+    fn get_public_key(&self, caller: &Principal, key_id: &str) -> Result<PublicKeyInfo, KmsError> {
+        let op = "GetPublicKey";
+        let mut resp = self.call(op, json!({"KeyId": key_id}), caller)?;
+        let public_key = bytes_field(&mut resp, op, "PublicKey")?.to_vec();
+        let text = |name: &str| resp.get(name).and_then(Value::as_str).map(str::to_string);
+        let missing = |name: &str| KmsError::Internal(format!("the {op} response has no {name}"));
+        let encryption_algorithms = resp
+            .get("EncryptionAlgorithms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(PublicKeyInfo {
+            key_id: text("KeyId").ok_or_else(|| missing("KeyId"))?,
+            public_key,
+            key_spec: text("KeySpec").ok_or_else(|| missing("KeySpec"))?,
+            key_usage: text("KeyUsage").ok_or_else(|| missing("KeyUsage"))?,
+            encryption_algorithms,
+        })
+    }
+
+    fn decrypt_asymmetric(
+        &self,
+        caller: &Principal,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<SecretVec, KmsError> {
+        let op = "Decrypt";
+        let request = json!({
+            "CiphertextBlob": B64.encode(ciphertext),
+            "KeyId": key_id,
+            "EncryptionAlgorithm": algorithm,
+        });
+        let mut resp = self.call(op, request, caller)?;
+        bytes_field(&mut resp, op, "Plaintext")
     }
 }
 

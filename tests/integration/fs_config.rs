@@ -252,6 +252,7 @@ fn the_long_names_flag_selects_long_name_storage() {
             names_mode: NamesMode::Encrypted,
             long_names: false,
             kms: None,
+            write_only_key: None,
         },
     )
     .unwrap();
@@ -410,6 +411,7 @@ fn write_frozen_format_1_volume() {
             names_mode: NamesMode::Encrypted,
             long_names: true,
             kms: None,
+            write_only_key: None,
         },
     )
     .unwrap();

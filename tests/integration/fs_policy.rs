@@ -96,6 +96,7 @@ impl PolicyFixture {
                 names_mode: NamesMode::Encrypted,
                 long_names: true,
                 kms: None,
+                write_only_key: None,
             },
         )
         .unwrap();

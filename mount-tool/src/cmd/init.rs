@@ -35,6 +35,12 @@ pub struct InitArgs {
     /// long-names, on by default with encrypted names)
     #[arg(long)]
     pub no_long_names: bool,
+    /// Make a write-only volume: new files' data keys are wrapped for this
+    /// RSA key's public key (ENCRYPT_DECRYPT, RSAES_OAEP_SHA_256), so a
+    /// mount can create files without being able to read them; only a
+    /// principal allowed to Decrypt with the key reads them
+    #[arg(long, value_name = "RSA_KEY")]
+    pub write_only_key: Option<String>,
 }
 
 pub(crate) fn volume_error(e: VolumeError) -> CliError {
@@ -76,6 +82,7 @@ pub fn run(engine_args: &EngineArgs, output: Output, args: InitArgs) -> Result<(
         names_mode,
         long_names: !args.no_long_names,
         engine: engine_args.kms.as_ref().map(KmsUrl::to_string),
+        write_only_key: args.write_only_key,
     };
     let config = match &engine_args.kms {
         Some(url @ KmsUrl::Aws(target)) => create_on_aws(url, target, &args.cipherdir, new)?,
@@ -122,6 +129,8 @@ pub(crate) struct NewVolume {
     /// `kmsfs mount` finds it without the flag; `None` for the embedded
     /// engine.
     pub engine: Option<String>,
+    /// The RSA key of a write-only volume.
+    pub write_only_key: Option<String>,
 }
 
 impl NewVolume {
@@ -133,6 +142,7 @@ impl NewVolume {
             names_mode: NamesMode::Encrypted,
             long_names: true,
             engine,
+            write_only_key: None,
         }
     }
 }
@@ -202,6 +212,7 @@ pub(crate) fn create_volume(
             names_mode: new.names_mode,
             long_names: new.long_names,
             kms: new.engine,
+            write_only_key: new.write_only_key,
         },
     )
     .map_err(volume_error)
@@ -221,6 +232,7 @@ pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
                 "block_size": config.block_size,
                 "names": names,
                 "feature_flags": flags,
+                "write_only_key": config.write_only_key,
             })
         ),
         Output::Text | Output::Table => {
@@ -230,6 +242,9 @@ pub(crate) fn report(output: Output, cipherdir: &Path, config: &VolumeConfig) {
             println!("  block size: {}", config.block_size);
             println!("  names:      {names}");
             println!("  features:   {}", flags.join(", "));
+            if let Some(key) = &config.write_only_key {
+                println!("  write-only: new files readable only with Decrypt on {key}");
+            }
         }
     }
 }

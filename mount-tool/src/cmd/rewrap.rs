@@ -92,6 +92,26 @@ pub struct RekeyArgs {
 }
 
 /// The cipher directory, canonical, refused when mounted.
+/// Refuses a write-only volume: its files' data keys are wrapped for an
+/// RSA key's public key, not under the master key these jobs work on.
+fn refuse_write_only(cipherdir: &Path, what: &str) -> Result<(), CliError> {
+    match kmsfs::volume::read_config(cipherdir) {
+        Ok(config) => match config.write_only_key {
+            Some(key) => Err(CliError::Usage(format!(
+                "{} is a write-only volume: its files' data keys are wrapped for the public \
+                 key of {key} (docs/file-format.md, \"Write-only volumes\"), not under a \
+                 master key, so {what} does not apply; nothing was changed. To move the \
+                 files to other keys, copy them into a new volume from a mount allowed to \
+                 Decrypt with {key}",
+                cipherdir.display()
+            ))),
+            None => Ok(()),
+        },
+        // Not readable as a volume: the job reports that itself.
+        Err(_) => Ok(()),
+    }
+}
+
 fn unmounted_root(cipherdir: &Path, what: &str) -> Result<PathBuf, CliError> {
     let root = std::fs::canonicalize(cipherdir)
         .map_err(|e| CliError::io(cipherdir.display().to_string(), e))?;
@@ -346,6 +366,7 @@ fn rewrap_through_mount(
 }
 
 pub fn run_rewrap(engine_args: &EngineArgs, args: RewrapArgs) -> Result<(), CliError> {
+    refuse_write_only(&args.cipherdir, "rewrap")?;
     let canonical = std::fs::canonicalize(&args.cipherdir)
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     if let Some(mnt) = mounted_on(&canonical) {
@@ -396,6 +417,7 @@ pub fn run_rewrap(engine_args: &EngineArgs, args: RewrapArgs) -> Result<(), CliE
 }
 
 pub fn run_migrate(engine_args: &EngineArgs, args: MigrateArgs) -> Result<(), CliError> {
+    refuse_write_only(&args.cipherdir, "migrate")?;
     let root = unmounted_root(&args.cipherdir, "migrate")?;
     let (dest_url, dest_ks): (Option<KmsUrl>, Arc<dyn KeyService>) =
         match (&engine_args.kms, args.to_embedded) {
@@ -499,6 +521,7 @@ pub fn run_migrate(engine_args: &EngineArgs, args: MigrateArgs) -> Result<(), Cl
 }
 
 pub fn run_rekey(engine_args: &EngineArgs, args: RekeyArgs) -> Result<(), CliError> {
+    refuse_write_only(&args.cipherdir, "rekey")?;
     if args.names {
         return Err(CliError::Usage(
             "rekey --names (a new names key with every name re-encrypted) is not available \

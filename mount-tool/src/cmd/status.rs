@@ -80,6 +80,14 @@ pub fn run(output: Output, _args: StatusArgs) -> Result<(), CliError> {
                                 .max_uses
                                 .map_or_else(|| "unlimited".to_string(), |n| n.to_string())
                         );
+                        if let Some(wo) = &s.write_only {
+                            println!(
+                                "  write-only:  new files readable only with Decrypt on {} \
+                                 (this mount's slot: {})",
+                                wo.key_id,
+                                wo.slot.as_deref().unwrap_or("none yet")
+                            );
+                        }
                         for v in &s.key_versions {
                             println!(
                                 "  key version: {} v{}: {} files",

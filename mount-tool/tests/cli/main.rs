@@ -27,3 +27,4 @@ mod repair_cli;
 mod rewrap_cli;
 mod root_key_cli;
 mod store_rollback_cli;
+mod write_only_cli;

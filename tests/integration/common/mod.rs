@@ -64,6 +64,7 @@ impl Fixture {
                 names_mode: names,
                 long_names: true,
                 kms: None,
+                write_only_key: None,
             },
         )
         .expect("init volume");
