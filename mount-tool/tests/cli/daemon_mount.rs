@@ -394,3 +394,139 @@ fn on_behalf_of_needs_the_mounts_permission_on_the_key() {
         "for the allowed user\n"
     );
 }
+
+/// `kmsfs kms ARGS` as root through the daemon; the JSON answer.
+fn kms_json(s: &Setup, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["kms"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&s.kmsfs_ok(0, &all)).unwrap()
+}
+
+fn put_policy(s: &Setup, key: &str, statements: serde_json::Value) {
+    let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+    s.kmsfs_ok(
+        0,
+        &[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            key,
+            "--policy",
+            &policy,
+        ],
+    );
+}
+
+#[test]
+fn a_write_only_volume_over_the_daemon_is_read_only_by_who_may_decrypt() {
+    // The writer: an unprivileged mount whose key policies give it the
+    // names key (purpose names only) and the RSA key's public half, not
+    // Decrypt with the RSA key. Root, the reader, may do everything.
+    let uid = system_account(MOUNT_USER);
+    let s = Setup::new(uid);
+    let master = kms_json(&s, &["create-key"])["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rsa = kms_json(
+        &s,
+        &[
+            "create-key",
+            "--key-spec",
+            "RSA_3072",
+            "--key-usage",
+            "ENCRYPT_DECRYPT",
+        ],
+    )["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let writer = format!("uid:{uid}");
+    put_policy(
+        &s,
+        &master,
+        json!([
+            {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": "uid:0"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "WriterDescribe", "Effect": "Allow", "Principal": {"AWS": writer},
+             "Action": "kms:DescribeKey", "Resource": "*"},
+            {"Sid": "WriterNames", "Effect": "Allow", "Principal": {"AWS": writer},
+             "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:kmsfs:purpose": "names"}}}
+        ]),
+    );
+    put_policy(
+        &s,
+        &rsa,
+        json!([
+            {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": "uid:0"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Writer", "Effect": "Allow", "Principal": {"AWS": writer},
+             "Action": ["kms:GetPublicKey", "kms:DescribeKey"], "Resource": "*"}
+        ]),
+    );
+    let cipher = s.cipher.to_str().unwrap().to_string();
+    let mnt = s.mnt.to_str().unwrap().to_string();
+    s.kmsfs_ok(
+        uid,
+        &[
+            "init",
+            &cipher,
+            "--key-id",
+            &master,
+            "--write-only-key",
+            &rsa,
+        ],
+    );
+    let guard = with_dev_fuse_for(uid, || {
+        let guard = MountGuard::new(&s.mnt);
+        s.ok(uid, &["mount", &cipher, &mnt], false);
+        guard
+    });
+    let report = s.file("report.txt");
+    let w = sh(
+        uid,
+        r#"printf 'quarterly numbers\n' > "$1" && printf 'more\n' >> "$1" && ls "$2""#,
+        &[&report, &s.mnt],
+    );
+    assert!(w.status.success(), "{}", stderr(&w));
+    assert_eq!(stdout(&w), "report.txt\n");
+    let r = sh(uid, r#"cat "$1""#, &[&report]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("Permission denied"), "{}", stderr(&r));
+    s.ok(uid, &["unmount", &mnt], false);
+    guard.wait_for_mount_process();
+    // The refusal is audited: the writer's Decrypt with the RSA key.
+    let denied = s
+        .env
+        .ok(&["audit", "show", "--principal", &writer, "--errors-only"]);
+    let rec: serde_json::Value = serde_json::from_str(denied.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["eventName"], "Decrypt", "{denied}");
+    assert_eq!(rec["errorCode"], "AccessDeniedException", "{denied}");
+    assert_eq!(rec["resources"][0]["ARN"], rsa.as_str(), "{denied}");
+
+    // The reader: root's mount over the same daemon (the runtime directory
+    // becomes root's: a mount refuses one owned by another user).
+    for e in walk(&s.runtime) {
+        std::os::unix::fs::lchown(&e, Some(0), Some(0)).unwrap();
+    }
+    let guard = MountGuard::new(&s.mnt);
+    s.ok(0, &["mount", &cipher, &mnt, "--read-only"], false);
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "quarterly numbers\nmore\n"
+    );
+    s.ok(0, &["unmount", &mnt], false);
+    guard.wait_for_mount_process();
+}
+
+/// `dir` and everything below it.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            out.extend(walk(&e.unwrap().path()));
+        }
+    }
+    out
+}
