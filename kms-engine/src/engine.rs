@@ -14,6 +14,7 @@ use crate::state::State;
 use crate::store::format::{RootParams, STORE_VERSION, StoreHeader, open_file, seal_file};
 use crate::store::root::{self, KdfParams, RootKeySource};
 use crate::store::{Fingerprint, StoreFiles, WriteLock};
+use crate::usage::{LastUse, TRACKED_OPERATIONS, UsageTracker};
 use crate::wire::SYMMETRIC_DEFAULT;
 use crate::{Clock, KmsError, Principal};
 use aws_lc_rs::aead::LessSafeKey;
@@ -153,6 +154,12 @@ pub(crate) struct Algorithms<'a> {
     pub key_agreement: Option<&'a str>,
     pub message_type: Option<&'a str>,
     pub data_key_pair_spec: Option<&'a str>,
+    /// GetParametersForImport.
+    pub wrapping_algorithm: Option<&'a str>,
+    pub wrapping_key_spec: Option<&'a str>,
+    /// ImportKeyMaterial.
+    pub expiration_model: Option<&'a str>,
+    pub valid_to: Option<i64>,
 }
 
 /// What an op reports about itself for its audit record.
@@ -161,11 +168,17 @@ pub(crate) struct AuditInfo {
     pub key_id: Option<String>,
     pub encryption_context: Option<EncryptionContext>,
     pub request_parameters: Option<serde_json::Value>,
+    /// Every key the call named, in order (a successful cryptographic
+    /// operation used them all: GetKeyLastUsage).
+    pub touched: Vec<KeyId>,
 }
 
 impl AuditInfo {
     pub fn key(&mut self, k: &KeyRecord) {
         self.key_id = Some(k.id.to_string());
+        if !self.touched.contains(&k.id) {
+            self.touched.push(k.id);
+        }
     }
     pub fn context(&mut self, ctx: &EncryptionContext) {
         if !ctx.is_empty() {
@@ -227,6 +240,8 @@ pub struct Engine {
     /// Set by every store write: the next audit record anchors the store's
     /// new generation in the audit trail (see [`AuditSink::record_anchored`]).
     anchor_due: AtomicBool,
+    /// Each key's last cryptographic use (GetKeyLastUsage).
+    pub(crate) usage: UsageTracker,
 }
 
 impl fmt::Debug for Engine {
@@ -268,7 +283,9 @@ impl Engine {
         let fp = files.write_atomic(&lock, &bytes)?;
         drop(lock);
         let snap = Snapshot::build(state, (fp, &bytes), header, None)?;
-        Ok(Self::assemble(files, store_key, None, snap, clock, audit))
+        let engine = Self::assemble(files, store_key, None, snap, clock, audit);
+        engine.usage.start(&engine.files, engine.clock.now_unix())?;
+        Ok(engine)
     }
 
     /// Opens the store in `dir`. A wrong passphrase or key file gives
@@ -298,6 +315,12 @@ impl Engine {
             let lock = engine.files.lock()?;
             engine.files.remove_stale_temps(&lock)?;
         }
+        // Key usage tracking starts at the first open of a store made
+        // before it existed; a store directory this process cannot write
+        // (a read-only copy) still opens.
+        if let Err(e) = engine.usage.start(&engine.files, engine.clock.now_unix()) {
+            log::warn!("key usage tracking not started: {e}");
+        }
         Ok(engine)
     }
 
@@ -321,6 +344,7 @@ impl Engine {
             clock,
             audit,
             anchor_due: AtomicBool::new(false),
+            usage: UsageTracker::default(),
         }
     }
 
@@ -340,6 +364,15 @@ impl Engine {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         self.files.dir()
+    }
+
+    /// A key for the engine's own tokens: HMAC-SHA256(store key, `label`).
+    /// It lasts as long as the store key (root-key changes keep it).
+    pub(crate) fn derived_key(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.store_key[..]);
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(aws_lc_rs::hmac::sign(&k, label).as_ref());
+        out
     }
 
     /// Whether `key` is this engine's store key (constant time).
@@ -619,6 +652,10 @@ impl Engine {
         rc.key_agreement_algorithm = algorithms.key_agreement;
         rc.message_type = algorithms.message_type;
         rc.data_key_pair_spec = algorithms.data_key_pair_spec;
+        rc.wrapping_algorithm = algorithms.wrapping_algorithm;
+        rc.wrapping_key_spec = algorithms.wrapping_key_spec;
+        rc.expiration_model = algorithms.expiration_model;
+        rc.valid_to = algorithms.valid_to;
         self.authorize_request(key, &rc)
     }
 
@@ -693,7 +730,21 @@ impl Engine {
             Err(e) => Some((e.exception_name().to_string(), e.message())),
         };
         let invoked_by = caller.invoked_by.as_ref().map(|c| c.to_string());
-        self.record_call((caller.to_string(), invoked_by), event_name, info, error)?;
+        let used = std::mem::take(&mut info.touched);
+        let request_id =
+            self.record_call((caller.to_string(), invoked_by), event_name, info, error)?;
+        if result.is_ok() && !used.is_empty() && TRACKED_OPERATIONS.contains(&event_name) {
+            let now = self.clock.now_unix();
+            let use_ = LastUse {
+                operation: event_name.to_string(),
+                time: now,
+                request_id,
+            };
+            // Usage is advisory: failing to note it never fails the call.
+            if let Err(e) = self.usage.record(&self.files, &used, &use_, now) {
+                log::warn!("key usage not recorded: {e}");
+            }
+        }
         result
     }
 
@@ -711,17 +762,19 @@ impl Engine {
         let error = Some((exception.to_string(), message.to_string()));
         let who = ("anonymous".to_string(), None);
         self.record_call(who, event_name, AuditInfo::default(), error)
+            .map(|_| ())
     }
 
     /// Writes one audit record for `principal` (and the client that
-    /// invoked the call on its behalf), with this thread's call origin.
+    /// invoked the call on its behalf), with this thread's call origin;
+    /// returns its request id.
     fn record_call(
         &self,
         (principal, invoked_by): (String, Option<String>),
         event_name: &str,
         info: AuditInfo,
         error: Option<(String, String)>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<String, KmsError> {
         let (error_code, error_message) = error.unzip();
         let origin = ORIGIN.with(|o| o.borrow().clone()).unwrap_or_default();
         let mut event = AuditEvent {
@@ -757,7 +810,16 @@ impl Engine {
         } else {
             self.audit.record(&event)?;
         }
-        Ok(())
+        Ok(event.request_id)
+    }
+}
+
+impl Drop for Engine {
+    /// Writes the uses not yet in the key usage file.
+    fn drop(&mut self) {
+        if let Err(e) = self.usage.flush(&self.files, self.clock.now_unix()) {
+            log::warn!("key usage not written: {e}");
+        }
     }
 }
 

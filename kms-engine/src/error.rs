@@ -47,6 +47,17 @@ pub enum KmsError {
     /// VerifyMac: the MAC does not verify.
     #[error("KMSInvalidMacException: {0}")]
     InvalidMac(String),
+    /// ImportKeyMaterial: the import token was not made by this engine for
+    /// this key (or was altered).
+    #[error("InvalidImportTokenException: {0}")]
+    InvalidImportToken(String),
+    /// ImportKeyMaterial: the import token's 24 hours are over.
+    #[error("ExpiredImportTokenException: {0}")]
+    ExpiredImportToken(String),
+    /// ImportKeyMaterial: the material does not fit the key spec, or is not
+    /// the material imported before.
+    #[error("IncorrectKeyMaterialException: {0}")]
+    IncorrectKeyMaterial(String),
     /// The root key does not open the store: wrong passphrase or key file.
     #[error(
         "IncorrectPassphraseException: the passphrase or key file does not open this engine store"
@@ -110,6 +121,9 @@ impl KmsError {
             KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
             KmsError::InvalidSignature(_) => "KMSInvalidSignatureException",
             KmsError::InvalidMac(_) => "KMSInvalidMacException",
+            KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
+            KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+            KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             KmsError::WrongPassphrase => "IncorrectPassphraseException",
             KmsError::StoreCorrupted(_) => "StoreCorruptedException",
             KmsError::StoreNotFound(_) => "StoreNotFoundException",
@@ -155,6 +169,9 @@ impl KmsError {
             "UnsupportedOperationException" => KmsError::UnsupportedOperation(message),
             "KMSInvalidSignatureException" => KmsError::InvalidSignature(message),
             "KMSInvalidMacException" => KmsError::InvalidMac(message),
+            "InvalidImportTokenException" => KmsError::InvalidImportToken(message),
+            "ExpiredImportTokenException" => KmsError::ExpiredImportToken(message),
+            "IncorrectKeyMaterialException" => KmsError::IncorrectKeyMaterial(message),
             "IncorrectPassphraseException" => KmsError::WrongPassphrase,
             "StoreCorruptedException" => KmsError::StoreCorrupted(message),
             "StoreNotFoundException" => KmsError::StoreNotFound(message),
@@ -237,6 +254,9 @@ mod tests {
             KmsError::UnsupportedOperation("o".into()),
             KmsError::InvalidSignature("s".into()),
             KmsError::InvalidMac("m".into()),
+            KmsError::InvalidImportToken("t".into()),
+            KmsError::ExpiredImportToken("t".into()),
+            KmsError::IncorrectKeyMaterial("m".into()),
             KmsError::WrongPassphrase,
             KmsError::StoreCorrupted("s".into()),
             KmsError::StoreNotFound("s".into()),

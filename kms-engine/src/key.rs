@@ -126,6 +126,9 @@ pub enum KeyState {
     Enabled,
     Disabled,
     PendingDeletion,
+    /// An EXTERNAL key without key material (never imported, deleted or
+    /// expired): store format 6.
+    PendingImport,
 }
 
 impl KeyState {
@@ -135,6 +138,7 @@ impl KeyState {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
         }
     }
 }
@@ -183,16 +187,64 @@ pub struct KeyRecord {
     pub rotation_period_days: Option<u32>,
     /// When the next automatic rotation falls due (set while enabled).
     pub next_rotation: Option<i64>,
-    /// Every version, oldest first; never empty. Asymmetric and HMAC keys
-    /// have exactly one (AWS does not rotate them).
+    /// Every version, oldest first. Asymmetric and HMAC keys have exactly
+    /// one (AWS does not rotate them). Empty only for an EXTERNAL key
+    /// without its material (state PendingImport, or PendingDeletion
+    /// after the material went).
     pub versions: Vec<KeyVersion>,
     /// What the key is (store format 5; older stores' keys are
     /// SYMMETRIC_DEFAULT).
     pub spec: KeySpec,
     pub usage: KeyUsage,
-    /// Where its material came from (always AWS_KMS until import exists).
+    /// Where its material came from.
     pub origin: KeyOrigin,
+    /// EXTERNAL keys: what was imported (store format 6; None until the
+    /// first import and for AWS_KMS keys).
+    pub import: Option<ImportRecord>,
 }
+
+/// What an EXTERNAL key keeps about its imported material, also while the
+/// material itself is absent (deleted or expired), so that only the same
+/// material can be imported again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// HMAC-SHA256 keyed by the material over the key id (see
+    /// `ops::import::material_id`): identifies the material without
+    /// revealing it; hex, it is AWS's `KeyMaterialId`.
+    pub material_id: [u8; 32],
+    /// The expiration of the material in place (None while it is absent).
+    pub expiration: Option<Expiration>,
+}
+
+/// How imported key material expires (AWS `ExpirationModel` and `ValidTo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expiration {
+    /// KEY_MATERIAL_DOES_NOT_EXPIRE.
+    Never,
+    /// KEY_MATERIAL_EXPIRES at this Unix time: the material is deleted and
+    /// the key turns PendingImport.
+    At(i64),
+}
+
+impl Expiration {
+    /// The AWS `ExpirationModel` name.
+    pub fn model(self) -> &'static str {
+        match self {
+            Expiration::Never => KEY_MATERIAL_DOES_NOT_EXPIRE,
+            Expiration::At(_) => KEY_MATERIAL_EXPIRES,
+        }
+    }
+
+    pub fn valid_to(self) -> Option<i64> {
+        match self {
+            Expiration::Never => None,
+            Expiration::At(t) => Some(t),
+        }
+    }
+}
+
+pub const KEY_MATERIAL_EXPIRES: &str = "KEY_MATERIAL_EXPIRES";
+pub const KEY_MATERIAL_DOES_NOT_EXPIRE: &str = "KEY_MATERIAL_DOES_NOT_EXPIRE";
 
 impl KeyRecord {
     /// The newest version (used for new ciphertexts).
@@ -206,6 +258,17 @@ impl KeyRecord {
 
     pub fn arn(&self) -> String {
         self.id.arn()
+    }
+
+    /// Whether the key has key material (false only for an EXTERNAL key
+    /// whose material was never imported, was deleted or expired).
+    pub fn has_material(&self) -> bool {
+        !self.versions.is_empty()
+    }
+
+    /// The expiration of the imported material in place, if any.
+    pub fn expiration(&self) -> Option<Expiration> {
+        self.import.as_ref().and_then(|i| i.expiration)
     }
 
     /// Number of on-demand rotations done so far.

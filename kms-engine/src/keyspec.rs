@@ -468,6 +468,103 @@ pub fn data_key_pair_spec(name: &str) -> Result<KeySpec, KmsError> {
     }
 }
 
+/// AWS `AlgorithmSpec` for wrapping imported key material
+/// (GetParametersForImport `WrappingAlgorithm`): the ones this engine
+/// implements. Stored in import tokens (by variant index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WrappingAlgorithm {
+    /// The material encrypted with RSA-OAEP (SHA-1, MGF1 SHA-1).
+    RsaesOaepSha1,
+    /// The material encrypted with RSA-OAEP (SHA-256, MGF1 SHA-256).
+    RsaesOaepSha256,
+    /// A random AES-256 key encrypted with RSA-OAEP (SHA-1), then the
+    /// material wrapped under it with AES key wrap with padding (RFC 5649).
+    RsaAesKeyWrapSha1,
+    /// As [`WrappingAlgorithm::RsaAesKeyWrapSha1`] with OAEP SHA-256.
+    RsaAesKeyWrapSha256,
+}
+
+const WRAPPING: [(&str, WrappingAlgorithm); 4] = [
+    ("RSAES_OAEP_SHA_1", WrappingAlgorithm::RsaesOaepSha1),
+    ("RSAES_OAEP_SHA_256", WrappingAlgorithm::RsaesOaepSha256),
+    (
+        "RSA_AES_KEY_WRAP_SHA_1",
+        WrappingAlgorithm::RsaAesKeyWrapSha1,
+    ),
+    (
+        "RSA_AES_KEY_WRAP_SHA_256",
+        WrappingAlgorithm::RsaAesKeyWrapSha256,
+    ),
+];
+
+impl WrappingAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        WRAPPING
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    /// Parses a `WrappingAlgorithm` request value: RSAES_PKCS1_V1_5 (which
+    /// AWS no longer accepts) and SM2PKE (China Regions) are
+    /// UnsupportedOperationException, anything else unknown
+    /// ValidationException.
+    pub fn parse(name: &str) -> Result<WrappingAlgorithm, KmsError> {
+        if let Some((_, a)) = WRAPPING.iter().find(|(n, _)| *n == name) {
+            return Ok(*a);
+        }
+        if matches!(name, "RSAES_PKCS1_V1_5" | "SM2PKE") {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "wrapping algorithm {name} is not supported by this engine"
+            )));
+        }
+        Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{name}' at 'wrappingAlgorithm' failed to \
+             satisfy constraint: Member must satisfy enum value set: [RSAES_PKCS1_V1_5, \
+             RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, \
+             RSA_AES_KEY_WRAP_SHA_256, SM2PKE]"
+        )))
+    }
+
+    /// The OAEP hash that encrypts the material or the AES key.
+    pub fn oaep(self) -> RsaEncryption {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 | WrappingAlgorithm::RsaAesKeyWrapSha1 => {
+                RsaEncryption::OaepSha1
+            }
+            WrappingAlgorithm::RsaesOaepSha256 | WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+                RsaEncryption::OaepSha256
+            }
+        }
+    }
+
+    /// Whether the material is wrapped with AES key wrap (RSA_AES_*).
+    pub fn is_key_wrap(self) -> bool {
+        matches!(
+            self,
+            WrappingAlgorithm::RsaAesKeyWrapSha1 | WrappingAlgorithm::RsaAesKeyWrapSha256
+        )
+    }
+}
+
+/// Parses a `WrappingKeySpec` (RSA_2048/3072/4096; SM2 is
+/// UnsupportedOperationException).
+pub fn wrapping_key_spec(name: &str) -> Result<KeySpec, KmsError> {
+    match name {
+        "RSA_2048" => Ok(KeySpec::Rsa2048),
+        "RSA_3072" => Ok(KeySpec::Rsa3072),
+        "RSA_4096" => Ok(KeySpec::Rsa4096),
+        "SM2" => Err(KmsError::UnsupportedOperation(
+            "wrapping key spec SM2 is not supported by this engine".into(),
+        )),
+        other => Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{other}' at 'wrappingKeySpec' failed to \
+             satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, \
+             RSA_4096, SM2]"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

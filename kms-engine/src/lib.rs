@@ -28,6 +28,7 @@ pub mod safe_fs;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod usage;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
-/// Everything the store seals (store format 5). Encoded with postcard (not
+/// Everything the store seals (store format 6). Encoded with postcard (not
 /// self-describing: any field change needs a new store format version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -93,12 +93,85 @@ impl From<KeyRecordV4> for KeyRecord {
             spec: KeySpec::SymmetricDefault,
             usage: KeyUsage::EncryptDecrypt,
             origin: KeyOrigin::AwsKms,
+            import: None,
         }
     }
 }
 
-fn convert_keys(keys: BTreeMap<KeyId, KeyRecordV4>) -> BTreeMap<KeyId, KeyRecord> {
+fn convert_keys<K: Into<KeyRecord>>(keys: BTreeMap<KeyId, K>) -> BTreeMap<KeyId, KeyRecord> {
     keys.into_iter().map(|(id, k)| (id, k.into())).collect()
+}
+
+/// A key of store format 5: [`KeyRecord`] without the import record (no
+/// key had imported material).
+#[derive(Deserialize)]
+struct KeyRecordV5 {
+    id: KeyId,
+    created: i64,
+    description: String,
+    state: KeyState,
+    deletion_date: Option<i64>,
+    pending_window_days: Option<u32>,
+    tags: BTreeMap<String, String>,
+    policy: String,
+    rotation_period_days: Option<u32>,
+    next_rotation: Option<i64>,
+    versions: Vec<KeyVersion>,
+    spec: KeySpec,
+    usage: KeyUsage,
+    origin: KeyOrigin,
+}
+
+impl From<KeyRecordV5> for KeyRecord {
+    fn from(k: KeyRecordV5) -> KeyRecord {
+        KeyRecord {
+            id: k.id,
+            created: k.created,
+            description: k.description,
+            state: k.state,
+            deletion_date: k.deletion_date,
+            pending_window_days: k.pending_window_days,
+            tags: k.tags,
+            policy: k.policy,
+            rotation_period_days: k.rotation_period_days,
+            next_rotation: k.next_rotation,
+            versions: k.versions,
+            spec: k.spec,
+            usage: k.usage,
+            origin: k.origin,
+            import: None,
+        }
+    }
+}
+
+/// The state of store format 5: [`State`] with format-5 keys.
+#[derive(Deserialize)]
+struct StateV5 {
+    generation: u64,
+    audit_seed: KeyMaterial,
+    keys: BTreeMap<KeyId, KeyRecordV5>,
+    aliases: BTreeMap<String, AliasRecord>,
+    destroyed: BTreeSet<KeyId>,
+    grants: BTreeMap<KeyId, Vec<Grant>>,
+    audit_paths: AuditPathMode,
+    audit_path_key: Option<KeyMaterial>,
+    access_keys: BTreeMap<String, AccessKeyRecord>,
+}
+
+impl From<StateV5> for State {
+    fn from(s: StateV5) -> State {
+        State {
+            generation: s.generation,
+            audit_seed: s.audit_seed,
+            keys: convert_keys(s.keys),
+            aliases: s.aliases,
+            destroyed: s.destroyed,
+            grants: s.grants,
+            audit_paths: s.audit_paths,
+            audit_path_key: s.audit_path_key,
+            access_keys: s.access_keys,
+        }
+    }
 }
 
 /// The state of store format 4: [`State`] with format-4 keys.
@@ -211,13 +284,17 @@ impl State {
 
     /// Decodes the state of a store of format `version` (1 and 2: without
     /// the audit path settings; 3: without access keys; 1 to 4: keys
-    /// without spec, usage and origin). Trailing bytes are refused.
+    /// without spec, usage and origin; 1 to 5: keys without an import
+    /// record). Trailing bytes are refused.
     pub fn decode(bytes: &[u8], version: u8) -> Result<State, KmsError> {
         let bad = |e: postcard::Error| {
             KmsError::StoreCorrupted(format!("cannot decode engine state: {e}"))
         };
         let (state, rest) = if version >= crate::store::format::STORE_VERSION {
             postcard::take_from_bytes::<State>(bytes).map_err(bad)?
+        } else if version == crate::store::format::STORE_VERSION_5 {
+            let (old, rest) = postcard::take_from_bytes::<StateV5>(bytes).map_err(bad)?;
+            (State::from(old), rest)
         } else if version == crate::store::format::STORE_VERSION_4 {
             let (old, rest) = postcard::take_from_bytes::<StateV4>(bytes).map_err(bad)?;
             (State::from(old), rest)
@@ -286,17 +363,23 @@ impl State {
     pub fn next_due(&self) -> Option<i64> {
         self.keys
             .values()
-            .filter_map(|k| match k.state {
-                KeyState::PendingDeletion => k.deletion_date,
-                KeyState::Enabled => k.next_rotation,
-                KeyState::Disabled => None,
+            .flat_map(|k| {
+                let state_due = match k.state {
+                    KeyState::PendingDeletion => k.deletion_date,
+                    KeyState::Enabled => k.next_rotation,
+                    KeyState::Disabled | KeyState::PendingImport => None,
+                };
+                let expiry = k.expiration().and_then(|e| e.valid_to());
+                [state_due, expiry]
             })
+            .flatten()
             .min()
     }
 
     /// Carries out what is due at `now`: destroys keys whose deletion window
-    /// passed (with their aliases) and rotates enabled keys whose automatic
-    /// rotation fell due. Returns whether anything changed.
+    /// passed (with their aliases), deletes imported key material whose
+    /// ValidTo passed (the key turns PendingImport) and rotates enabled keys
+    /// whose automatic rotation fell due. Returns whether anything changed.
     pub fn apply_due(&mut self, now: i64) -> Result<bool, KmsError> {
         let mut changed = false;
         let expired: Vec<KeyId> = self
@@ -315,6 +398,15 @@ impl State {
             changed = true;
         }
         for k in self.keys.values_mut() {
+            if k.expiration()
+                .and_then(|e| e.valid_to())
+                .is_some_and(|t| t <= now)
+            {
+                remove_imported_material(k);
+                changed = true;
+            }
+        }
+        for k in self.keys.values_mut() {
             if k.state != KeyState::Enabled {
                 continue;
             }
@@ -328,6 +420,20 @@ impl State {
             }
         }
         Ok(changed)
+    }
+}
+
+/// Deletes an EXTERNAL key's imported material (DeleteImportedKeyMaterial,
+/// or its ValidTo passed): the key keeps its import record (so only the
+/// same material can come back) and turns PendingImport, unless it is
+/// PendingDeletion, which it stays.
+pub fn remove_imported_material(k: &mut KeyRecord) {
+    k.versions.clear();
+    if let Some(i) = k.import.as_mut() {
+        i.expiration = None;
+    }
+    if k.state != KeyState::PendingDeletion {
+        k.state = KeyState::PendingImport;
     }
 }
 

@@ -49,6 +49,14 @@ pub struct KeyMetadata {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub key_agreement_algorithms: Option<Vec<String>>,
     pub multi_region: bool,
+    /// EXTERNAL keys with imported material: KEY_MATERIAL_EXPIRES or
+    /// KEY_MATERIAL_DOES_NOT_EXPIRE.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expiration_model: Option<String>,
+    /// When the imported material expires (Unix seconds), for
+    /// KEY_MATERIAL_EXPIRES.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_to: Option<i64>,
 }
 
 /// The algorithm lists DescribeKey and GetPublicKey report for a key: one
@@ -106,6 +114,8 @@ impl KeyMetadata {
             mac_algorithms: algorithms.mac,
             key_agreement_algorithms: algorithms.key_agreement,
             multi_region: false,
+            expiration_model: k.expiration().map(|e| e.model().to_string()),
+            valid_to: k.expiration().and_then(|e| e.valid_to()),
         }
     }
 }
@@ -179,12 +189,20 @@ pub struct UpdateKeyDescriptionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmptyResponse {}
 
-fn check_option(name: &str, value: Option<&str>, allowed: &str) -> Result<(), KmsError> {
+/// The `Origin` of CreateKey: AWS_KMS (default) or EXTERNAL (no material
+/// until ImportKeyMaterial); the custom key store origins are
+/// UnsupportedOperationException, anything else ValidationException.
+fn parse_origin(value: Option<&str>) -> Result<KeyOrigin, KmsError> {
     match value {
-        None => Ok(()),
-        Some(v) if v == allowed => Ok(()),
-        Some(v) => Err(KmsError::UnsupportedOperation(format!(
-            "{name} {v} is not supported; only {allowed}"
+        None | Some("AWS_KMS") => Ok(KeyOrigin::AwsKms),
+        Some("EXTERNAL") => Ok(KeyOrigin::External),
+        Some(v @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => Err(KmsError::UnsupportedOperation(
+            format!("Origin {v} (custom key stores) is not supported by this engine"),
+        )),
+        Some(v) => Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{v}' at 'origin' failed to satisfy \
+             constraint: Member must satisfy enum value set: [AWS_KMS, EXTERNAL, \
+             AWS_CLOUDHSM, EXTERNAL_KEY_STORE]"
         ))),
     }
 }
@@ -201,7 +219,8 @@ fn check_description(d: &str) -> Result<(), KmsError> {
 impl Engine {
     /// CreateKey: a new key of the requested spec and usage (default
     /// SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT); combinations AWS refuses are
-    /// ValidationException.
+    /// ValidationException. With Origin EXTERNAL the key has no material
+    /// and is PendingImport until ImportKeyMaterial.
     pub fn create_key(
         &self,
         caller: &Principal,
@@ -213,7 +232,7 @@ impl Engine {
                 req.customer_master_key_spec.as_deref(),
                 req.key_usage.as_deref(),
             )?;
-            check_option("Origin", req.origin.as_deref(), "AWS_KMS")?;
+            let origin = parse_origin(req.origin.as_deref())?;
             if req.multi_region == Some(true) {
                 return Err(KmsError::UnsupportedOperation(
                     "multi-Region keys are not supported".into(),
@@ -241,13 +260,20 @@ impl Engine {
                 None => default_policy(&format!("uid:{}", caller.uid)),
             };
             a.key_id = Some(id.to_string());
-            let material = generate_material(spec, usage)?;
+            let material = match origin {
+                KeyOrigin::AwsKms => Some(generate_material(spec, usage)?),
+                KeyOrigin::External => None,
+            };
             self.mutate(|st, now| {
                 let rec = KeyRecord {
                     id,
                     created: now,
                     description,
-                    state: KeyState::Enabled,
+                    state: if material.is_some() {
+                        KeyState::Enabled
+                    } else {
+                        KeyState::PendingImport
+                    },
                     deletion_date: None,
                     pending_window_days: None,
                     tags: tags
@@ -257,15 +283,19 @@ impl Engine {
                     policy,
                     rotation_period_days: None,
                     next_rotation: None,
-                    versions: vec![KeyVersion {
-                        version: 1,
-                        created: now,
-                        rotation_type: None,
-                        material,
-                    }],
+                    versions: material
+                        .map(|material| KeyVersion {
+                            version: 1,
+                            created: now,
+                            rotation_type: None,
+                            material,
+                        })
+                        .into_iter()
+                        .collect(),
                     spec,
                     usage,
-                    origin: KeyOrigin::AwsKms,
+                    origin,
+                    import: None,
                 };
                 let meta = KeyMetadata::of(&rec);
                 st.keys.insert(id, rec);

@@ -86,6 +86,11 @@ impl Engine {
                 a.key(k);
                 self.authorize(caller, action, k, None)?;
                 require_not_pending(k)?;
+                // A key without its imported material is neither enabled
+                // nor disabled until ImportKeyMaterial (AWS's key state table).
+                if k.state == KeyState::PendingImport {
+                    return Err(crate::ops::pending_import(k));
+                }
                 k.state = to;
                 Ok(EmptyResponse {})
             })
@@ -125,7 +130,8 @@ impl Engine {
         })
     }
 
-    /// CancelKeyDeletion: the key returns to Disabled.
+    /// CancelKeyDeletion: the key returns to Disabled (PendingImport for an
+    /// EXTERNAL key whose material is gone).
     pub fn cancel_key_deletion(
         &self,
         caller: &Principal,
@@ -142,7 +148,11 @@ impl Engine {
                         k.arn()
                     )));
                 }
-                k.state = KeyState::Disabled;
+                k.state = if k.has_material() {
+                    KeyState::Disabled
+                } else {
+                    KeyState::PendingImport
+                };
                 k.deletion_date = None;
                 k.pending_window_days = None;
                 Ok(CancelKeyDeletionResponse { key_id: k.arn() })

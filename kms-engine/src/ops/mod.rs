@@ -10,9 +10,11 @@ pub mod crypto;
 pub mod datakeys;
 pub mod dispatch;
 pub mod grants;
+pub mod import;
 pub mod key_pairs;
 pub mod keys;
 pub mod kmsfs;
+pub mod last_usage;
 pub mod lifecycle;
 pub mod mac;
 pub mod policies;
@@ -51,13 +53,20 @@ pub(crate) fn validate_context(ctx: &EncryptionContext) -> Result<(), KmsError> 
 }
 
 /// Gate for cryptographic ops and rotation changes: Enabled only
-/// (Disabled -> DisabledException, PendingDeletion -> KMSInvalidStateException).
+/// (Disabled -> DisabledException, PendingDeletion and PendingImport ->
+/// KMSInvalidStateException).
 pub(crate) fn require_enabled(k: &KeyRecord) -> Result<(), KmsError> {
     match k.state {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", k.arn()))),
         KeyState::PendingDeletion => Err(pending(k)),
+        KeyState::PendingImport => Err(pending_import(k)),
     }
+}
+
+/// KMSInvalidStateException for a key without its imported material.
+pub(crate) fn pending_import(k: &KeyRecord) -> KmsError {
+    KmsError::InvalidState(format!("{} is pending import.", k.arn()))
 }
 
 /// Gate for management ops allowed on Enabled and Disabled keys.

@@ -90,6 +90,21 @@ fn require_rotatable(k: &crate::key::KeyRecord) -> Result<(), KmsError> {
     )))
 }
 
+/// Rotating a key with imported material: AWS never rotates it
+/// automatically (EnableKeyRotation is UnsupportedOperationException), and
+/// rotates it on demand only into new key material imported beforehand
+/// (several materials per key, 2025), which this engine does not keep: so
+/// RotateKeyOnDemand is UnsupportedOperationException too.
+fn refuse_external(k: &crate::key::KeyRecord, op: &str) -> Result<(), KmsError> {
+    if k.origin != crate::keyspec::KeyOrigin::External {
+        return Ok(());
+    }
+    Err(KmsError::UnsupportedOperation(format!(
+        "{} has imported key material (origin EXTERNAL): {op} is not supported for it.",
+        k.arn()
+    )))
+}
+
 impl Engine {
     /// EnableKeyRotation: RotationPeriodInDays 90–2560 (default 365). The
     /// first automatic rotation falls due one period from now; changing the
@@ -112,6 +127,7 @@ impl Engine {
                 a.key(k);
                 self.authorize(caller, "kms:EnableKeyRotation", k, None)?;
                 require_rotatable(k)?;
+                refuse_external(k, "automatic key rotation")?;
                 require_enabled(k)?;
                 let anchor = match (k.next_rotation, k.rotation_period_days) {
                     (Some(next), Some(old)) => next - i64::from(old) * 86_400,
@@ -179,6 +195,7 @@ impl Engine {
                 a.key(k);
                 self.authorize(caller, "kms:RotateKeyOnDemand", k, None)?;
                 require_rotatable(k)?;
+                refuse_external(k, "RotateKeyOnDemand")?;
                 require_enabled(k)?;
                 if k.on_demand_rotations() >= MAX_ON_DEMAND_ROTATIONS {
                     return Err(KmsError::LimitExceeded(format!(

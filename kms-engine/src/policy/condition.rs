@@ -220,6 +220,15 @@ pub enum ConditionKey {
     MessageType,
     /// `kms:DataKeyPairSpec` (GenerateDataKeyPair*).
     DataKeyPairSpec,
+    /// `kms:WrappingAlgorithm` (GetParametersForImport).
+    WrappingAlgorithm,
+    /// `kms:WrappingKeySpec` (GetParametersForImport).
+    WrappingKeySpec,
+    /// `kms:ExpirationModel` (ImportKeyMaterial).
+    ExpirationModel,
+    /// `kms:ValidTo` (ImportKeyMaterial; a timestamp, compared with the
+    /// Numeric or Date operators).
+    ValidTo,
     /// `kms:BypassPolicyLockoutSafetyCheck` (PutKeyPolicy/CreateKey only).
     BypassPolicyLockoutSafetyCheck,
     /// `aws:CurrentTime`.
@@ -228,7 +237,7 @@ pub enum ConditionKey {
     EpochTime,
 }
 
-const SIMPLE_KEYS: [(&str, ConditionKey); 19] = [
+const SIMPLE_KEYS: [(&str, ConditionKey); 23] = [
     (
         "kms:encryptioncontextkeys",
         ConditionKey::EncryptionContextKeys,
@@ -251,6 +260,10 @@ const SIMPLE_KEYS: [(&str, ConditionKey); 19] = [
     ),
     ("kms:messagetype", ConditionKey::MessageType),
     ("kms:datakeypairspec", ConditionKey::DataKeyPairSpec),
+    ("kms:wrappingalgorithm", ConditionKey::WrappingAlgorithm),
+    ("kms:wrappingkeyspec", ConditionKey::WrappingKeySpec),
+    ("kms:expirationmodel", ConditionKey::ExpirationModel),
+    ("kms:validto", ConditionKey::ValidTo),
     (
         "kms:bypasspolicylockoutsafetycheck",
         ConditionKey::BypassPolicyLockoutSafetyCheck,
@@ -286,6 +299,8 @@ impl ConditionKey {
                      kms:RequestAlias, kms:KeySpec, kms:KeyUsage, kms:EncryptionAlgorithm, \
                      kms:KeyOrigin, kms:SigningAlgorithm, kms:MacAlgorithm, \
                      kms:KeyAgreementAlgorithm, kms:MessageType, kms:DataKeyPairSpec, \
+                     kms:WrappingAlgorithm, kms:WrappingKeySpec, kms:ExpirationModel, \
+                     kms:ValidTo, \
                      kms:BypassPolicyLockoutSafetyCheck, aws:CurrentTime, aws:EpochTime"
                 )
             })
@@ -483,6 +498,10 @@ fn lookup<'a>(key: &ConditionKey, ctx: &'a RequestContext<'a>) -> Vals<'a> {
         ConditionKey::KeyAgreementAlgorithm => one(ctx.key_agreement_algorithm),
         ConditionKey::MessageType => one(ctx.message_type),
         ConditionKey::DataKeyPairSpec => one(ctx.data_key_pair_spec),
+        ConditionKey::WrappingAlgorithm => one(ctx.wrapping_algorithm),
+        ConditionKey::WrappingKeySpec => one(ctx.wrapping_key_spec),
+        ConditionKey::ExpirationModel => one(ctx.expiration_model),
+        ConditionKey::ValidTo => ctx.valid_to.map_or_else(none, |t| Vals::One(Val::Time(t))),
         ConditionKey::BypassPolicyLockoutSafetyCheck => ctx
             .bypass_policy_lockout_safety_check
             .map_or_else(none, |b| Vals::One(Val::Bool(b))),

@@ -31,7 +31,7 @@ pub struct RequestContext<'a> {
     pub key_spec: Option<&'a str>,
     pub key_usage: Option<&'a str>,
     pub encryption_algorithm: Option<&'a str>,
-    /// `kms:KeyOrigin` (`AWS_KMS`).
+    /// `kms:KeyOrigin` (`AWS_KMS` or `EXTERNAL`).
     pub key_origin: Option<&'a str>,
     /// Sign and Verify.
     pub signing_algorithm: Option<&'a str>,
@@ -43,6 +43,15 @@ pub struct RequestContext<'a> {
     pub message_type: Option<&'a str>,
     /// GenerateDataKeyPair(WithoutPlaintext).
     pub data_key_pair_spec: Option<&'a str>,
+    /// GetParametersForImport: `kms:WrappingAlgorithm`.
+    pub wrapping_algorithm: Option<&'a str>,
+    /// GetParametersForImport: `kms:WrappingKeySpec`.
+    pub wrapping_key_spec: Option<&'a str>,
+    /// ImportKeyMaterial: `kms:ExpirationModel`.
+    pub expiration_model: Option<&'a str>,
+    /// ImportKeyMaterial: `kms:ValidTo` (Unix seconds; absent for material
+    /// that does not expire).
+    pub valid_to: Option<i64>,
     /// PutKeyPolicy/CreateKey only.
     pub bypass_policy_lockout_safety_check: Option<bool>,
     /// For `aws:CurrentTime` / `aws:EpochTime`.
@@ -77,6 +86,10 @@ impl<'a> RequestContext<'a> {
             key_agreement_algorithm: None,
             message_type: None,
             data_key_pair_spec: None,
+            wrapping_algorithm: None,
+            wrapping_key_spec: None,
+            expiration_model: None,
+            valid_to: None,
             bypass_policy_lockout_safety_check: None,
             now_unix,
         }

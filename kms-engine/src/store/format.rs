@@ -1,9 +1,11 @@
-//! The sealed store file. Formats 5 (written), 4, 3 and 2 (read, converted
-//! at the first write): a plaintext header (KDF parameters, salt, the store key
+//! The sealed store file. Formats 6 (written), 5, 4, 3 and 2 (read,
+//! converted at the first write): a plaintext header (KDF parameters, salt, the store key
 //! wrapped under the root key, nonce) followed by the postcard-encoded state
 //! sealed with AES-256-GCM-SIV under the store key; format 3's state adds
 //! the audit path settings, format 4's the access keys, format 5's each
-//! key's spec, usage and origin (asymmetric and HMAC key material). Format 1 (read,
+//! key's spec, usage and origin (asymmetric and HMAC key material), format
+//! 6's the PendingImport state, keys without material and each EXTERNAL
+//! key's import record. Format 1 (read,
 //! converted at the first write): the state sealed under a key derived from
 //! the root key, with a key check value. See "Engine store" in
 //! `docs/file-format.md`.
@@ -17,21 +19,24 @@ use zeroize::Zeroizing;
 
 pub const MAGIC: &[u8; 8] = b"KMSFSENG";
 /// The format every write produces.
-pub const STORE_VERSION: u8 = 5;
-/// Format 4: format 5's layout, with keys without spec, usage and origin
+pub const STORE_VERSION: u8 = 6;
+/// Format 5: format 6's layout, with keys without an import record (no
+/// imported key material). Still read, never written by the engine.
+pub const STORE_VERSION_5: u8 = 5;
+/// Format 4: format 6's layout, with keys without spec, usage and origin
 /// (all symmetric). Still read, never written by the engine.
 pub const STORE_VERSION_4: u8 = 4;
-/// Format 3: format 5's layout, with a state without access keys. Still
+/// Format 3: format 6's layout, with a state without access keys. Still
 /// read, never written by the engine.
 pub const STORE_VERSION_3: u8 = 3;
-/// Format 2: format 5's layout, with a state without the audit path
+/// Format 2: format 6's layout, with a state without the audit path
 /// settings. Still read, never written by the engine.
 pub const STORE_VERSION_2: u8 = 2;
 /// The first format: still read, never written by the engine.
 pub const STORE_VERSION_1: u8 = 1;
 /// Header length of format 1; the header is the AAD of the sealed state.
 pub const V1_HEADER_LEN: usize = ROOT_PARAMS_LEN + 32 + NONCE_LEN;
-/// Header length of formats 2 to 5; the header is the AAD of the sealed state.
+/// Header length of formats 2 to 6; the header is the AAD of the sealed state.
 pub const HEADER_LEN: usize = ROOT_PARAMS_LEN + NONCE_LEN + WRAPPED_LEN + NONCE_LEN;
 /// Bytes 0..38 of both formats: magic, version, root kind, KDF parameters,
 /// salt. In format 2 they are the AAD of the wrapped store key.
@@ -109,7 +114,7 @@ pub enum StoreHeader {
     /// Format 1: the state is sealed under a key derived from the root key;
     /// `check` tells a wrong root key apart from a damaged store.
     V1 { root: RootParams, check: [u8; 32] },
-    /// Formats 2 to 5 (`version`): the state is sealed under the store
+    /// Formats 2 to 6 (`version`): the state is sealed under the store
     /// key, which is wrapped under the root key.
     Wrapped {
         version: u8,
@@ -142,7 +147,7 @@ impl StoreHeader {
         Self::wrap_with_nonce(STORE_VERSION, root, root_key, store_key, random_nonce()?)
     }
 
-    /// [`StoreHeader::wrap`] for format `version` (2 to 5) with a given
+    /// [`StoreHeader::wrap`] for format `version` (2 to 6) with a given
     /// nonce; for the known-answer tests.
     pub fn wrap_with_nonce(
         version: u8,
@@ -223,7 +228,8 @@ impl StoreHeader {
         }
         let header_len = match file[8] {
             STORE_VERSION_1 => V1_HEADER_LEN,
-            STORE_VERSION_2 | STORE_VERSION_3 | STORE_VERSION_4 | STORE_VERSION => HEADER_LEN,
+            STORE_VERSION_2 | STORE_VERSION_3 | STORE_VERSION_4 | STORE_VERSION_5
+            | STORE_VERSION => HEADER_LEN,
             v => {
                 return Err(KmsError::StoreCorrupted(format!(
                     "unsupported store format version {v}"
@@ -471,7 +477,7 @@ mod tests {
             .replace(KAT_V2_STATE, KAT_V5_STATE);
         assert_eq!(hex(&file), want);
         let back = StoreHeader::decode(&file).unwrap();
-        assert_eq!(back.version(), STORE_VERSION);
+        assert_eq!(back.version(), STORE_VERSION_5);
         assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
         assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
         // The same bytes as format 4 do not unwrap.
@@ -480,6 +486,38 @@ mod tests {
         let h4 = StoreHeader::decode(&as_v4).unwrap();
         assert_eq!(h4.unlock(&root_key).unwrap_err(), KmsError::WrongPassphrase);
     }
+
+    /// Format 6: the same layout with version byte 6 (PendingImport keys
+    /// and import records in the state), cross-checked with Python
+    /// `cryptography`'s `AESGCMSIV` and `hmac` as for format 2.
+    #[test]
+    fn known_answer_v6() {
+        let root_key = [0x11; 32];
+        let store_key = [0x22; 32];
+        let h =
+            StoreHeader::wrap_with_nonce(6, kat_root(), &root_key, &store_key, [0x33; 12]).unwrap();
+        let file = seal_file_with_nonce(&h, &store_key, b"kmsfs", [0x44; 12]).unwrap();
+        let want = KAT_V2_HEX
+            .replacen("4b4d534653454e4702", "4b4d534653454e4706", 1)
+            .replace(KAT_V2_WRAPPED, KAT_V6_WRAPPED)
+            .replace(KAT_V2_STATE, KAT_V6_STATE);
+        assert_eq!(hex(&file), want);
+        let back = StoreHeader::decode(&file).unwrap();
+        assert_eq!(back.version(), STORE_VERSION);
+        assert_eq!(*back.unlock(&root_key).unwrap(), store_key);
+        assert_eq!(&*open_file(&store_key, &file).unwrap(), b"kmsfs");
+        // The same bytes as format 5 do not unwrap.
+        let mut as_v5 = file.clone();
+        as_v5[8] = 5;
+        let h5 = StoreHeader::decode(&as_v5).unwrap();
+        assert_eq!(h5.unlock(&root_key).unwrap_err(), KmsError::WrongPassphrase);
+    }
+
+    const KAT_V6_WRAPPED: &str = concat!(
+        "1f4c6b4983e546ec11d5ad6d6a3871d54a62d2cba029971d68c15ce2b5472158",
+        "b9934fede1dffa4fd1d1cc33521fca26",
+    );
+    const KAT_V6_STATE: &str = "dd81b23d36603ea7e2207dfc0966f76942f27d7377";
 
     const KAT_V5_WRAPPED: &str = concat!(
         "a737a74d96ccbbc0a8f2b3fcf568517cce0bc0dc8f0c0ddaed769dbfe032eb27",

@@ -102,6 +102,11 @@ impl StoreFiles {
         self.dir.path()
     }
 
+    /// The opened store directory (for the engine's other files).
+    pub(crate) fn dir_handle(&self) -> &Dir {
+        &self.dir
+    }
+
     /// Takes the exclusive writer lock (blocks until free).
     pub fn lock(&self) -> Result<WriteLock<'_>, KmsError> {
         let file = self

@@ -153,7 +153,7 @@ fn created_keys_authenticate_as_their_principal_and_are_audited() {
     assert!(!all.contains(&secret));
     let raw = std::fs::read(f.engine_dir().join("engine.store")).unwrap();
     assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
-    assert_eq!(raw[8], 5);
+    assert_eq!(raw[8], 6);
     // Listed without the secret, with its last use (to the hour).
     let list = f
         .engine

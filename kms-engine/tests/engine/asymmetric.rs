@@ -782,7 +782,7 @@ fn keys_survive_a_reopen_and_material_is_sealed() {
         .unwrap()["Signature"]
         .clone();
     let store = std::fs::read(f.engine_dir().join("engine.store")).unwrap();
-    assert_eq!(store[8], 5, "store format");
+    assert_eq!(store[8], 6, "store format");
     // The public key's bytes are not in the store file in the clear (the
     // whole state is sealed), so neither is the private key.
     let pk_bytes = unb64(&pk);

@@ -16,6 +16,7 @@ mod audit_paths;
 mod audit_tamper;
 mod audit_trail;
 mod crypto_ops;
+mod import;
 mod key_states;
 mod openssl_interop;
 mod policy_grants;

@@ -120,7 +120,7 @@ fn old_secret_is_refused_and_new_one_opens_everything() {
         r,
         ChangeRootKeyResponse {
             root_key_source: "passphrase",
-            format_version: 5,
+            format_version: 6,
             converted_from_v1: false,
         }
     );
@@ -164,7 +164,7 @@ fn passphrase_to_key_file_and_back() {
     .unwrap();
     assert_eq!(r.root_key_source, "key-file");
     let raw = store_bytes(&dir);
-    assert_eq!(raw[8], 5, "format version");
+    assert_eq!(raw[8], 6, "format version");
     assert_eq!(raw[9], 2, "root kind: key file");
     assert_eq!(
         &raw[10..38],

@@ -179,11 +179,13 @@ fn files_are_private() {
     assert_eq!(mode(&f.engine_dir()), 0o700);
     assert_eq!(mode(&f.engine_dir().join("engine.store")), 0o600);
     assert_eq!(mode(&f.engine_dir().join("engine.lock")), 0o600);
-    let names: Vec<String> = std::fs::read_dir(f.engine_dir())
+    assert_eq!(mode(&f.engine_dir().join("key-usage")), 0o600);
+    let mut names: Vec<String> = std::fs::read_dir(f.engine_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(names, ["engine.lock", "engine.store", "key-usage"]);
 }
 
 /// The engine directory is kept private at every open, not only at

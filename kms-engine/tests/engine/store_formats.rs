@@ -1,7 +1,7 @@
-//! Store format versions: the frozen format-1 to format-4 stores in
-//! `tests/vectors` (written by the engine before formats 2 to 5) open with
+//! Store format versions: the frozen format-1 to format-5 stores in
+//! `tests/vectors` (written by the engine before formats 2 to 6) open with
 //! everything in them, keep their format while only read, and become format
-//! 5 at the first write — an ordinary change or a root-key change — while
+//! 6 at the first write — an ordinary change or a root-key change — while
 //! engines that opened them in the older format keep working.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
@@ -127,14 +127,14 @@ fn frozen_v1_stores_convert_at_the_first_write() {
             .unwrap()
             .key_metadata
             .key_id;
-        assert_eq!(version(&f.dir), 5);
+        assert_eq!(version(&f.dir), 6);
         // The other format-1 engine reads the converted store and writes it.
         assert_eq!(key_count(&other), 3);
         assert_data_key(&f, &other);
         other
             .create_key(&alice(), CreateKeyRequest::default())
             .unwrap();
-        assert_eq!(version(&f.dir), 5);
+        assert_eq!(version(&f.dir), 6);
         let e = open_at(&f.dir, (f.secret)()).unwrap();
         assert_eq!(key_count(&e), 4);
         assert!(
@@ -173,8 +173,8 @@ fn frozen_v1_stores_convert_at_a_root_key_change() {
             )
             .unwrap();
         assert!(r.converted_from_v1);
-        assert_eq!(r.format_version, 5);
-        assert_eq!(version(&f.dir), 5);
+        assert_eq!(r.format_version, 6);
+        assert_eq!(version(&f.dir), 6);
         assert_eq!(
             open_at(&f.dir, (f.secret)()).unwrap_err(),
             KmsError::WrongPassphrase
@@ -215,15 +215,15 @@ fn frozen_v1_stores_convert_at_a_root_key_change() {
     }
 }
 
-/// New stores are format 5 from the start.
+/// New stores are format 6 from the start.
 #[test]
-fn new_stores_are_format_5() {
+fn new_stores_are_format_6() {
     let f = fixture();
-    assert_eq!(version(&f.engine_dir()), 5);
+    assert_eq!(version(&f.engine_dir()), 6);
     let raw = std::fs::read(f.engine_dir().join("engine.store")).unwrap();
     // magic, version, kind, KDF, salt, wrap nonce + wrapped key + tag,
     // state nonce, then the sealed state and its tag.
-    assert_eq!(&raw[..10], b"KMSFSENG\x05\x01");
+    assert_eq!(&raw[..10], b"KMSFSENG\x06\x01");
     assert!(raw.len() > 110 + 16);
 }
 
@@ -249,7 +249,7 @@ fn frozen_v2_store_opens_and_converts_at_the_first_write() {
     assert_eq!(std::fs::read(f.dir.join("engine.store")).unwrap(), before);
     e.set_audit_path_mode(&alice(), kms_engine::audit::AuditPathMode::Hmac)
         .unwrap();
-    assert_eq!(version(&f.dir), 5);
+    assert_eq!(version(&f.dir), 6);
     // The format-2 engine writes the converted store (and so reads it).
     other
         .create_key(&alice(), CreateKeyRequest::default())
@@ -289,7 +289,7 @@ fn frozen_v3_store_opens_and_converts_at_the_first_write() {
     let made = e
         .dispatch(&root, "CreateAccessKey", json!({"Principal": "uid:0"}))
         .unwrap();
-    assert_eq!(version(&f.dir), 5);
+    assert_eq!(version(&f.dir), 6);
     let again = open_at(&f.dir, (f.secret)()).unwrap();
     assert_eq!(inventory(&again), f.expected["inventory"]);
     assert_data_key(&f, &again);
@@ -330,7 +330,7 @@ fn frozen_v4_store_opens_and_converts_at_the_first_write() {
         )
         .unwrap();
     let id = made["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
-    assert_eq!(version(&f.dir), 5);
+    assert_eq!(version(&f.dir), 6);
     let again = open_at(&f.dir, (f.secret)()).unwrap();
     let mut inv = inventory(&again);
     // The inventory now has the new key too; the old ones are unchanged.
@@ -351,4 +351,69 @@ fn frozen_v4_store_opens_and_converts_at_the_first_write() {
         )
         .unwrap();
     assert!(sig["Signature"].is_string());
+}
+
+/// The frozen format-5 store (`store-v4-passphrase` converted by a
+/// root-key change to the same passphrase and cost at commit 6b1341c, then
+/// given an ECC_NIST_P256 signing key and an HMAC_256 key): opens with
+/// everything in it (no key has an import record), stays format 5 while
+/// only read, and becomes format 6 at the first write (an EXTERNAL key
+/// created), keeping all of it; its asymmetric and HMAC keys still work.
+#[test]
+fn frozen_v5_store_opens_and_converts_at_the_first_write() {
+    let f = frozen("store-v5-passphrase", v1_passphrase);
+    let before = std::fs::read(f.dir.join("engine.store")).unwrap();
+    assert_eq!(before[8], 5);
+    let e = open_at(&f.dir, (f.secret)()).unwrap();
+    assert_eq!(inventory(&e), f.expected["inventory"]);
+    assert_data_key(&f, &e);
+    assert_eq!(std::fs::read(f.dir.join("engine.store")).unwrap(), before);
+    let made = e
+        .dispatch(&alice(), "CreateKey", json!({"Origin": "EXTERNAL"}))
+        .unwrap();
+    let id = made["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    assert_eq!(made["KeyMetadata"]["KeyState"], "PendingImport");
+    assert_eq!(version(&f.dir), 6);
+    let again = open_at(&f.dir, (f.secret)()).unwrap();
+    let mut inv = inventory(&again);
+    let keys = inv["keys"].as_array_mut().unwrap();
+    let external = keys
+        .iter()
+        .find(|k| k["describe"]["KeyMetadata"]["KeyId"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        external["describe"]["KeyMetadata"]["KeyState"],
+        "PendingImport"
+    );
+    keys.retain(|k| k["describe"]["KeyMetadata"]["KeyId"] != id.as_str());
+    assert_eq!(inv, f.expected["inventory"]);
+    assert_data_key(&f, &again);
+    for k in f.expected["inventory"]["keys"].as_array().unwrap() {
+        let m = &k["describe"]["KeyMetadata"];
+        let kid = m["KeyId"].as_str().unwrap();
+        match m["KeySpec"].as_str().unwrap() {
+            "ECC_NIST_P256" => {
+                let sig = again
+                    .dispatch(
+                        &alice(),
+                        "Sign",
+                        json!({"KeyId": kid, "Message": "bQ==", "SigningAlgorithm": "ECDSA_SHA_256"}),
+                    )
+                    .unwrap();
+                assert!(sig["Signature"].is_string());
+            }
+            "HMAC_256" => {
+                let mac = again
+                    .dispatch(
+                        &alice(),
+                        "GenerateMac",
+                        json!({"KeyId": kid, "Message": "bQ==", "MacAlgorithm": "HMAC_SHA_256"}),
+                    )
+                    .unwrap();
+                assert!(mac["Mac"].is_string());
+            }
+            _ => {}
+        }
+    }
 }

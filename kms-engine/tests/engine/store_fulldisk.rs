@@ -79,7 +79,7 @@ fn debris(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "engine.store" && n != "engine.lock")
+        .filter(|n| n != "engine.store" && n != "engine.lock" && n != "key-usage")
         .collect()
 }
 

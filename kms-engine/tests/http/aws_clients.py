@@ -315,6 +315,85 @@ def asymmetric_hmac_and_agreement_keys():
     assert v["SignatureValid"] is True, v
 
 
+@check
+def import_key_material():
+    """AWS's documented import flow with Python `cryptography` (an
+    independent implementation of RSA-OAEP and AES key wrap with padding):
+    an EXTERNAL key, GetParametersForImport, ImportKeyMaterial with an
+    expiry, use, GetKeyLastUsage, DeleteImportedKeyMaterial, re-import, and
+    botocore's modeled exceptions for the refusals."""
+    import datetime
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+    def wrap(params, alg, material):
+        pub = serialization.load_der_public_key(params["PublicKey"])
+        h = hashes.SHA256() if alg.endswith("256") else hashes.SHA1()
+        oaep = padding.OAEP(mgf=padding.MGF1(algorithm=h), algorithm=h, label=None)
+        if alg.startswith("RSAES"):
+            return pub.encrypt(material, oaep)
+        aes = os.urandom(32)
+        return pub.encrypt(aes, oaep) + aes_key_wrap_with_padding(aes, material)
+
+    def params(key, alg, spec):
+        return alice.get_parameters_for_import(KeyId=key, WrappingAlgorithm=alg,
+                                               WrappingKeySpec=spec)
+
+    exc = alice.exceptions
+    meta = alice.create_key(Origin="EXTERNAL", Description="byok")["KeyMetadata"]
+    key = meta["KeyId"]
+    assert meta["Origin"] == "EXTERNAL" and meta["KeyState"] == "PendingImport", meta
+    expect_error(exc.KMSInvalidStateException, alice.encrypt, KeyId=key, Plaintext=b"x")
+    material = os.urandom(32)
+    p = params(key, "RSA_AES_KEY_WRAP_SHA_256", "RSA_3072")
+    valid_to = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
+    assert p["ParametersValidTo"] > datetime.datetime.now(datetime.timezone.utc)
+    r = alice.import_key_material(KeyId=key, ImportToken=p["ImportToken"],
+                                  EncryptedKeyMaterial=wrap(p, "RSA_AES_KEY_WRAP_SHA_256", material),
+                                  ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=valid_to)
+    assert len(r["KeyMaterialId"]) == 64, r
+    meta = alice.describe_key(KeyId=key)["KeyMetadata"]
+    assert meta["KeyState"] == "Enabled" and meta["ExpirationModel"] == "KEY_MATERIAL_EXPIRES", meta
+    assert abs((meta["ValidTo"] - valid_to).total_seconds()) < 2, meta
+    blob = alice.encrypt(KeyId=key, Plaintext=b"own key")["CiphertextBlob"]
+    assert alice.decrypt(CiphertextBlob=blob)["Plaintext"] == b"own key"
+    used = alice.get_key_last_usage(KeyId=key)
+    assert used["KeyLastUsage"]["Operation"] == "Decrypt", used
+    assert used["KeyCreationDate"] <= used["KeyLastUsage"]["Timestamp"], used
+
+    alice.delete_imported_key_material(KeyId=key)
+    assert alice.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    expect_error(exc.KMSInvalidStateException, alice.decrypt, CiphertextBlob=blob)
+    p = params(key, "RSAES_OAEP_SHA_1", "RSA_2048")
+    expect_error(exc.IncorrectKeyMaterialException, alice.import_key_material, KeyId=key,
+                 ImportToken=p["ImportToken"],
+                 EncryptedKeyMaterial=wrap(p, "RSAES_OAEP_SHA_1", os.urandom(32)),
+                 ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    other = alice.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    expect_error(exc.InvalidImportTokenException, alice.import_key_material, KeyId=other,
+                 ImportToken=p["ImportToken"],
+                 EncryptedKeyMaterial=wrap(p, "RSAES_OAEP_SHA_1", material),
+                 ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    expect_error(exc.InvalidCiphertextException, alice.import_key_material, KeyId=key,
+                 ImportToken=p["ImportToken"], EncryptedKeyMaterial=os.urandom(256),
+                 ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    alice.import_key_material(KeyId=key, ImportToken=p["ImportToken"],
+                              EncryptedKeyMaterial=wrap(p, "RSAES_OAEP_SHA_1", material),
+                              ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert alice.decrypt(CiphertextBlob=blob)["Plaintext"] == b"own key"
+    expect_error(exc.UnsupportedOperationException, alice.enable_key_rotation, KeyId=key)
+    mine = alice.create_key()["KeyMetadata"]["KeyId"]
+    expect_error(exc.UnsupportedOperationException, params, mine, "RSAES_OAEP_SHA_256", "RSA_2048")
+    # Bob's policy-less access is denied, as for every other operation.
+    expect_code("AccessDeniedException", bob.get_key_last_usage, KeyId=key)
+    out = json.loads(aws("get-key-last-usage", "--key-id", key).stdout)
+    assert out["KeyLastUsage"]["Operation"] == "Decrypt", out
+    out = json.loads(aws("get-parameters-for-import", "--key-id", other, "--wrapping-algorithm",
+                         "RSAES_OAEP_SHA_256", "--wrapping-key-spec", "RSA_2048").stdout)
+    assert base64.b64decode(out["PublicKey"])[0] == 0x30, out
+
+
 def aws(*args, key=ALICE_KEY, secret=ALICE_SECRET, check=True):
     env = dict(os.environ, AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret,
                AWS_DEFAULT_REGION=REGION, AWS_CA_BUNDLE=CA, AWS_ENDPOINT_URL=URL,

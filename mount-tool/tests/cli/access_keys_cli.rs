@@ -121,7 +121,7 @@ fn access_keys_are_created_listed_deactivated_and_deleted(via: Via) {
     // The secret is sealed: in no file of the engine directory.
     nowhere_on_disk(&env, &secret);
     let store = std::fs::read(env.engine.join("engine.store")).unwrap();
-    assert_eq!(store[8], 5, "store format 5");
+    assert_eq!(store[8], 6, "store format 6");
 
     // Every call audited, with the key id and never the secret.
     let created = audit_events(&env, "CreateAccessKey");

@@ -20,6 +20,7 @@ mod daemon_mount;
 mod engine_env;
 mod fsck_cli;
 mod fstab_cli;
+mod import_cli;
 mod kms_cli;
 mod mount_cli;
 mod query_cli;

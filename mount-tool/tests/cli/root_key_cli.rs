@@ -183,7 +183,7 @@ fn passphrase_to_key_file_and_back_keeps_every_key_and_ciphertext() {
         ],
     );
     assert_eq!(out["RootKeySource"], "passphrase");
-    assert_eq!(out["FormatVersion"], 5);
+    assert_eq!(out["FormatVersion"], 6);
     assert_eq!(out["ConvertedFromFormat1"], false);
     let (code, err) = one_line_failure(&env.run(Secret::Passphrase(old), &["list-keys"]));
     assert_eq!(code, 3, "{err}");

@@ -817,3 +817,49 @@ fn condition_operators_table() {
     );
     assert!(cases.len() > 100);
 }
+
+/// `kms:ValidTo` (ImportKeyMaterial) is a timestamp: Numeric operators
+/// compare epoch seconds, Date operators dates; absent (material that does
+/// not expire) it fails a plain operator and passes an IfExists one.
+#[test]
+fn valid_to_is_a_timestamp() {
+    let mut expiring = req().action("ImportKeyMaterial");
+    expiring.valid_to = Some(1_800_000_000);
+    let never = req().action("ImportKeyMaterial");
+    let cases = [
+        (
+            json!({"NumericLessThanEquals": {"kms:ValidTo": "1800000000"}}),
+            &expiring,
+            true,
+        ),
+        (
+            json!({"NumericLessThan": {"kms:ValidTo": "1800000000"}}),
+            &expiring,
+            false,
+        ),
+        (
+            json!({"DateLessThan": {"kms:ValidTo": "2027-01-16T00:00:00Z"}}),
+            &expiring,
+            true,
+        ),
+        (
+            json!({"DateGreaterThan": {"kms:ValidTo": "2027-01-16T00:00:00Z"}}),
+            &expiring,
+            false,
+        ),
+        (
+            json!({"NumericLessThanEquals": {"kms:ValidTo": "1800000000"}}),
+            &never,
+            false,
+        ),
+        (
+            json!({"NumericLessThanEqualsIfExists": {"kms:ValidTo": "1"}}),
+            &never,
+            true,
+        ),
+        (json!({"Null": {"kms:ValidTo": "true"}}), &never, true),
+    ];
+    for (c, r, want) in cases {
+        assert_eq!(cond_holds(&c, r), want, "{c}");
+    }
+}

@@ -53,6 +53,7 @@ struct Req {
     key_spec: Option<&'static str>,
     algorithm: Option<&'static str>,
     bypass: Option<bool>,
+    valid_to: Option<i64>,
 }
 
 fn req() -> Req {
@@ -67,6 +68,7 @@ fn req() -> Req {
         key_spec: None,
         algorithm: None,
         bypass: None,
+        valid_to: None,
     }
 }
 
@@ -107,6 +109,10 @@ impl Req {
             key_agreement_algorithm: None,
             message_type: None,
             data_key_pair_spec: None,
+            wrapping_algorithm: None,
+            wrapping_key_spec: None,
+            expiration_model: None,
+            valid_to: self.valid_to,
             bypass_policy_lockout_safety_check: self.bypass,
             now_unix: NOW,
         }

@@ -75,6 +75,10 @@ pub struct CreateKeyArgs {
     /// ML_DSA_44/65/87 or HMAC_224/256/384/512
     #[arg(long, value_name = "SPEC")]
     pub key_spec: Option<String>,
+    /// AWS_KMS (the default) or EXTERNAL: a key without key material,
+    /// PendingImport until import-key-material
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
     /// Tags: TagKey=KEY,TagValue=VALUE ... or a JSON list
     #[arg(long, num_args = 1.., value_parser = tags_arg, value_name = "TAG")]
     pub tags: Vec<TagList>,
@@ -388,6 +392,7 @@ impl OpCommand {
                     .opt("Description", a.description.clone())
                     .opt("KeyUsage", a.key_usage.clone())
                     .opt("KeySpec", a.key_spec.clone())
+                    .opt("Origin", a.origin.clone())
                     .list("Tags", tags)
                     .done("CreateKey")
             }

@@ -5,6 +5,7 @@
 mod access_keys;
 mod asymmetric;
 mod commands;
+mod import;
 mod init;
 mod output;
 pub(crate) mod params;
@@ -43,6 +44,8 @@ pub enum KmsCommand {
     #[command(flatten)]
     AsymmetricOp(asymmetric::AsymmetricCommand),
     #[command(flatten)]
+    ImportOp(import::ImportCommand),
+    #[command(flatten)]
     AccessKeyOp(access_keys::AccessKeyCommand),
 }
 
@@ -66,6 +69,10 @@ pub fn run(engine: &EngineArgs, args: KmsArgs) -> Result<(), CliError> {
         KmsCommand::AsymmetricOp(op) => {
             let resp = call(engine, op.request()?, None)?;
             print_response(&resp, engine.output, query, op.text_fields())
+        }
+        KmsCommand::ImportOp(op) => {
+            let resp = call(engine, op.request()?, None)?;
+            print_response(&resp, engine.output, query, &[])
         }
         KmsCommand::AccessKeyOp(op) => {
             let resp = call(engine, op.request(), op.auto_paging())?;
