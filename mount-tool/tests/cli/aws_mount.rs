@@ -913,3 +913,88 @@ fn a_directory_rename_cut_short_on_this_projects_endpoint_is_finished_at_the_nex
     }
     assert!(!s.file("d").exists());
 }
+
+#[test]
+fn a_write_only_volume_on_this_projects_endpoint_goes_through_the_aws_sdk() {
+    let s = Setup::on_engine();
+    let rsa = s.svc.call(
+        "CreateKey",
+        serde_json::json!({"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"}),
+    )["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // init asks GetPublicKey through the SDK and records the key's ARN.
+    s.init(&["--write-only-key", &rsa]);
+    let conf = std::fs::read_to_string(s.cipher.join("kmsfs.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("\"write_only_key\": \"{rsa}\"")),
+        "{conf}"
+    );
+    let uid = nix::unistd::geteuid().as_raw();
+    let put = |deny_decrypt: bool| {
+        let mut statements = vec![serde_json::json!({"Sid": "Admin", "Effect": "Allow",
+            "Principal": {"AWS": format!("uid:{uid}")}, "Action": "kms:*", "Resource": "*"})];
+        if deny_decrypt {
+            statements.push(serde_json::json!({"Sid": "WriteOnly", "Effect": "Deny",
+                "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"}));
+        }
+        let policy = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
+        s.svc.call(
+            "PutKeyPolicy",
+            serde_json::json!({"KeyId": rsa, "PolicyName": "default",
+                               "Policy": policy.to_string()}),
+        );
+    };
+    put(true);
+    let guard = s.mount();
+    std::fs::write(s.file("log.txt"), "line 1\n").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.file("log.txt"))
+        .unwrap();
+    f.write_all(b"line 2\n").unwrap();
+    drop(f);
+    std::fs::write(s.file("other.txt"), "another file\n").unwrap();
+    let r = cat(&s.file("log.txt"));
+    assert!(stderr(&r).contains("Permission denied"), "{}", stderr(&r));
+    s.unmount(guard);
+
+    // Allowed to Decrypt (the SDK's Decrypt with KeyId and
+    // EncryptionAlgorithm RSAES_OAEP_SHA_256): everything reads back, and
+    // a ciphertext moved to another path does not.
+    put(false);
+    let guard = s.mount();
+    assert_eq!(
+        std::fs::read_to_string(s.file("log.txt")).unwrap(),
+        "line 1\nline 2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("other.txt")).unwrap(),
+        "another file\n"
+    );
+    s.unmount(guard);
+    let backing: Vec<PathBuf> = std::fs::read_dir(&s.cipher)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("kmsfs.")
+        })
+        .collect();
+    assert_eq!(backing.len(), 2, "{backing:?}");
+    let (log_b, other_b) = if std::fs::metadata(&backing[0]).unwrap().len() == 128 + 28 + 14 {
+        (&backing[0], &backing[1])
+    } else {
+        (&backing[1], &backing[0])
+    };
+    std::fs::copy(other_b, log_b).unwrap();
+    let _guard = s.mount();
+    let r = cat(&s.file("log.txt"));
+    assert!(stderr(&r).contains("Input/output error"), "{}", stderr(&r));
+}
