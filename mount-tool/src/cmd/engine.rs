@@ -91,11 +91,27 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
              a daemon to use instead: unset it"
         )));
     }
-    let socket = match &args.socket {
-        Some(p) => p.clone(),
-        None => socket::default_path()?,
+    // systemd socket activation: the .socket unit made the socket (its
+    // path, mode and group) and keeps it; the daemon only accepts on it.
+    let activated = socket::activated()?;
+    let socket = match (&activated, &args.socket) {
+        (Some((_, path)), Some(asked)) if asked != path => {
+            return Err(CliError::Usage(format!(
+                "--socket {} differs from the socket systemd passed ({}): drop --socket",
+                asked.display(),
+                path.display()
+            )));
+        }
+        (Some((_, path)), _) => path.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => socket::default_path()?,
     };
     if args.background {
+        if activated.is_some() {
+            return Err(CliError::Usage(
+                "--background with socket activation: systemd runs the daemon already".into(),
+            ));
+        }
         return spawn_background(global, args, &socket);
     }
     let http_plan = https::plan(&args.http)?;
@@ -115,14 +131,27 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         global.accept_store_rollback,
         HoldKind::Exclusive,
     )?;
-    let ours = socket::prepare_dir(&socket)?;
-    socket::open_dir_to(&socket, args.socket_mode, ours)?;
-    let listener = socket::bind(&socket, args.socket_mode, args.socket_group)?;
+    let owned_socket = activated.is_none();
+    let listener = match activated {
+        Some((listener, _)) => listener,
+        None => {
+            let ours = socket::prepare_dir(&socket)?;
+            socket::open_dir_to(&socket, args.socket_mode, ours)?;
+            socket::bind(&socket, args.socket_mode, args.socket_group)?
+        }
+    };
+    // The socket file goes with the daemon (a leftover one is replaced at
+    // the next start anyway); systemd's stays, for the next activation.
+    let remove_socket = || {
+        if owned_socket {
+            let _ = std::fs::remove_file(&socket);
+        }
+    };
     let http = match &http_plan {
         Some(plan) => match https::bind(plan, &args.http, &engine, &dir) {
             Ok(b) => Some(b),
             Err(e) => {
-                let _ = std::fs::remove_file(&socket);
+                remove_socket();
                 return Err(e);
             }
         },
@@ -136,9 +165,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), CliError> {
         socket.display()
     );
     let served = serve_until_stopped(engine, listener, http, args, sigs);
-    // The socket file goes with the daemon (a leftover one is replaced at
-    // the next start anyway).
-    let _ = std::fs::remove_file(&socket);
+    remove_socket();
     served
 }
 

@@ -12,6 +12,7 @@ mod aws_mount;
 mod aws_service;
 mod config_cli;
 mod daemon;
+mod daemon_activation;
 mod daemon_bad_input;
 mod daemon_cli;
 mod daemon_http;

@@ -3,6 +3,7 @@
 //! live one refused, and its mode and group set before anyone can connect.
 
 use crate::exit::CliError;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -150,6 +151,66 @@ pub fn parse_group(s: &str) -> Result<u32, String> {
         Ok(None) => Err(format!("no group named {s:?}")),
         Err(e) => Err(format!("looking up group {s:?}: {e}")),
     }
+}
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// A listening socket systemd passed to this process (socket activation,
+/// `sd_listen_fds(3)`): `LISTEN_PID` names this process and `LISTEN_FDS`
+/// is 1, the descriptor a listening Unix stream socket. Returns it with
+/// its path, or `None` when the process was not socket-activated (the
+/// daemon starts no other program, so the variables need no removing).
+/// More than one socket, or one of another kind (the HTTPS endpoint binds its
+/// own address with `--http`), is refused.
+#[allow(unsafe_code)] // adopting descriptor 3, below
+pub fn activated() -> Result<Option<(UnixListener, PathBuf)>, CliError> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let fds = std::env::var("LISTEN_FDS").ok();
+    let (Some(pid), Some(fds)) = (pid, fds) else {
+        return Ok(None);
+    };
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(None); // meant for another process (a parent's leftover)
+    }
+    let refuse = |why: String| {
+        CliError::Usage(format!(
+            "socket activation: {why}; the engine takes one listening Unix stream socket \
+             (ListenStream=/path in the .socket unit)"
+        ))
+    };
+    match fds.trim().parse::<i32>() {
+        Ok(1) => {}
+        Ok(0) => return Ok(None),
+        _ => return Err(refuse(format!("LISTEN_FDS={fds}"))),
+    }
+    // SAFETY: systemd passed descriptor 3 to this process for it to own;
+    // nothing else in this process has taken it.
+    let fd =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FDS_START) };
+    let io = |e: rustix::io::Errno| refuse(format!("descriptor 3: {e}"));
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(io)?;
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let listening_unix_stream = || -> rustix::io::Result<bool> {
+        Ok(sockopt::socket_domain(&fd)? == AddressFamily::UNIX
+            && sockopt::socket_type(&fd)? == SocketType::STREAM
+            && sockopt::socket_acceptconn(&fd)?)
+    };
+    if !listening_unix_stream().unwrap_or(false) {
+        return Err(refuse(
+            "descriptor 3 is not a listening Unix stream socket".into(),
+        ));
+    }
+    let addr = rustix::net::getsockname(&fd).map_err(io)?;
+    let path = rustix::net::SocketAddrUnix::try_from(addr)
+        .ok()
+        .and_then(|a| {
+            a.path_bytes()
+                .map(|b| PathBuf::from(std::ffi::OsStr::from_bytes(b)))
+        })
+        .filter(|p| p.is_absolute())
+        .ok_or_else(|| refuse("the socket has no absolute path (abstract socket?)".into()))?;
+    Ok(Some((UnixListener::from(fd), path)))
 }
 
 #[cfg(test)]
