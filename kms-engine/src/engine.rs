@@ -741,7 +741,7 @@ impl Engine {
                 request_id,
             };
             // Usage is advisory: failing to note it never fails the call.
-            if let Err(e) = self.usage.record(&self.files, &used, &use_, now) {
+            if let Err(e) = self.usage.record(&self.files, &self.clock, &used, &use_) {
                 log::warn!("key usage not recorded: {e}");
             }
         }

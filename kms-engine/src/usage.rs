@@ -1,28 +1,32 @@
 //! Key last usage (GetKeyLastUsage): when, and by which cryptographic
 //! operation, each key was last used successfully.
 //!
-//! Recording a use must not cost a store write (Encrypt and Decrypt never
-//! write the store), so uses are kept in memory and merged into the file
-//! `key-usage` in the store directory at most every [`FLUSH_INTERVAL`] and
-//! when the engine is dropped; readers merge the file with their own
-//! unflushed uses. Like AWS's, the answer is eventually consistent: another
-//! process's use shows once that process flushed. The file holds no secret
+//! Recording a use must not cost a store write or any I/O on the call's
+//! path (Encrypt and Decrypt never write the store), so uses are kept in
+//! memory; a thread of the engine merges them into the file `key-usage` in
+//! the store directory every [`FLUSH_INTERVAL`] while there are any, and
+//! the engine merges the rest when dropped; readers merge the file with
+//! their own unflushed uses. Like AWS's, the answer is eventually
+//! consistent: another process's use shows within about
+//! [`FLUSH_INTERVAL`]. The file holds no secret
 //! (key ids, operation names, times and audit request ids, as the audit
 //! trail does); it is written atomically, mode 0600, under the store's
 //! writer lock so that concurrent processes merge rather than overwrite.
 
-use crate::KmsError;
 use crate::ids::KeyId;
 use crate::store::StoreFiles;
+use crate::{Clock, KmsError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// The file in the store directory.
 pub const USAGE_FILE: &str = "key-usage";
-/// Longest time a use stays only in memory while the engine runs.
+/// How often the flusher thread merges this engine's uses into the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// Largest usage file read (a few hundred bytes per key).
 const MAX_FILE: u64 = 64 << 20;
@@ -61,16 +65,13 @@ struct UsageFile {
     keys: BTreeMap<String, LastUse>,
 }
 
-#[derive(Debug, Default)]
-struct Pending {
-    uses: BTreeMap<KeyId, LastUse>,
-    last_flush: Option<Instant>,
-}
+type Uses = Mutex<BTreeMap<KeyId, LastUse>>;
 
 /// In-memory uses of one engine plus the file they are merged into.
 #[derive(Debug, Default)]
 pub(crate) struct UsageTracker {
-    pending: Mutex<Pending>,
+    pending: Arc<Uses>,
+    flusher_started: AtomicBool,
 }
 
 fn merge(into: &mut BTreeMap<String, LastUse>, id: String, u: LastUse) {
@@ -119,6 +120,68 @@ fn write_file(files: &StoreFiles, f: &UsageFile) -> Result<(), KmsError> {
         .map_err(|e| KmsError::io("writing the key usage file", &e))
 }
 
+fn lock_uses(p: &Uses) -> Result<std::sync::MutexGuard<'_, BTreeMap<KeyId, LastUse>>, KmsError> {
+    p.lock()
+        .map_err(|_| KmsError::Internal("key usage lock poisoned".into()))
+}
+
+/// Merges `pending`'s uses into the file under the store's writer lock.
+fn flush_into(files: &StoreFiles, pending: &Uses, now: i64) -> Result<(), KmsError> {
+    let uses = std::mem::take(&mut *lock_uses(pending)?);
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let merged = (|| {
+        let _lock = files.lock()?;
+        let mut f = read_file(files)?.unwrap_or(UsageFile {
+            tracking_start: now,
+            keys: BTreeMap::new(),
+        });
+        for (id, u) in &uses {
+            merge(&mut f.keys, id.to_string(), u.clone());
+        }
+        write_file(files, &f)
+    })();
+    if merged.is_err() {
+        // Keep them for the next try (newer uses recorded meanwhile win).
+        let mut p = lock_uses(pending)?;
+        for (id, u) in uses {
+            p.entry(id).or_insert(u);
+        }
+    }
+    merged
+}
+
+/// The flusher: every [`FLUSH_INTERVAL`] merges the engine's uses into the
+/// file (through its own descriptor of the lock file), until the engine is
+/// gone.
+fn flusher(pending: Weak<Uses>, dir: PathBuf, clock: Arc<dyn Clock>) {
+    let mut files: Option<StoreFiles> = None;
+    loop {
+        std::thread::sleep(FLUSH_INTERVAL);
+        let Some(p) = pending.upgrade() else {
+            return;
+        };
+        if lock_uses(&p).map(|u| u.is_empty()).unwrap_or(true) {
+            continue;
+        }
+        if files.is_none() {
+            match StoreFiles::open_dir(&dir, false) {
+                Ok(f) => files = Some(f),
+                Err(e) => {
+                    log::warn!("key usage not written: {e}");
+                    continue;
+                }
+            }
+        }
+        if let Some(f) = &files
+            && let Err(e) = flush_into(f, &p, clock.now_unix())
+        {
+            log::warn!("key usage not written: {e}");
+        }
+    }
+}
+
 impl UsageTracker {
     /// Starts tracking in a store without a usage file (a new store, or
     /// the first open by a build that tracks): tracking starts `now`.
@@ -136,58 +199,41 @@ impl UsageTracker {
         Ok(())
     }
 
-    /// Notes a successful use of `keys`; flushes when the last flush is
-    /// older than [`FLUSH_INTERVAL`].
+    /// Notes a successful use of `keys` (memory only; the first use starts
+    /// the engine's flusher thread).
     pub fn record(
         &self,
         files: &StoreFiles,
+        clock: &Arc<dyn Clock>,
         keys: &[KeyId],
         use_: &LastUse,
-        now: i64,
     ) -> Result<(), KmsError> {
-        let due = {
-            let mut p = self
-                .pending
-                .lock()
-                .map_err(|_| KmsError::Internal("key usage lock poisoned".into()))?;
+        {
+            let mut p = lock_uses(&self.pending)?;
             for id in keys {
-                p.uses.insert(*id, use_.clone());
+                p.insert(*id, use_.clone());
             }
-            let due = p.last_flush.is_none_or(|t| t.elapsed() >= FLUSH_INTERVAL);
-            if p.last_flush.is_none() {
-                // The first use only starts the interval: a burst of calls
-                // right after open costs one write, not two.
-                p.last_flush = Some(Instant::now());
-                false
-            } else {
-                due
+        }
+        if !self.flusher_started.swap(true, Ordering::AcqRel) {
+            let (weak, dir, clock) = (
+                Arc::downgrade(&self.pending),
+                files.dir().to_path_buf(),
+                clock.clone(),
+            );
+            if let Err(e) = std::thread::Builder::new()
+                .name("kms-key-usage".into())
+                .spawn(move || flusher(weak, dir, clock))
+            {
+                // Uses are still written when the engine is dropped.
+                log::warn!("key usage flusher not started: {e}");
             }
-        };
-        if due {
-            self.flush(files, now)?;
         }
         Ok(())
     }
 
     /// Merges this engine's unflushed uses into the file.
     pub fn flush(&self, files: &StoreFiles, now: i64) -> Result<(), KmsError> {
-        let mut p = self
-            .pending
-            .lock()
-            .map_err(|_| KmsError::Internal("key usage lock poisoned".into()))?;
-        p.last_flush = Some(Instant::now());
-        if p.uses.is_empty() {
-            return Ok(());
-        }
-        let _lock = files.lock()?;
-        let mut f = read_file(files)?.unwrap_or(UsageFile {
-            tracking_start: now,
-            keys: BTreeMap::new(),
-        });
-        for (id, u) in std::mem::take(&mut p.uses) {
-            merge(&mut f.keys, id.to_string(), u);
-        }
-        write_file(files, &f)
+        flush_into(files, &self.pending, now)
     }
 
     /// The tracking start and `id`'s last use: the file merged with this
@@ -201,11 +247,7 @@ impl UsageTracker {
         let f = read_file(files)?;
         let tracking_start = f.as_ref().map_or(now, |f| f.tracking_start);
         let mut keys = f.map(|f| f.keys).unwrap_or_default();
-        let p = self
-            .pending
-            .lock()
-            .map_err(|_| KmsError::Internal("key usage lock poisoned".into()))?;
-        if let Some(u) = p.uses.get(&id) {
+        if let Some(u) = lock_uses(&self.pending)?.get(&id) {
             merge(&mut keys, id.to_string(), u.clone());
         }
         Ok((tracking_start, keys.remove(&id.to_string())))

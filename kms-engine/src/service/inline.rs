@@ -8,9 +8,9 @@
 //! durable. A call that would seal a store write with a digest goes to the
 //! blocking pool. What may still block briefly on such a thread: the
 //! trail's `flock` and one `write`, a segment rotation (every 16 MiB of
-//! records: two fsyncs), the periodic re-check of the store file, and the
-//! key usage file's merge (at most every 2 s per engine, see
-//! [`crate::usage`]).
+//! records: two fsyncs), and the periodic re-check of the store file.
+//! (Noting a key's use for GetKeyLastUsage is memory only, see
+//! [`crate::usage`].)
 
 use crate::Engine;
 

@@ -879,10 +879,23 @@ fn key_last_usage_follows_successful_cryptographic_operations() {
         err(call(e, "GetKeyLastUsage", json!({"KeyId": "alias/u"}))),
         "ValidationException"
     );
-    // Written when the engine closes; another engine reads it.
+    // Another engine (another process) sees it within about two seconds,
+    // while this one runs: the flusher thread wrote it.
     let reopened = f.reopen().unwrap();
+    let seen = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        last_usage(&reopened, &other)["KeyLastUsage"]["Operation"] == "ReEncrypt"
+    });
+    assert!(seen, "{}", last_usage(&reopened, &other));
+    // What is left is written when the engine closes.
+    f.clock.advance_secs(10);
+    encrypt(e, &other).unwrap();
     drop(f.engine);
-    let u = last_usage(&reopened, &other);
+    assert_eq!(
+        last_usage(&reopened, &other)["KeyLastUsage"]["Operation"],
+        "Encrypt"
+    );
+    let u = last_usage(&reopened, &id);
     assert_eq!(u["KeyLastUsage"]["Operation"], "ReEncrypt");
     assert_eq!(u["KeyLastUsage"]["Timestamp"], T0 + 30);
     let mode = std::fs::metadata(f.dir.path().join("engine/key-usage")).unwrap();

@@ -15,7 +15,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use std::path::Path;
 use std::process::Command;
 
-both_ways!(import_use_delete_and_last_usage,);
+both_ways!(
+    import_use_delete_and_last_usage,
+    material_expires_on_the_real_clock,
+);
 
 fn fileb(p: &Path) -> String {
     format!("fileb://{}", p.display())
@@ -183,4 +186,42 @@ fn import_use_delete_and_last_usage(via: Via) {
     assert_eq!(B64.decode(p.trim()).unwrap(), b"byok");
     let (_, err) = env.fail(&["enable-key-rotation", "--key-id", &key]);
     assert!(err.contains("UnsupportedOperationException"), "{err}");
+}
+
+/// KEY_MATERIAL_EXPIRES a few seconds ahead on the real clock: afterwards
+/// the key is PendingImport and Encrypt is KMSInvalidStateException (the
+/// daemon applies the expiry by itself, with no write in between).
+fn material_expires_on_the_real_clock(via: Via) {
+    let env = Env::new_via(via);
+    let key = env.create_key(&["--origin", "EXTERNAL"]);
+    parameters(&env, &key);
+    std::fs::write(env.path("material.bin"), [9u8; 32]).unwrap();
+    wrap(&env);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let valid_to = (now + 3).to_string();
+    env.ok(&[
+        "import-key-material",
+        "--key-id",
+        &key,
+        "--import-token",
+        &fileb(&env.path("token.bin")),
+        "--encrypted-key-material",
+        &fileb(&env.path("wrapped.bin")),
+        "--valid-to",
+        &valid_to,
+    ]);
+    let d = env.ok(&["describe-key", "--key-id", &key]);
+    assert_eq!(d["KeyMetadata"]["ExpirationModel"], "KEY_MATERIAL_EXPIRES");
+    assert_eq!(d["KeyMetadata"]["ValidTo"].to_string(), valid_to);
+    env.ok(&["encrypt", "--key-id", &key, "--plaintext", "x"]);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let (code, err) = env.fail(&["encrypt", "--key-id", &key, "--plaintext", "x"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("KMSInvalidStateException"), "{err}");
+    let d = env.ok(&["describe-key", "--key-id", &key]);
+    assert_eq!(d["KeyMetadata"]["KeyState"], "PendingImport");
+    assert!(d["KeyMetadata"].get("ValidTo").is_none(), "{d}");
 }
