@@ -78,6 +78,7 @@ fn setup(sync: Option<SyncMode>) -> Bench {
     let socket = dir.path().join("engine.sock");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("kmsfs-engine")
         .enable_all()
         .build()
         .unwrap();
@@ -107,10 +108,9 @@ fn decrypt(c: &Client, req: &Value) {
     assert_eq!(r["Plaintext"].as_str().map(str::len), Some(44));
 }
 
-/// CPU time (user + system) of this process so far, in µs (from
-/// `/proc/self/stat`, in the kernel's USER_HZ = 100 ticks per second).
-fn cpu_us() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+/// utime + stime of a `stat` file's text, in µs (the kernel's USER_HZ =
+/// 100 ticks per second).
+fn stat_cpu_us(stat: &str) -> f64 {
     // Fields after the command name (which is in parentheses): state is
     // the first, utime the 12th, stime the 13th.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
@@ -119,9 +119,37 @@ fn cpu_us() -> f64 {
     ticks * 10_000.0
 }
 
+/// CPU time (user + system) so far of this whole process, and of the
+/// server's threads (the runtime's `kmsfs-engine` workers and the audit
+/// trail's `kmsfs-audit-*` threads, which live as long as the server), in
+/// µs. The clients' share is the difference.
+fn cpu_us() -> (f64, f64) {
+    let total = stat_cpu_us(&std::fs::read_to_string("/proc/self/stat").unwrap());
+    let mut server = 0.0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(comm) = std::fs::read_to_string(t.path().join("comm")) else {
+            continue;
+        };
+        if comm.starts_with("kmsfs")
+            && let Ok(stat) = std::fs::read_to_string(t.path().join("stat"))
+        {
+            server += stat_cpu_us(&stat);
+        }
+    }
+    (total, server)
+}
+
+/// One measurement: ops/s, and CPU µs per call of the server and of the
+/// clients.
+struct Rate {
+    ops: f64,
+    server_us: f64,
+    client_us: f64,
+}
+
 /// Ops/s of `threads` threads calling for SECS, each on its own client
 /// (`shared` false) or all on one, and the CPU µs per call.
-fn rate(b: &Bench, threads: usize, shared: bool) -> (f64, f64) {
+fn rate(b: &Bench, threads: usize, shared: bool) -> Rate {
     let one = Arc::new(Client::connect(&b.socket).unwrap());
     let clients: Vec<Arc<Client>> = (0..threads)
         .map(|_| {
@@ -152,8 +180,14 @@ fn rate(b: &Bench, threads: usize, shared: bool) -> (f64, f64) {
         })
         .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let cpu = (cpu_us() - cpu0) / total as f64;
-    (total as f64 / start.elapsed().as_secs_f64(), cpu)
+    let ops = total as f64 / start.elapsed().as_secs_f64();
+    let cpu1 = cpu_us();
+    let n = total as f64;
+    Rate {
+        ops,
+        server_us: (cpu1.1 - cpu0.1) / n,
+        client_us: ((cpu1.0 - cpu0.0) - (cpu1.1 - cpu0.1)) / n,
+    }
 }
 
 /// p50 and p99 latency in µs of sequential calls on one connection.
@@ -170,46 +204,78 @@ fn latency(b: &Bench) -> (f64, f64) {
     (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
 }
 
+/// `ENGINE_SOCKET_SINKS`: which sinks to measure (comma-separated among
+/// `null`, `batched`, `every`; default all); `ENGINE_SOCKET_RUNS`: runs per
+/// configuration (default 5); `ENGINE_SOCKET_CONFIGS`: which client set-ups
+/// (among `1`, `4`, `4shared`, `lat`; default all).
+fn selected(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v.split(',').any(|s| s == name))
+}
+
 fn main() {
+    let runs: usize = std::env::var("ENGINE_SOCKET_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNS);
     let batched = SyncMode::Batched {
         max_records: 256,
         max_delay: Duration::from_millis(10),
     };
-    for (sync, sink) in [
-        (None, "NullSink"),
+    for (sync, key, sink) in [
+        (None, "null", "NullSink"),
         (
             Some(batched),
+            "batched",
             "audit trail, batched fdatasync (--audit-flush-ms 10)",
         ),
         (
             Some(SyncMode::EveryRecord),
+            "every",
             "audit trail, fdatasync before each answer (default)",
         ),
     ] {
+        if !selected("ENGINE_SOCKET_SINKS", key) {
+            continue;
+        }
         let b = setup(sync);
         println!(
-            "engine_socket: Decrypt of a 32-byte data key, daemon in-process (2 tokio workers), {sink}"
+            "engine_socket: Decrypt of a 32-byte data key, daemon in-process (2 tokio workers), {sink}; load average {}",
+            load_average()
         );
-        for (name, threads, shared) in [
-            ("1 connection", 1, false),
-            ("4 connections", 4, false),
-            ("4 threads, 1 conn", 4, true),
+        for (name, key, threads, shared) in [
+            ("1 connection", "1", 1, false),
+            ("4 connections", "4", 4, false),
+            ("4 threads, 1 conn", "4shared", 4, true),
         ] {
-            let (rates, cpu): (Vec<f64>, Vec<f64>) =
-                (0..RUNS).map(|_| rate(&b, threads, shared)).unzip();
+            if !selected("ENGINE_SOCKET_CONFIGS", key) {
+                continue;
+            }
+            let all: Vec<Rate> = (0..runs).map(|_| rate(&b, threads, shared)).collect();
+            let rates: Vec<f64> = all.iter().map(|r| r.ops).collect();
             let min = rates.iter().copied().fold(f64::MAX, f64::min);
             let max = rates.iter().copied().fold(0.0, f64::max);
             println!(
-                "  {name:<18} median {:>9.0} ops/s  (min {min:.0}, max {max:.0}; {RUNS} runs x {SECS} s)  CPU {:.1} us/call",
+                "  {name:<18} median {:>9.0} ops/s  (min {min:.0}, max {max:.0}; {runs} runs x {SECS} s)  CPU/call server {:.1} us, clients {:.1} us",
                 median(rates),
-                median(cpu)
+                median(all.iter().map(|r| r.server_us).collect()),
+                median(all.iter().map(|r| r.client_us).collect()),
             );
         }
-        let (p50, p99): (Vec<f64>, Vec<f64>) = (0..RUNS).map(|_| latency(&b)).unzip();
-        println!(
-            "  latency, 1 conn   p50 {:.1} us  p99 {:.1} us  (medians of {RUNS} runs x 20,000 calls)",
-            median(p50),
-            median(p99)
-        );
+        if selected("ENGINE_SOCKET_CONFIGS", "lat") {
+            let (p50, p99): (Vec<f64>, Vec<f64>) = (0..runs).map(|_| latency(&b)).unzip();
+            println!(
+                "  latency, 1 conn   p50 {:.1} us  p99 {:.1} us  (medians of {runs} runs x 20,000 calls)",
+                median(p50),
+                median(p99)
+            );
+        }
+        println!("  load average after: {}", load_average());
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -65,7 +65,7 @@ struct Pending {
 struct Conn {
     writer: Mutex<UnixStream>,
     /// The read side, used by the caller that holds `Pending::reading`.
-    reader: Mutex<BufReader<UnixStream>>,
+    reader: Mutex<BufReader<DontWait>>,
     pending: Mutex<Pending>,
 }
 
@@ -140,7 +140,7 @@ impl Client {
             .map_err(|e| unavailable(&self.path, e))?;
         let conn = Arc::new(Conn {
             writer: Mutex::new(stream),
-            reader: Mutex::new(BufReader::with_capacity(64 * 1024, read)),
+            reader: Mutex::new(BufReader::with_capacity(64 * 1024, DontWait(read))),
             pending: Mutex::new(Pending::default()),
         });
         *slot = Some(conn.clone());
@@ -289,33 +289,71 @@ fn mark_dead(conn: &Conn, why: &str) {
     }
 }
 
+/// The read side of the connection: reads never block (`MSG_DONTWAIT`);
+/// a reader waits in [`wait_readable`] instead.
+///
+/// Why not a blocking read with a timeout: a Unix socket wakes everyone
+/// waiting on it each time the peer takes data from it ("room to write"),
+/// so a caller blocked in `read` for its answer was woken for nothing when
+/// the daemon read the request, and paid a `setsockopt` per call for the
+/// timeout. `poll` for input sleeps through those wake-ups and carries
+/// the timeout itself.
+#[derive(Debug)]
+struct DontWait(UnixStream);
+
+impl Read for DontWait {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        rustix::net::recv(&self.0, buf, rustix::net::RecvFlags::DONTWAIT)
+            .map(|(n, _)| n)
+            .map_err(Into::into)
+    }
+}
+
+/// Waits until the connection has input (or end of file, or an error) or
+/// `deadline` passes; false on the deadline.
+fn wait_readable(rd: &DontWait, deadline: Instant) -> Result<bool, String> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&rd.0, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {} // Timed out: the deadline is checked above.
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(format!("connection failed: {e}")),
+        }
+    }
+}
+
 /// Reads one response, waiting at most until `deadline` for it to start:
 /// `Ok(None)` when none started by then. A response cut off, malformed or
 /// stalling midway breaks the connection (`Err` with why).
 fn read_response(
-    rd: &mut BufReader<UnixStream>,
+    rd: &mut BufReader<DontWait>,
     deadline: Instant,
 ) -> Result<Option<Response>, String> {
     if rd.buffer().is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if !wait_readable(rd.get_ref(), deadline)? {
             return Ok(None);
         }
-        rd.get_ref()
-            .set_read_timeout(Some(left))
-            .map_err(|e| format!("connection failed: {e}"))?;
         match rd.fill_buf() {
             Ok([]) => return Err("connection closed".to_string()),
             Ok(_) => {}
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 return Ok(None);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(None),
             Err(_) => return Err("connection closed".to_string()),
         }
     }
@@ -332,7 +370,7 @@ fn read_response(
 
 /// Fills `buf` from a response that has started, by `deadline`.
 fn read_full(
-    rd: &mut BufReader<UnixStream>,
+    rd: &mut BufReader<DontWait>,
     buf: &mut [u8],
     deadline: Instant,
 ) -> Result<(), String> {
@@ -342,20 +380,10 @@ fn read_full(
             Ok(0) => return Err("connection closed mid-response".to_string()),
             Ok(n) => off += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                // The timeout left by an earlier read may be shorter.
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !wait_readable(rd.get_ref(), deadline)? {
                     return Err("the engine stopped sending mid-response".to_string());
                 }
-                rd.get_ref()
-                    .set_read_timeout(Some(left))
-                    .map_err(|e| format!("connection failed: {e}"))?;
             }
             Err(_) => return Err("connection closed mid-response".to_string()),
         }

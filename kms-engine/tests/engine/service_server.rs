@@ -244,3 +244,44 @@ fn an_idle_connection_is_closed_but_not_one_waiting_for_its_call() {
     assert_eq!(read_response(&mut busy).unwrap().id(), 4);
     still_serves(&d);
 }
+
+#[test]
+fn a_client_reading_its_answers_late_gets_every_one_in_order() {
+    // 3,000 GenerateRandom answers of 1 KiB (about 5 MB of frames) are far
+    // more than a socket buffer holds: the server must wait for room to
+    // write, stop reading meanwhile, and resume when the client reads.
+    let d = Daemon::start();
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let n = 3000u64;
+    let mut burst = Vec::new();
+    for id in 1..=n {
+        burst.extend(
+            Request {
+                id,
+                operation: "GenerateRandom".into(),
+                on_behalf_of: None,
+                body: json!({"NumberOfBytes": 1024}),
+            }
+            .encode()
+            .unwrap(),
+        );
+    }
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&burst).unwrap());
+    // Nothing read for a while: the server's writes block.
+    std::thread::sleep(Duration::from_millis(500));
+    still_serves(&d);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for id in 1..=n {
+        match read_response(&mut s).unwrap() {
+            Response::Ok { id: got, body } => {
+                assert_eq!(got, id);
+                assert_eq!(body["Plaintext"].as_str().unwrap().len(), 1368);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(d.events_of("GenerateRandom").len(), n as usize);
+    still_serves(&d);
+}
