@@ -183,6 +183,16 @@ pub fn check_with_progress(
              unwrapping",
         );
     }
+    if crate::rewrap::names::pending(&vol.root) {
+        c.problem(
+            Kind::KeyAccess,
+            "/".into(),
+            &vol.root.join(crate::rewrap::names::NAMES_STATE_NAME),
+            "a names rekey is pending (kmsfs.rekey-names): run kmsfs rekey --names again to \
+             finish it; until then names already under the new names key are reported as not \
+             decrypting",
+        );
+    }
     c.report.key_versions = c.newest.as_ref().map(|_| Default::default());
     c.dir(&vol.root.clone(), Some(&PlainPath::root()))?;
     // Plaintext paths first, in order, then backing paths (a stable sort

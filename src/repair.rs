@@ -96,13 +96,14 @@ pub fn repair(
     for job in [
         crate::rewrap::journal::REWRAP_JOURNAL_NAME,
         crate::rewrap::MIGRATE_STATE_NAME,
+        crate::rewrap::names::NAMES_STATE_NAME,
     ] {
         if fs::symlink_metadata(vol.root.join(job)).is_ok() {
             // Headers a rewrap or migration left torn (or moved to the new
             // service) are finished by running it again, not quarantined.
             return Err(std::io::Error::other(format!(
-                "an interrupted kmsfs rewrap or migrate is pending ({job}): run it again to \
-                 finish it before repairing"
+                "an interrupted kmsfs rewrap, migrate or rekey --names is pending ({job}): run \
+                 it again to finish it before repairing"
             )));
         }
     }

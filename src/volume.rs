@@ -456,6 +456,46 @@ impl Volume {
         self.replace_config(keys, caller, up)
     }
 
+    /// Switches the volume to another names key: `up` is this config with
+    /// `wrapped_names_key` replaced by a new names key under the same master
+    /// key and context (`kmsfs rekey --names`, once every name, symlink
+    /// target and attribute is under it). Checked (it unwraps, under the
+    /// key the volume is bound to), then written over `kmsfs.conf` in one
+    /// atomic replace: before it the old key is the volume's, after it the
+    /// new one.
+    pub fn switch_names_key(
+        &mut self,
+        keys: &dyn KeyService,
+        caller: &Principal,
+        up: VolumeConfig,
+    ) -> Result<(), VolumeError> {
+        if up.names_key_context() != self.config.names_key_context() || !up.is_authenticated() {
+            return Err(mismatch(
+                &self.root,
+                "the new names key's config differs from the volume's in more than the key",
+            ));
+        }
+        let new_key =
+            keys.decrypt_data_key(caller, &up.wrapped_names_key, &up.names_key_context())?;
+        let bound = keys.wrapping_key_id(&up.wrapped_names_key)?;
+        if bound != self.bound_key_id {
+            return Err(mismatch(
+                &self.root,
+                &format!(
+                    "the new names key is under key {bound}, the volume under {}",
+                    self.bound_key_id
+                ),
+            ));
+        }
+        let bytes = up.encode()?;
+        let path = self.root.join(CONFIG_FILE_NAME);
+        write_atomic(&path, &bytes, CONFIG_FILE_MODE).map_err(io_err(&path))?;
+        self.names = name_transform(&new_key, &up)?;
+        self.names_key = new_key;
+        self.config = up;
+        Ok(())
+    }
+
     fn replace_config(
         &mut self,
         keys: &dyn KeyService,

@@ -159,6 +159,13 @@ impl Core {
     /// Builds the filesystem over an open volume. Completes a pending rename
     /// journal first (roll forward).
     pub fn new(vol: Volume, keys: Arc<dyn KeyService>, mut opts: FsOptions) -> FsResult<Core> {
+        if crate::rewrap::names::pending(&vol.root) {
+            // Some names are under the new names key, some under the old.
+            return Err(FsError::Io(std::io::Error::other(
+                "a names rekey is pending (kmsfs.rekey-names): finish it with kmsfs rekey \
+                 --names first",
+            )));
+        }
         rename::recover_journal(&vol)?;
         let table = InodeTable::new(&vol.root);
         let xattrs = xattr::XattrCipher::new(vol.names_key())?;

@@ -300,6 +300,96 @@ impl XattrCipher {
     }
 }
 
+/// What [`XattrCipher::rekey_all`] found (and did) on one object.
+#[derive(Debug, Default)]
+pub struct XattrRekey {
+    /// Attributes sealed under the old names key (moved, unless checking).
+    pub moved: usize,
+    /// Attributes already sealed under the new names key.
+    pub current: usize,
+    /// Attributes that open under neither key.
+    pub bad: Vec<BadXattr>,
+}
+
+impl XattrCipher {
+    /// `kmsfs rekey --names` for the attributes of `backing` (standing for
+    /// `obj`), `self` being the new key and `old` the old one: every
+    /// `user.kmsfs.*` attribute whose name decrypts under `old` and whose
+    /// value opens is sealed again under `self` (new backing name, new
+    /// value, set with no flags so a copy set by an interrupted run is
+    /// overwritten), then the old one removed; never the other way round,
+    /// so a kill leaves the attribute under one key or both, never neither.
+    /// With `check_only`, nothing is written.
+    pub fn rekey_all(
+        &self,
+        old: &XattrCipher,
+        backing: &Path,
+        obj: &XattrObject,
+        check_only: bool,
+    ) -> std::io::Result<XattrRekey> {
+        let to_io = |e: FsError| match e {
+            FsError::Io(io) => io,
+            e => std::io::Error::other(e.to_string()),
+        };
+        let list = read_growing(4096, |b| rustix::fs::llistxattr(backing, b)).map_err(to_io)?;
+        let mut out = XattrRekey::default();
+        for raw in list.split(|b| *b == 0).filter(|s| !s.is_empty()) {
+            if !raw.starts_with(BACKING_PREFIX.as_bytes()) {
+                continue;
+            }
+            if self.plain_name(raw).is_some() {
+                out.current += 1;
+                continue;
+            }
+            let bname = String::from_utf8_lossy(raw).into_owned();
+            let Some(plain) = old.plain_name(raw) else {
+                out.bad.push(BadXattr {
+                    stored: bname.clone(),
+                    name: bname,
+                    what: "attribute name does not decrypt under the old or the new names key"
+                        .into(),
+                });
+                continue;
+            };
+            let shown = String::from_utf8_lossy(&plain).into_owned();
+            let value = match read_xattr(backing, &bname)
+                .and_then(|stored| old.open_value(obj, &bname, &stored, &shown))
+            {
+                Ok(v) => zeroize::Zeroizing::new(v),
+                Err(e) => {
+                    let what = match e {
+                        FsError::Tampered { what, .. } => what,
+                        e => e.to_string(),
+                    };
+                    out.bad.push(BadXattr {
+                        stored: bname,
+                        name: shown,
+                        what,
+                    });
+                    continue;
+                }
+            };
+            out.moved += 1;
+            if check_only {
+                continue;
+            }
+            let new_name = self.backing_name(&plain).map_err(to_io)?;
+            let sealed = self.seal_value(obj, &new_name, &value).map_err(to_io)?;
+            rustix::fs::lsetxattr(
+                backing,
+                new_name.as_str(),
+                &sealed,
+                rustix::fs::XattrFlags::empty(),
+            )?;
+            match rustix::fs::lremovexattr(backing, bname.as_str()) {
+                Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Core {
     /// The object `node` stands for, or `None` for kinds that carry no user
     /// attributes (Linux refuses `user.*` on symlinks and special files).
@@ -450,7 +540,7 @@ impl Core {
 
 /// The file id in the header of the backing regular file `backing`; a
 /// missing or malformed header is tampering (EIO).
-fn read_file_id(backing: &Path, path: &str) -> FsResult<[u8; FILE_ID_LEN]> {
+pub(crate) fn read_file_id(backing: &Path, path: &str) -> FsResult<[u8; FILE_ID_LEN]> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)

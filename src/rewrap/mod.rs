@@ -1,7 +1,8 @@
 //! Volume-wide key jobs: `kmsfs rewrap` (every file's wrapped data key
 //! re-encrypted under the newest version of the volume's key, or another
 //! key), `kmsfs migrate` (every data key moved to another key service) and
-//! `kmsfs rekey` (new data keys and re-encrypted content, [`rekey`]).
+//! `kmsfs rekey` (new data keys and re-encrypted content, [`rekey`]; a new
+//! names key with every name re-encrypted, [`names`]).
 //!
 //! Rewrap and migrate replace only the wrapped key in each file's header
 //! (bytes 24..128, the file id and version are never written), in batches:
@@ -16,6 +17,7 @@
 //! not check out (tampered, moved, damaged) is reported and left alone.
 
 pub mod journal;
+pub mod names;
 pub mod rekey;
 pub mod walk;
 
@@ -103,6 +105,9 @@ pub struct Summary {
     pub key_id: String,
     pub key_version: Option<u32>,
     pub problems: Vec<Problem>,
+    /// `kmsfs rekey --names`: what the names rekey did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<names::NamesSummary>,
 }
 
 /// What a job does to one file's header.
@@ -234,6 +239,7 @@ pub fn is_job_file(name: &[u8]) -> bool {
         journal::REWRAP_JOURNAL_NAME,
         rekey::REKEY_LIST_NAME,
         MIGRATE_STATE_NAME,
+        names::NAMES_STATE_NAME,
     ]
     .iter()
     .any(|n| n.as_bytes() == name)

@@ -540,6 +540,13 @@ fn serve(
             args.cipherdir.display()
         )));
     }
+    if kmsfs::rewrap::names::pending(&args.cipherdir) {
+        return Err(CliError::Usage(format!(
+            "a names rekey of {} is pending ({}): finish it with kmsfs rekey --names first",
+            args.cipherdir.display(),
+            kmsfs::rewrap::names::NAMES_STATE_NAME
+        )));
+    }
     let vol = Volume::open(&args.cipherdir, &ks, &caller).map_err(super::init::volume_error)?;
     let opts = FsOptions {
         read_only: args.read_only,

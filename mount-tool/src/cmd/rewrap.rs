@@ -83,8 +83,10 @@ pub struct RekeyArgs {
     /// Only the files at or below this plaintext path (e.g. /projects/x)
     #[arg(long, value_name = "PREFIX")]
     pub path: Option<String>,
-    /// Also a new names key with every name re-encrypted: not available yet
-    /// (refused, nothing is changed)
+    /// Also a new names key (for the whole volume) with every name, long
+    /// name, symlink target and stored attribute encrypted again under it;
+    /// resumable: after an interruption run it again (a mount refuses the
+    /// volume until it has finished)
     #[arg(long)]
     pub names: bool,
     #[command(flatten)]
@@ -156,6 +158,26 @@ fn open_volume(
     ks: &Arc<dyn KeyService>,
     caller: &Principal,
 ) -> Result<Volume, CliError> {
+    if rewrap::names::pending(root) {
+        return Err(names_pending(root));
+    }
+    open_volume_any(root, ks, caller)
+}
+
+fn names_pending(root: &Path) -> CliError {
+    CliError::Usage(format!(
+        "a names rekey of {} is pending ({}): finish it with kmsfs rekey --names first",
+        root.display(),
+        rewrap::names::NAMES_STATE_NAME
+    ))
+}
+
+/// [`open_volume`], also while a names rekey is pending.
+fn open_volume_any(
+    root: &Path,
+    ks: &Arc<dyn KeyService>,
+    caller: &Principal,
+) -> Result<Volume, CliError> {
     if root.join(rewrap::MIGRATE_STATE_NAME).exists() {
         return Err(CliError::Usage(format!(
             "a migration of {} to another key service is pending ({}): finish it with kmsfs \
@@ -178,6 +200,8 @@ fn open_volume(
 /// Shows a run's progress: a bar on a terminal, else a line every 5 s.
 struct Reporter {
     what: &'static str,
+    /// What is counted: files, or names for `rekey --names`.
+    unit: &'static str,
     bar: Option<ProgressBar>,
     last_line: Option<Instant>,
     started: Instant,
@@ -185,18 +209,27 @@ struct Reporter {
 
 impl Reporter {
     fn new(what: &'static str) -> Reporter {
+        let unit = if what.ends_with("--names") {
+            "names"
+        } else {
+            "files"
+        };
         let bar = std::io::stderr().is_terminal().then(|| {
-            let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} files {msg} {per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let template = if unit == "names" {
+                "{prefix} [{bar:30}] {pos}/{len} names {per_sec} ETA {eta}".to_string()
+            } else {
+                "{prefix} [{bar:30}] {pos}/{len} files {msg} {per_sec} ETA {eta}".to_string()
+            };
+            let style = ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             let bar = ProgressBar::new(0).with_style(style).with_prefix(what);
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         Reporter {
             what,
+            unit,
             bar,
             last_line: None,
             started: Instant::now(),
@@ -233,8 +266,16 @@ impl Reporter {
         } else {
             "-".to_string()
         };
+        let unit = self.unit;
+        if unit == "names" {
+            eprintln!(
+                "kmsfs {}: {}/{} {unit}, {rate:.0} {unit}/s, ETA {eta}",
+                self.what, p.files_done, p.files_total,
+            );
+            return;
+        }
         eprintln!(
-            "kmsfs {}: {}/{} files, {} of {}, {rate:.0} files/s, ETA {eta}",
+            "kmsfs {}: {}/{} {unit}, {} of {}, {rate:.0} {unit}/s, ETA {eta}",
             self.what,
             p.files_done,
             p.files_total,
@@ -273,6 +314,26 @@ fn report(output: Output, what: &str, s: &Summary) -> Result<(), CliError> {
                 s.files_per_second,
                 s.key_id
             );
+            if let Some(n) = &s.names {
+                let state = if n.switched {
+                    "the volume is now under the new names key"
+                } else {
+                    "NOT finished: the volume stays under the old names key, run again"
+                };
+                println!(
+                    "names: {} entries in {} directories, {} renamed ({} long names), {} \
+                     already under the new key, {} symlink targets and {} attributes sealed \
+                     again{}; {state}",
+                    n.entries,
+                    n.dirs,
+                    n.renamed,
+                    n.long_names,
+                    n.current,
+                    n.symlinks,
+                    n.xattrs,
+                    if n.resumed { ", resumed" } else { "" }
+                );
+            }
         }
     }
     if s.skipped > 0 {
@@ -455,6 +516,9 @@ pub fn run_migrate(engine_args: &EngineArgs, args: MigrateArgs) -> Result<(), Cl
     } else {
         key_service(&src_args, &args.job)?
     };
+    if rewrap::names::pending(&root) {
+        return Err(names_pending(&root));
+    }
     let mut vol = Volume::open(&root, &src_ks, &caller).map_err(super::init::volume_error)?;
     kmsfs::fuse::rename::recover_journal(&vol).map_err(|e| {
         CliError::io(
@@ -522,13 +586,6 @@ pub fn run_migrate(engine_args: &EngineArgs, args: MigrateArgs) -> Result<(), Cl
 
 pub fn run_rekey(engine_args: &EngineArgs, args: RekeyArgs) -> Result<(), CliError> {
     refuse_write_only(&args.cipherdir, "rekey")?;
-    if args.names {
-        return Err(CliError::Usage(
-            "rekey --names (a new names key with every name re-encrypted) is not available \
-             yet; nothing was changed"
-                .into(),
-        ));
-    }
     let prefix = match &args.path {
         None => None,
         Some(p) if p.starts_with('/') => {
@@ -549,21 +606,87 @@ pub fn run_rekey(engine_args: &EngineArgs, args: RekeyArgs) -> Result<(), CliErr
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
     let ks = key_service(engine_args, &args.job)?;
     let caller = Principal::current_process();
-    let vol = open_volume(&root, &ks, &caller)?;
-    let listing = rewrap::walk(&vol, prefix.as_ref());
-    let mut rep = Reporter::new("rekey");
-    let mut s = rewrap::rekey::run(
-        &vol,
-        &ks,
-        &caller,
-        &listing.files,
-        args.job.run_options(),
-        &mut |p| rep.update(p),
-    )
-    .map_err(io(&root))?;
-    rep.finish();
-    s.skipped += listing.problems.len() as u64;
-    s.problems.splice(0..0, listing.problems);
+    let pending = rewrap::names::pending(&root);
+    if pending && !args.names {
+        return Err(names_pending(&root));
+    }
+    let mut vol = open_volume_any(&root, &ks, &caller)?;
+    let mut s = Summary::default();
+    if pending {
+        // The contents were rekeyed by the run that was interrupted.
+        eprintln!(
+            "kmsfs rekey: finishing the interrupted names rekey of {}",
+            root.display()
+        );
+    } else {
+        if args.names {
+            names_preflight(&mut vol, &ks, &caller)?;
+        }
+        let listing = rewrap::walk(&vol, prefix.as_ref());
+        let mut rep = Reporter::new("rekey");
+        s = rewrap::rekey::run(
+            &vol,
+            &ks,
+            &caller,
+            &listing.files,
+            args.job.run_options(),
+            &mut |p| rep.update(p),
+        )
+        .map_err(io(&root))?;
+        rep.finish();
+        s.skipped += listing.problems.len() as u64;
+        s.problems.splice(0..0, listing.problems);
+    }
+    if args.names {
+        let mut rep = Reporter::new("rekey --names");
+        let (n, problems) =
+            rewrap::names::run(&mut vol, &ks, &caller, false, &mut |p| rep.update(p))
+                .map_err(io(&root))?;
+        rep.finish();
+        if !problems.is_empty() {
+            eprintln!(
+                "kmsfs: {} names could not be moved to the new names key (see below): the \
+                 volume stays under the old one and the rekey pending; run kmsfs rekey --names \
+                 again",
+                problems.len()
+            );
+        }
+        s.skipped += problems.len() as u64;
+        s.problems.extend(problems);
+        s.names = Some(n);
+    }
     s.key_id = vol.bound_key_id().to_string();
     report(engine_args.output, "rekey", &s)
+}
+
+/// Before anything changes: every name, symlink target and attribute of
+/// the volume must open under its names key, or it could not be moved to
+/// the new one (run `kmsfs fsck --repair` first).
+fn names_preflight(
+    vol: &mut Volume,
+    ks: &Arc<dyn KeyService>,
+    caller: &Principal,
+) -> Result<(), CliError> {
+    let journal = kmsfs::rewrap::journal::REWRAP_JOURNAL_NAME;
+    if vol.root.join(journal).exists() {
+        return Err(CliError::Usage(format!(
+            "an interrupted kmsfs rewrap is pending ({journal}): run it again to finish it \
+             before rekey --names"
+        )));
+    }
+    let (_, problems) =
+        rewrap::names::run(vol, ks, caller, true, &mut |_| {}).map_err(io(&vol.root.clone()))?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("{}: {}", p.path, p.what);
+    }
+    Err(CliError::Usage(format!(
+        "{} names, symlink targets or attributes of {} do not decrypt under its names key, so \
+         they could not be moved to a new one: nothing was changed; run kmsfs fsck --repair \
+         first",
+        problems.len(),
+        vol.root.display()
+    )))
 }

@@ -25,6 +25,7 @@ mod import_cli;
 mod kms_cli;
 mod mount_cli;
 mod query_cli;
+mod rekey_names_cli;
 mod repair_cli;
 mod rewrap_cli;
 mod root_key_cli;
