@@ -68,6 +68,7 @@ fn main() -> Res<()> {
     wildcards(&out)?;
     sigv4(&out)?;
     frames(&out)?;
+    write_only(&out)?;
     println!("corpus written to {}", out.root.display());
     Ok(())
 }
@@ -107,6 +108,39 @@ fn headers_and_blobs(out: &Out) -> Res<()> {
     seal_in.extend_from_slice(&2u32.to_be_bytes());
     seal_in.extend_from_slice(b"a data key of thirty-two bytes!!");
     out.put("engine_blob", "seal-data-key", &seal_in)?;
+    Ok(())
+}
+
+/// A real slot-wrapped data key (under another slot key than the checks'
+/// fixed one), a real slot file and slot plaintext, and seal inputs.
+fn write_only(out: &Out) -> Res<()> {
+    use kmsfs::keys::write_only::{encode_slot_file, seal_data_key, slot_plaintext};
+    let ctx = context_from([
+        ("kmsfs:path", "/a"),
+        ("kmsfs:volume", "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b"),
+    ]);
+    let key = kmsfs::crypto::SivKey::new(&[0x21; 32])?;
+    let id = [0x77; 16];
+    let dek = kmsfs::keys::DataKeyBytes::new([7; 32]);
+    let wrapped = seal_data_key(&key, &id, &[9; 12], &dek, &ctx)?;
+    out.put("write_only", "real-wrapped-key", &cat(&[&[0], &wrapped]))?;
+    let rsa: Vec<u8> = (0..=255u8).collect();
+    out.put(
+        "write_only",
+        "real-slot-file",
+        &cat(&[&[0], &encode_slot_file(&id, &rsa)]),
+    )?;
+    let pt = slot_plaintext(&[0x33; 32], "0f8e2a3c-5b7d-4e1f-9a2b-3c4d5e6f7a8b", &id);
+    // The check takes the slot id from bytes 5..21 of a slot file; a
+    // plaintext only checks out for the id found there, so this seed
+    // exercises the refusal path.
+    out.put("write_only", "real-slot-plaintext", &cat(&[&[0], &pt]))?;
+    out.put(
+        "write_only",
+        "seal-short-path",
+        &cat(&[&[1], &[0x5a; 44], b"dir/file"]),
+    )?;
+    out.put("write_only", "seal-empty", &[1])?;
     Ok(())
 }
 
@@ -547,7 +581,15 @@ fn frames(out: &Out) -> Res<()> {
         stream.extend(r.encode()?);
     }
     out.put("service_frame", "responses", &stream)?;
-    out.put("service_frame", "built-obo", &cat(&[&[1], &[0, 0, 3, 232, 0, 0, 3, 233], b"\x07Decrypt groups"]))?;
-    out.put("service_frame", "built-ok", &cat(&[&[1], &[0, 0, 0, 0, 0, 0, 0, 3], b"\x04Okay"]))?;
+    out.put(
+        "service_frame",
+        "built-obo",
+        &cat(&[&[1], &[0, 0, 3, 232, 0, 0, 3, 233], b"\x07Decrypt groups"]),
+    )?;
+    out.put(
+        "service_frame",
+        "built-ok",
+        &cat(&[&[1], &[0, 0, 0, 0, 0, 0, 0, 3], b"\x04Okay"]),
+    )?;
     Ok(())
 }

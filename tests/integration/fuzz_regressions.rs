@@ -29,6 +29,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("policy_wildcard", checks::policy_wildcard),
     ("sigv4_verify", checks::sigv4_verify),
     ("service_frame", checks::service_frame),
+    ("write_only", checks::write_only),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -14,6 +14,7 @@ mod fs;
 mod policy;
 mod service;
 mod sigv4;
+mod write_only;
 
 pub use audit::{AUDIT_PART_SEPARATOR, audit_verify};
 pub use engine::{engine_blob, engine_dispatch, engine_store};
@@ -21,6 +22,7 @@ pub use fs::{content_block, file_header, names, volume_config};
 pub use policy::{policy_parse, policy_wildcard};
 pub use service::service_frame;
 pub use sigv4::sigv4_verify;
+pub use write_only::write_only;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
