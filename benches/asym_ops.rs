@@ -3,7 +3,8 @@
 //! (SHA-256) Decrypt, through the engine's typed API (authorization, key
 //! lookup and audit call included), printed in `openssl speed -mr`'s shape
 //! so that `benches/asym_vs_openssl.sh` can put them beside openssl's own
-//! figures from the same run. `--seconds S` per measurement (default 2).
+//! figures from the same run. `--seconds S` of CPU time per measurement
+//! (default 2); rates are per CPU-second of the measuring thread.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failure aborts the run
 
 use kms_engine::audit::NullSink;
@@ -12,21 +13,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// Ops/s of `op` run for `secs` seconds (after a short warm-up).
+/// This thread's CPU time (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Ops per CPU-second of `op`, run for `secs` seconds of this thread's CPU
+/// time (after a short warm-up): as `openssl speed` divides by its CPU
+/// time, so that a loaded machine slows neither side's figure.
 fn rate(secs: f64, mut op: impl FnMut()) -> f64 {
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(200) {
         op();
     }
-    let t = Instant::now();
+    let c = cpu_seconds();
     let mut n = 0u64;
-    while t.elapsed().as_secs_f64() < secs {
+    while cpu_seconds() - c < secs {
         for _ in 0..16 {
             op();
         }
         n += 16;
     }
-    n as f64 / t.elapsed().as_secs_f64()
+    n as f64 / (cpu_seconds() - c)
 }
 
 fn key(engine: &Engine, p: &Principal, spec: &str, usage: &str) -> String {

@@ -6,7 +6,10 @@
 # see the same load; prints the median of each, the ratio engine/openssl and
 # the load average. openssl's RSA figure is its private-key operation
 # (`rsa2048` sign/s): PSS signing and OAEP decryption are that operation
-# plus padding.
+# plus padding. Both sides are rates per CPU-second (openssl speed divides
+# by its CPU user time; asym_ops by its thread's CPU time), so that the
+# load of a shared machine slows neither side's figure; wall-clock rates
+# (`openssl speed -elapsed`) swing with whoever else holds the cores.
 #
 # Usage: benches/asym_vs_openssl.sh [--rounds N] [--seconds S] [--no-build]
 # No root needed; needs openssl.
