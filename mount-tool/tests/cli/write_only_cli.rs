@@ -241,14 +241,16 @@ fn a_write_only_mount_writes_what_only_a_decrypting_mount_reads() {
     );
     unmount(&env, &mnt, guard);
 
-    // rewrap does not apply, and says so.
-    let out = env.run(&["rewrap", Env::s(&env.cipher)]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("write-only volume") && err.contains("rewrap does not apply"),
-        "{err}"
-    );
+    // rewrap, rekey and migrate do not apply, and say so.
+    for job in ["rewrap", "rekey", "migrate"] {
+        let out = env.run(&[job, Env::s(&env.cipher)]);
+        assert_eq!(out.status.code(), Some(2), "{job}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("write-only volume") && err.contains(&format!("{job} does not apply")),
+            "{err}"
+        );
+    }
 
     // A ciphertext moved to another path, a changed wrapped key and a
     // changed slot file: EIO, and fsck names each.
@@ -294,4 +296,41 @@ fn a_write_only_mount_writes_what_only_a_decrypting_mount_reads() {
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
     assert_ne!(e.kind(), ErrorKind::PermissionDenied);
     unmount(&env, &mnt, guard);
+}
+
+#[test]
+fn only_an_rsa_encrypt_decrypt_key_makes_a_write_only_volume() {
+    let env = Env::new();
+    env.ok(&[
+        "kms",
+        "init-engine",
+        "--kdf-memory-kib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]);
+    let key_of = |args: &[&str]| -> String {
+        let v: Value = serde_json::from_str(&env.ok(args)).unwrap();
+        v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string()
+    };
+    let symmetric = key_of(&["kms", "create-key"]);
+    let signing = key_of(&[
+        "kms",
+        "create-key",
+        "--key-spec",
+        "RSA_2048",
+        "--key-usage",
+        "SIGN_VERIFY",
+    ]);
+    for key in [&symmetric, &signing] {
+        let out = env.run(&["init", Env::s(&env.cipher), "--write-only-key", key]);
+        assert!(!out.status.success(), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("public key") || err.contains("ENCRYPT_DECRYPT"),
+            "{err}"
+        );
+        // Nothing was written.
+        assert_eq!(fs::read_dir(&env.cipher).unwrap().count(), 0, "{err}");
+    }
 }
