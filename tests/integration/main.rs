@@ -28,5 +28,6 @@ mod fs_rename_race;
 mod fs_seek;
 mod fs_sparse;
 mod fs_tamper;
+mod fs_write_only;
 mod fs_xattr_tamper;
 mod fuzz_regressions;
