@@ -450,7 +450,13 @@ impl WriteOnlyKeys {
         let dir = self.reader.slot_dir();
         let io = |e: std::io::Error| KmsError::io(format!("writing {}", dir.display()), &e);
         match std::fs::create_dir(&dir) {
-            Ok(()) => {}
+            // 0755 whatever the umask: readers' mounts, other users' too,
+            // read the slot files (ciphertexts only).
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io)?;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(e)),
         }

@@ -14,7 +14,7 @@ use crate::mount_cli::{Env, MountGuard};
 use serde_json::{Value, json};
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
@@ -159,10 +159,14 @@ fn a_write_only_mount_writes_what_only_a_decrypting_mount_reads() {
         status.contains("write-only:") && status.contains(&rsa),
         "{status}"
     );
-    let slots = fs::read_dir(env.cipher.join("kmsfs.writers"))
+    let slots: Vec<PathBuf> = fs::read_dir(env.cipher.join("kmsfs.writers"))
         .unwrap()
-        .count();
-    assert_eq!(slots, 1);
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(slots.len(), 1);
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&env.cipher.join("kmsfs.writers")), 0o755);
+    assert_eq!(mode(&slots[0]), 0o644);
     unmount(&env, &mnt, guard);
 
     // Remounted, still denied: the earlier files are another mount's now.
