@@ -396,6 +396,7 @@ fn event(n: u32) -> AuditEvent {
         invoked_by: None,
         access_key_id: None,
         source_ip_address: None,
+        event_id: None,
         key_id: Some("00112233-4455-4677-8899-aabbccddeeff".into()),
         encryption_context: Some(context_from([("kmsfs:path", "/a")])),
         request_id: format!("req-{n}"),

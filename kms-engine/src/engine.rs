@@ -731,7 +731,7 @@ impl Engine {
         };
         let invoked_by = caller.invoked_by.as_ref().map(|c| c.to_string());
         let used = std::mem::take(&mut info.touched);
-        let request_id =
+        let (request_id, event_id) =
             self.record_call((caller.to_string(), invoked_by), event_name, info, error)?;
         if result.is_ok() && !used.is_empty() && TRACKED_OPERATIONS.contains(&event_name) {
             let now = self.clock.now_unix();
@@ -739,6 +739,7 @@ impl Engine {
                 operation: event_name.to_string(),
                 time: now,
                 request_id,
+                event_id: Some(event_id),
             };
             // Usage is advisory: failing to note it never fails the call.
             if let Err(e) = self.usage.record(&self.files, &self.clock, &used, &use_) {
@@ -767,14 +768,14 @@ impl Engine {
 
     /// Writes one audit record for `principal` (and the client that
     /// invoked the call on its behalf), with this thread's call origin;
-    /// returns its request id.
+    /// returns its request id and event id.
     fn record_call(
         &self,
         (principal, invoked_by): (String, Option<String>),
         event_name: &str,
         info: AuditInfo,
         error: Option<(String, String)>,
-    ) -> Result<String, KmsError> {
+    ) -> Result<(String, String), KmsError> {
         let (error_code, error_message) = error.unzip();
         let origin = ORIGIN.with(|o| o.borrow().clone()).unwrap_or_default();
         let mut event = AuditEvent {
@@ -790,6 +791,7 @@ impl Engine {
             request_parameters: info.request_parameters,
             access_key_id: origin.access_key_id,
             source_ip_address: origin.source_address,
+            event_id: Some(crate::audit::record::new_event_id()),
         };
         // Paths as the store's audit path mode says, in this record only.
         let snap = self.current()?;
@@ -810,7 +812,8 @@ impl Engine {
         } else {
             self.audit.record(&event)?;
         }
-        Ok(event.request_id)
+        let event_id = event.event_id.unwrap_or_default();
+        Ok((event.request_id, event_id))
     }
 }
 

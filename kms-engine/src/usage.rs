@@ -55,6 +55,9 @@ pub struct LastUse {
     pub time: i64,
     /// The `requestID` of the call's audit record.
     pub request_id: String,
+    /// Its `eventID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 /// The `key-usage` file.

@@ -108,6 +108,7 @@ mod tests {
             request_parameters: None,
             access_key_id: None,
             source_ip_address: None,
+            event_id: None,
         };
         assert!(sink.record(&ev).is_err());
         sink.attach_seed(Zeroizing::new([3u8; 32])).unwrap();

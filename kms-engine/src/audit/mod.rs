@@ -69,6 +69,11 @@ pub struct AuditEvent {
     /// `sourceIPAddress`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_ip_address: Option<String>,
+    /// The record's `eventID` when the caller chose it (the engine does,
+    /// so that GetKeyLastUsage can name the record); None: the trail makes
+    /// one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub event_id: Option<String>,
 }
 
 /// Where the engine reports calls. If `record` fails, the operation fails:

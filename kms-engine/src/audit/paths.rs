@@ -199,6 +199,7 @@ mod tests {
             })),
             access_key_id: None,
             source_ip_address: None,
+            event_id: None,
         }
     }
 

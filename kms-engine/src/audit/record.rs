@@ -421,6 +421,7 @@ mod tests {
             request_parameters: None,
             access_key_id: None,
             source_ip_address: None,
+            event_id: None,
         };
         let mut variants = vec![base.clone()];
         variants.push(AuditEvent {
@@ -541,6 +542,7 @@ mod tests {
             request_parameters: Some(json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"})),
             access_key_id: None,
             source_ip_address: None,
+            event_id: None,
         };
         let b = record_body(&ev, new_event_id());
         assert_eq!(b.str_at(&["userIdentity", "principal"]), Some("uid:1000"));

@@ -378,7 +378,8 @@ impl Inner {
     }
 
     fn append(&self, event: &AuditEvent, store: Option<&StoreAnchor>) -> Result<u64, AuditError> {
-        let prepared = PreparedRecord::new(event, &record::new_event_id());
+        let id = event.event_id.clone().unwrap_or_else(record::new_event_id);
+        let prepared = PreparedRecord::new(event, &id);
         let mut guard = self.lock_state();
         let st = &mut *guard;
         if let Some(a) = store {

@@ -20,10 +20,11 @@ pub struct KeyLastUsageData {
     pub operation: String,
     /// Unix seconds.
     pub timestamp: i64,
-    /// The `requestID` of the call's audit record (`kmsfs audit show`
-    /// finds it). AWS's `CloudTrailEventId` is not given: the audit
-    /// trail assigns event ids after the call.
+    /// The `requestID` of the call's audit record.
     pub kms_request_id: String,
+    /// The `eventID` of the call's audit record.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cloud_trail_event_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,7 @@ impl Engine {
                     operation: u.operation,
                     timestamp: u.time,
                     kms_request_id: u.request_id,
+                    cloud_trail_event_id: u.event_id,
                 }),
                 tracking_start_date: start.max(k.created),
                 key_creation_date: k.created,

@@ -848,6 +848,10 @@ fn key_last_usage_follows_successful_cryptographic_operations() {
         .rfind(|ev| ev.event_name == "Decrypt")
         .unwrap();
     assert_eq!(decrypt_record.request_id, rid);
+    assert_eq!(
+        decrypt_record.event_id.as_deref(),
+        u["KeyLastUsage"]["CloudTrailEventId"].as_str()
+    );
     // A failed call and a management call leave it.
     f.clock.advance_secs(10);
     let bad = call(
@@ -903,4 +907,44 @@ fn key_last_usage_follows_successful_cryptographic_operations() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600
     );
+}
+
+/// With the file audit trail, CloudTrailEventId and KmsRequestId of
+/// GetKeyLastUsage name the trail's record of that call.
+#[test]
+fn key_last_usage_names_the_audit_record() {
+    let f = fixture();
+    let audit_dir = f.dir.path().join("audit");
+    let trail = std::sync::Arc::new(crate::audit_support::open(
+        &audit_dir,
+        crate::audit_support::options(),
+    ));
+    let e = Engine::open(
+        &f.engine_dir(),
+        passphrase("correct horse"),
+        std::sync::Arc::new(f.clock.clone()),
+        trail,
+    )
+    .unwrap();
+    let id = call(&e, "CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = encrypt(&e, &id).unwrap();
+    call(
+        &e,
+        "Decrypt",
+        json!({"CiphertextBlob": c["CiphertextBlob"]}),
+    )
+    .unwrap();
+    let u = last_usage(&e, &id)["KeyLastUsage"].clone();
+    let records = kms_engine::audit::query::tail(&audit_dir, 100).unwrap();
+    let rec = records
+        .iter()
+        .find(|r| {
+            r.record.get("eventID").and_then(Value::as_str) == u["CloudTrailEventId"].as_str()
+        })
+        .expect("a trail record with that eventID");
+    assert_eq!(rec.record["eventName"], "Decrypt");
+    assert_eq!(rec.record["requestID"], u["KmsRequestId"]);
 }

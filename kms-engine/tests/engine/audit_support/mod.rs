@@ -34,6 +34,7 @@ pub fn event(i: u64) -> AuditEvent {
         request_parameters: None,
         access_key_id: None,
         source_ip_address: None,
+        event_id: None,
     }
 }
 
