@@ -423,3 +423,71 @@ fn rewrap_of_a_mounted_volume_goes_through_the_mount_while_readers_and_renames_r
     guard.wait_for_mount_process();
     check_contents(&env, &files, &[]);
 }
+
+/// A file whose content was tampered with is reported and left as it is;
+/// the run goes on and rekeys every other file.
+#[test]
+fn rekey_reports_and_skips_a_tampered_file_and_goes_on() {
+    let env = Env::new();
+    env.init_volume();
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let mut files = fill(&mnt, 300);
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    let before = headers(&env.cipher);
+    // One byte of the first content block of one file flipped.
+    let tampered = before.keys().nth(123).unwrap().clone();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tampered)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 128 + 20).unwrap();
+    f.write_all_at(&[b[0] ^ 0x01], 128 + 20).unwrap();
+    drop(f);
+    let tampered_bytes = std::fs::read(&tampered).unwrap();
+
+    let out = env.run(&[
+        "rekey",
+        Env::s(&env.cipher),
+        "--batch",
+        "50",
+        "--output",
+        "json",
+    ]);
+    let s = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(6), "{s:#}");
+    assert_eq!(s["files"], 300, "{s:#}");
+    assert_eq!(s["skipped"], 1, "{s:#}");
+    assert_eq!(s["changed"], 299, "{s:#}");
+    let problems = s["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{s:#}");
+    assert!(
+        problems[0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("fails authentication"),
+        "{s:#}"
+    );
+    let bad_rel = problems[0]["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    assert!(files.remove(&bad_rel).is_some(), "{bad_rel}");
+    // The tampered file is left exactly as it was; every other file has a
+    // new data key and reads back.
+    assert_eq!(std::fs::read(&tampered).unwrap(), tampered_bytes);
+    let after = headers(&env.cipher);
+    for (p, h) in &after {
+        if *p != tampered {
+            assert_ne!(h.wrapped_dek, before[p].wrapped_dek, "{}", p.display());
+        }
+    }
+    assert!(!env.cipher.join("kmsfs.rekey").exists());
+    check_contents(&env, &files, &[]);
+}
