@@ -89,6 +89,7 @@ unset KMSFS_KMS
 "$KMSFS_BIN" engine serve --socket "$W/engine.sock" --http 127.0.0.1:0 --region "$REGION" \
   --audit-flush-ms "$AUDIT_FLUSH_MS" 2> "$W/kmsfs.log" &
 PIDS+=($!)
+KMSFS_PID=$!
 wait_for "$W/kmsfs.log" "AWS KMS endpoint on"
 KMSFS_PORT=$(sed -n 's|.*AWS KMS endpoint on https://127.0.0.1:\([0-9]*\).*|\1|p' "$W/kmsfs.log")
 CA="$W/engine/https-cert.pem"
@@ -103,18 +104,28 @@ if [ "$MOTO" = 1 ]; then
   moto_server -H 127.0.0.1 -p "$MOTO_PORT" --ssl-cert "$CA" --ssl-key "$W/engine/https-key.pem" \
     > "$W/moto.log" 2>&1 &
   PIDS+=($!)
+  MOTO_PID=$!
   wait_for "$W/moto.log" "Running on"
 fi
 
-# measure NAME PORT AKID SECRET CLIENTS: one run; prints http_load's JSON line.
+# cpu_us PID: CPU time (user + system) of process PID and all its threads so
+# far, in µs (USER_HZ = 100).
+cpu_us() { awk '{ sub(/^.*\) /, ""); print ($12 + $13) * 10000 }' "/proc/$1/stat"; }
+
+# measure NAME PORT AKID SECRET CLIENTS PID: one run; prints http_load's JSON
+# line with the server's CPU µs per request and the load average added.
 measure() {
-  local url="https://localhost:$2"
+  local url="https://localhost:$2" line c0 c1
   python3 "$BENCH_REPO/benches/http_decrypt.py" "$url" "$CA" "$3" "$4" "$REGION" "$W/req-$1" \
     || die "$1: set-up through boto3 failed"
-  "$LOAD" "127.0.0.1:$2" localhost "$CA" "$W/req-$1" "$5" "$SECS" || die "$1: the load run failed"
+  c0=$(cpu_us "$6")
+  line=$("$LOAD" "127.0.0.1:$2" localhost "$CA" "$W/req-$1" "$5" "$SECS") || die "$1: the load run failed"
+  c1=$(cpu_us "$6")
+  jq -c --argjson c "$((c1 - c0))" --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
+    '. + {server_cpu_us_per_req: (($c / .requests) * 10 | round / 10), load: $load}' <<< "$line"
 }
 
-declare -A RPS P50 P99
+declare -A RPS P50 P99 CPU
 SERVERS="kmsfs"
 [ "$MOTO" = 1 ] && SERVERS="kmsfs moto"
 for c in $CLIENTS; do
@@ -124,25 +135,27 @@ for c in $CLIENTS; do
     [ $((r % 2)) = 0 ] && order=$(tr ' ' '\n' <<< "$SERVERS" | tac | tr '\n' ' ')
     for s in $order; do
       if [ "$s" = kmsfs ]; then
-        line=$(measure kmsfs "$KMSFS_PORT" "$AKID" "$SECRET" "$c")
+        line=$(measure kmsfs "$KMSFS_PORT" "$AKID" "$SECRET" "$c" "$KMSFS_PID")
       else
-        line=$(measure moto "$MOTO_PORT" testing testing "$c")
+        line=$(measure moto "$MOTO_PORT" testing testing "$c" "$MOTO_PID")
       fi
       log "$s clients=$c run=$r: $line"
       RPS[$s,$c]+="$(jq -r .rps <<< "$line") "
       P50[$s,$c]+="$(jq -r .p50_us <<< "$line") "
       P99[$s,$c]+="$(jq -r .p99_us <<< "$line") "
+      CPU[$s,$c]+="$(jq -r .server_cpu_us_per_req <<< "$line") "
     done
   done
 done
 
 echo
-printf '%-6s %7s %12s %9s %9s\n' server clients "Decrypt/s" "p50 µs" "p99 µs"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
+printf '%-6s %7s %12s %9s %9s %14s\n' server clients "Decrypt/s" "p50 µs" "p99 µs" "server CPU µs"
 for c in $CLIENTS; do
   for s in $SERVERS; do
     # shellcheck disable=SC2086  # word splitting of the run lists is meant
-    printf '%-6s %7s %12.0f %9.0f %9.0f\n' "$s" "$c" "$(median ${RPS[$s,$c]})" \
-      "$(median ${P50[$s,$c]})" "$(median ${P99[$s,$c]})"
+    printf '%-6s %7s %12.0f %9.0f %9.0f %14.1f\n' "$s" "$c" "$(median ${RPS[$s,$c]})" \
+      "$(median ${P50[$s,$c]})" "$(median ${P99[$s,$c]})" "$(median ${CPU[$s,$c]})"
   done
 done
 if [ "$MOTO" = 1 ]; then
