@@ -68,7 +68,7 @@ impl Req {
             headers: &headers,
             body: &self.body,
         };
-        verify_for_service(&r, now, region, service, keys)
+        verify_for_service(&r, now, region, service, keys, &SigningKeyCache::new())
     }
 
     fn verify(&self, now: i64, keys: &Keys) -> Result<Authenticated, AuthError> {
@@ -539,4 +539,183 @@ fn claimed_key_id_is_read_from_a_parseable_header_only() {
     assert!(!format!("{sr:?}").contains("Signature="));
     let none = SignedRequest { headers: &[], ..sr };
     assert_eq!(claimed_access_key_id(&none), None);
+}
+
+/// `f` on `r` borrowed as a [`SignedRequest`].
+fn with_signed<T>(r: &Req, f: impl FnOnce(&SignedRequest<'_>) -> T) -> T {
+    let headers: Vec<(&str, &[u8])> = r
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    f(&SignedRequest {
+        method: &r.method,
+        path: &r.path,
+        query: &r.query,
+        headers: &headers,
+        body: &r.body,
+    })
+}
+
+/// The direct signature of `r` (None: not the direct shape) and
+/// aws-sigv4's, both with `secret`.
+fn both_signatures(r: &Req, secret: &str) -> (Option<String>, String) {
+    let auth = parse_authorization(&r.header("Authorization")).unwrap();
+    let amz = r.header("X-Amz-Date");
+    let hash = sha256_hex(&r.body);
+    with_signed(r, |sr| {
+        let direct = direct::canonical_request(sr, &auth, &amz, &hash).map(|creq| {
+            let key = derive_signing_key(secret, &auth.date, &auth.region, &auth.service);
+            direct::signature(&key, &auth, &amz, &creq)
+        });
+        let reference =
+            expected_signature(sr, &auth, secret, parse_amz_date(&amz).unwrap(), &hash).unwrap();
+        (direct, reference)
+    })
+}
+
+/// The direct path signs exactly as aws-sigv4 does, on KMS requests and on
+/// AWS's vectors of that shape; other shapes are left to aws-sigv4.
+#[test]
+fn direct_signatures_equal_aws_sigv4() {
+    let mut direct = Vec::new();
+    direct.push(kms_request(SECRET, NOW));
+    let mut r = kms_request(SECRET, NOW);
+    r.set("X-Amz-Target", "  TrentService.Decrypt   with  spaces ");
+    r.set("X-Amz-Content-Sha256", &sha256_hex(&r.body));
+    let signed = [
+        "content-type",
+        "host",
+        "x-amz-content-sha256",
+        "x-amz-date",
+        "x-amz-target",
+    ];
+    reference_sign(&mut r, AKID, SECRET, NOW, (REGION, "kms"), &signed);
+    direct.push(r);
+    let mut r = kms_request(SECRET, NOW);
+    r.method = "GET".into();
+    r.body.clear();
+    reference_sign(&mut r, AKID, SECRET, NOW, (REGION, "kms"), SIGNED);
+    direct.push(r);
+    for (name, v) in vectors() {
+        if v.path == "/" && v.query.is_empty() && !name.starts_with("fail_") {
+            let (d, _) = both_signatures(&v, SECRET);
+            if d.is_some() {
+                direct.push(v);
+            }
+        }
+    }
+    assert!(
+        direct.len() >= 8,
+        "{} requests of the direct shape",
+        direct.len()
+    );
+    for r in &direct {
+        let (d, reference) = both_signatures(r, SECRET);
+        assert_eq!(
+            d.as_deref(),
+            Some(reference.as_str()),
+            "{}",
+            r.header("Authorization")
+        );
+        // And that is the signature the client sent.
+        let auth = parse_authorization(&r.header("Authorization")).unwrap();
+        assert_eq!(reference, auth.signature);
+    }
+    // Shapes left to aws-sigv4.
+    let mut query = kms_request(SECRET, NOW);
+    query.query = "a=b".into();
+    let mut path = kms_request(SECRET, NOW);
+    path.path = "/x".into();
+    // Signed as SigV4 says (sorted), listed unsorted in SignedHeaders.
+    let mut unsorted = kms_request(SECRET, NOW);
+    let listed = unsorted.header("Authorization").replace(
+        "SignedHeaders=content-type;host;",
+        "SignedHeaders=host;content-type;",
+    );
+    unsorted.set("Authorization", &listed);
+    let mut repeated = kms_request(SECRET, NOW);
+    repeated
+        .headers
+        .push(("X-Amz-Target".into(), b"TrentService.Encrypt".to_vec()));
+    let mut non_ascii = kms_request(SECRET, NOW);
+    non_ascii.set("X-Amz-Target", "TrentService.D\u{e9}crypt");
+    reference_sign(&mut non_ascii, AKID, SECRET, NOW, (REGION, "kms"), SIGNED);
+    for r in [&query, &path, &unsorted, &repeated, &non_ascii] {
+        assert_eq!(both_signatures(r, SECRET).0, None, "{:?}", r.path);
+    }
+    // Those still verify (through aws-sigv4) when signed correctly.
+    unsorted.verify(NOW, &keys()).unwrap();
+    non_ascii.verify(NOW, &keys()).unwrap();
+}
+
+/// A cached signing key changes nothing a client can see: a wrong secret,
+/// an inactive key, a replaced secret, another day or region are refused
+/// as without the cache.
+#[test]
+fn the_signing_key_cache_refuses_what_verify_refuses() {
+    let cache = SigningKeyCache::new();
+    let check = |r: &Req, now: i64, keys: &Keys| {
+        with_signed(r, |sr| verify_cached(sr, now, REGION, keys, &cache))
+    };
+    let exception = |r: Result<Authenticated, AuthError>| r.unwrap_err().exception_name();
+    let good = kms_request(SECRET, NOW);
+    check(&good, NOW, &keys()).unwrap();
+    check(&good, NOW, &keys()).unwrap();
+    assert_eq!(cache.len(), 1);
+    // A wrong secret, with the right key cached.
+    let wrong = kms_request("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEz", NOW);
+    assert_eq!(
+        exception(check(&wrong, NOW, &keys())),
+        "InvalidSignatureException"
+    );
+    // The key made inactive, then deleted.
+    let inactive = Keys::one(AKID, SECRET, false);
+    assert_eq!(
+        exception(check(&good, NOW, &inactive)),
+        "UnrecognizedClientException"
+    );
+    let none = Keys(HashMap::new());
+    assert_eq!(
+        exception(check(&good, NOW, &none)),
+        "UnrecognizedClientException"
+    );
+    // The same id with another secret: the old one no longer signs.
+    let new_secret = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let replaced = Keys::one(AKID, new_secret, true);
+    assert_eq!(
+        exception(check(&good, NOW, &replaced)),
+        "InvalidSignatureException"
+    );
+    check(&kms_request(new_secret, NOW), NOW, &replaced).unwrap();
+    // Back to the first secret: derived again, accepted.
+    check(&good, NOW, &keys()).unwrap();
+    // The next day: another scope, another key.
+    let tomorrow = NOW + 86_400;
+    check(&kms_request(SECRET, tomorrow), tomorrow, &keys()).unwrap();
+    assert_eq!(cache.len(), 2);
+    // Signed with yesterday's signing key under today's scope: refused.
+    let mut r = kms_request(SECRET, tomorrow);
+    let auth = parse_authorization(&r.header("Authorization")).unwrap();
+    let amz = r.header("X-Amz-Date");
+    let creq = with_signed(&r, |sr| {
+        direct::canonical_request(sr, &auth, &amz, &sha256_hex(&r.body)).unwrap()
+    });
+    let yesterday = derive_signing_key(SECRET, &amz_date(NOW)[..8], REGION, "kms");
+    let forged = direct::signature(&yesterday, &auth, &amz, &creq);
+    r.set(
+        "Authorization",
+        &r.header("Authorization").replace(&auth.signature, &forged),
+    );
+    assert_eq!(
+        exception(check(&r, tomorrow, &keys())),
+        "InvalidSignatureException"
+    );
+    // Another region, correctly signed for it: refused.
+    let mut r = kms_request(SECRET, NOW);
+    reference_sign(&mut r, AKID, SECRET, NOW, ("us-east-1", "kms"), SIGNED);
+    assert_eq!(
+        exception(check(&r, NOW, &keys())),
+        "InvalidSignatureException"
+    );
 }
