@@ -7,6 +7,7 @@ mod exit;
 mod mount_helper;
 mod table;
 mod transport;
+mod volume_lock;
 
 /// Keeps key material out of core dumps: the engine's master keys, data
 /// keys and passphrases live in this process's memory. No core file

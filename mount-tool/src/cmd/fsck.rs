@@ -9,6 +9,7 @@
 use crate::cli::{EngineArgs, Output};
 use crate::exit::CliError;
 use crate::transport;
+use crate::volume_lock::{User, VolumeLock};
 use clap::Args;
 use kms_engine::Principal;
 use kmsfs::fsck::{QUARANTINE_DIR_NAME, Report};
@@ -42,6 +43,14 @@ pub fn run(engine_args: &EngineArgs, args: FsckArgs) -> Result<(), CliError> {
     let root = std::fs::canonicalize(&args.cipherdir)
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     refuse_if_mounted(&root)?;
+    let _lock = VolumeLock::take(
+        &root,
+        if args.repair {
+            User::Job("fsck --repair")
+        } else {
+            User::Reader("fsck")
+        },
+    )?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
     let ks = transport::open_key_service(engine_args)?;
     let caller = Principal::current_process();

@@ -529,6 +529,9 @@ fn serve(
 ) -> Result<(), CliError> {
     raise_open_file_limit();
     let caller = Principal::current_process();
+    // Held until this process ends: no offline job runs while it serves.
+    let _volume_lock =
+        crate::volume_lock::VolumeLock::take(&args.cipherdir, crate::volume_lock::User::Mount)?;
     if args
         .cipherdir
         .join(kmsfs::rewrap::MIGRATE_STATE_NAME)

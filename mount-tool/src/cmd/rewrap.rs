@@ -6,6 +6,7 @@ use crate::cli::{EngineArgs, Output};
 use crate::engine_access;
 use crate::exit::CliError;
 use crate::transport::{self, KmsUrl};
+use crate::volume_lock::{User, VolumeLock};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use kms_engine::Principal;
@@ -114,7 +115,7 @@ fn refuse_write_only(cipherdir: &Path, what: &str) -> Result<(), CliError> {
     }
 }
 
-fn unmounted_root(cipherdir: &Path, what: &str) -> Result<PathBuf, CliError> {
+fn unmounted_root(cipherdir: &Path, what: &str) -> Result<(PathBuf, VolumeLock), CliError> {
     let root = std::fs::canonicalize(cipherdir)
         .map_err(|e| CliError::io(cipherdir.display().to_string(), e))?;
     super::fsck::refuse_if_mounted(&root).map_err(|e| match e {
@@ -123,12 +124,16 @@ fn unmounted_root(cipherdir: &Path, what: &str) -> Result<PathBuf, CliError> {
         }
         other => other,
     })?;
+    // A mount serving shows in the list above (with the clearer message);
+    // the lock refuses one that is still starting, and keeps mounts and
+    // other jobs out while this one runs.
+    let lock = VolumeLock::take(&root, User::Job(what))?;
     // Temporary files a killed run (or mount) left at the root, such as a
     // half-written job journal: nothing else writes there while unmounted.
     kms_engine::safe_fs::Dir::open(&root)
         .and_then(|d| d.remove_temps())
         .map_err(|e| CliError::io(root.display().to_string(), e))?;
-    Ok(root)
+    Ok((root, lock))
 }
 
 /// The key service `args` pick, the embedded engine with the job's audit
@@ -433,7 +438,7 @@ pub fn run_rewrap(engine_args: &EngineArgs, args: RewrapArgs) -> Result<(), CliE
     if let Some(mnt) = mounted_on(&canonical) {
         return rewrap_through_mount(engine_args.output, &mnt, &args);
     }
-    let root = unmounted_root(&args.cipherdir, "rewrap")?;
+    let (root, _lock) = unmounted_root(&args.cipherdir, "rewrap")?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
     let ks = key_service(engine_args, &args.job)?;
     let caller = Principal::current_process();
@@ -479,7 +484,7 @@ pub fn run_rewrap(engine_args: &EngineArgs, args: RewrapArgs) -> Result<(), CliE
 
 pub fn run_migrate(engine_args: &EngineArgs, args: MigrateArgs) -> Result<(), CliError> {
     refuse_write_only(&args.cipherdir, "migrate")?;
-    let root = unmounted_root(&args.cipherdir, "migrate")?;
+    let (root, _lock) = unmounted_root(&args.cipherdir, "migrate")?;
     let (dest_url, dest_ks): (Option<KmsUrl>, Arc<dyn KeyService>) =
         match (&engine_args.kms, args.to_embedded) {
             (Some(url), _) => (Some(url.clone()), transport::key_service(url)?),
@@ -602,7 +607,7 @@ pub fn run_rekey(engine_args: &EngineArgs, args: RekeyArgs) -> Result<(), CliErr
             )));
         }
     };
-    let root = unmounted_root(&args.cipherdir, "rekey")?;
+    let (root, _lock) = unmounted_root(&args.cipherdir, "rekey")?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
     let ks = key_service(engine_args, &args.job)?;
     let caller = Principal::current_process();

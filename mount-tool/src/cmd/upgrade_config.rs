@@ -8,6 +8,7 @@
 use crate::cli::{EngineArgs, Output};
 use crate::exit::CliError;
 use crate::transport;
+use crate::volume_lock::{User, VolumeLock};
 use clap::Args;
 use kms_engine::Principal;
 use kmsfs::volume::Volume;
@@ -27,6 +28,7 @@ pub fn run(
     let root = std::fs::canonicalize(&args.cipherdir)
         .map_err(|e| CliError::io(args.cipherdir.display().to_string(), e))?;
     super::fsck::refuse_if_mounted(&root)?;
+    let _lock = VolumeLock::take(&root, User::Job("upgrade-config"))?;
     let engine_args = &transport::with_volume_engine(engine_args, &root)?;
     let ks = transport::open_key_service(engine_args)?;
     let caller = Principal::current_process();

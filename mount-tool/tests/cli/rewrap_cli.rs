@@ -491,3 +491,91 @@ fn rekey_reports_and_skips_a_tampered_file_and_goes_on() {
     assert!(!env.cipher.join("kmsfs.rekey").exists());
     check_contents(&env, &files, &[]);
 }
+
+/// Holds `flock(1)`'s lock on `dir` (shared or exclusive) until dropped
+/// (flock's child `sleep` holds it too: the whole process group is killed).
+struct FlockHolder(std::process::Child);
+
+impl FlockHolder {
+    fn new(dir: &Path, mode: &str) -> FlockHolder {
+        use std::os::unix::process::CommandExt;
+        // Killed by drop, also when the wait below fails.
+        let holder = FlockHolder(
+            Command::new("flock")
+                .args([mode, Env::s(dir), "sleep", "120"])
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
+        // Held once a non-blocking exclusive attempt fails.
+        for _ in 0..200 {
+            let free = Command::new("flock")
+                .args(["-n", "-x", Env::s(dir), "true"])
+                .status()
+                .unwrap()
+                .success();
+            if !free {
+                return holder;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("flock {mode} {} never held the lock", dir.display());
+    }
+}
+
+impl Drop for FlockHolder {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The cipher directory's lock: an offline job refuses a volume whose
+/// mount is still starting (a mount takes its shared lock before it shows
+/// in /proc/mounts: played by `flock -s`), a mount refuses a volume an
+/// offline job holds (`flock -x`), both after waiting a while, and neither
+/// changes anything; once the lock is free both work.
+#[test]
+fn offline_jobs_and_mounts_exclude_each_other_through_the_cipher_directory_lock() {
+    let env = Env::new();
+    env.init_volume();
+    std::fs::create_dir(&env.mnt).unwrap();
+    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
+    let guard = MountGuard::new(&mnt);
+    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let files = fill(&mnt, 30);
+    env.ok(&["unmount", Env::s(&mnt)]);
+    guard.wait_for_mount_process();
+    let before = headers(&env.cipher);
+
+    let starting_mount = FlockHolder::new(&env.cipher, "-s");
+    for job in [
+        &["rekey", Env::s(&env.cipher)][..],
+        &["fsck", Env::s(&env.cipher), "--repair"],
+    ] {
+        let out = env.run(job);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{job:?}: {err}");
+        assert!(
+            err.contains("in use by a mount that is starting"),
+            "{job:?}: {err}"
+        );
+    }
+    // A plain fsck only reads: it shares the lock with mounts.
+    env.ok(&["fsck", Env::s(&env.cipher)]);
+    drop(starting_mount);
+    assert_eq!(headers(&env.cipher), before);
+
+    let offline_job = FlockHolder::new(&env.cipher, "-x");
+    let out = env.run(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("in use by an offline kmsfs job"), "{err}");
+    assert!(!kmsfs::fuse::status::is_mounted(&mnt));
+    drop(offline_job);
+
+    env.ok(&["rewrap", Env::s(&env.cipher)]);
+    check_contents(&env, &files, &[]);
+}
