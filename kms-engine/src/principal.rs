@@ -128,7 +128,7 @@ pub fn process_groups(pid: u32, euid: Option<u32>) -> Option<Vec<u32>> {
     if pid == 0 {
         return None;
     }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let status = read_status(pid)?;
     if let Some(want) = euid {
         let effective = status
             .lines()
@@ -140,6 +140,48 @@ pub fn process_groups(pid: u32, euid: Option<u32>) -> Option<Vec<u32>> {
         }
     }
     status_groups(&status)
+}
+
+/// `/proc/PID/status` up to and including its `Groups:` line (the whole
+/// file when that line is missing), in as few reads as the kernel allows:
+/// one 4 KiB read holds the whole file, where `read_to_string` would stat
+/// it and read it in growing pieces (8 system calls instead of 3 on a
+/// path taken by every file a mount creates).
+fn read_status(pid: u32) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/status")).ok()?;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(4096);
+        }
+        let spare = buf.capacity() - buf.len();
+        let start = buf.len();
+        buf.resize(start + spare, 0);
+        match f.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                break;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(_) => return None,
+        }
+        if groups_line_complete(&buf) {
+            break;
+        }
+    }
+    String::from_utf8(buf).ok()
+}
+
+/// True when `status` holds a whole `Groups:` line (its newline included).
+fn groups_line_complete(status: &[u8]) -> bool {
+    let at = if status.starts_with(b"Groups:") {
+        Some(0)
+    } else {
+        status.windows(8).position(|w| w == b"\nGroups:")
+    };
+    at.is_some_and(|i| status[i + 1..].contains(&b'\n'))
 }
 
 /// The `Groups:` line of a `/proc/PID/status` text; `None` when absent or
@@ -163,6 +205,16 @@ mod tests {
         assert_eq!(status_groups("Name:\tx\n"), None);
         assert_eq!(status_groups("Groups:\t4 x\n"), None);
         assert_eq!(Principal::from_ids(7, 7, vec![]).to_string(), "uid:7");
+    }
+
+    #[test]
+    fn process_groups_reads_the_groups_line() {
+        let (_, _, mine) = current_ids();
+        assert_eq!(process_groups(std::process::id(), None), mine);
+        assert!(groups_line_complete(b"Name:\tx\nGroups:\t4 \nNgid:"));
+        assert!(groups_line_complete(b"Groups:\t\n"));
+        assert!(!groups_line_complete(b"Name:\tx\nGroups:\t4 2"));
+        assert!(!groups_line_complete(b"Name:\tx\n"));
     }
 
     #[test]

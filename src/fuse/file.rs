@@ -6,7 +6,7 @@ use super::dir::new_owner;
 use super::errno::{FsError, FsResult};
 use super::inode::NodeRef;
 use super::pending::NewKey;
-use super::{Core, OpenFile, principal_for};
+use super::{Core, OpenFile};
 use crate::content::{BlockMark, ContentCipher};
 use crate::format::FileId;
 use crate::keys::KeyService;
@@ -25,7 +25,7 @@ const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
 impl Core {
     fn principal(&self, req: &Request) -> kms_engine::Principal {
-        principal_for(req.uid(), req.gid(), req.pid())
+        self.caller(req).principal().clone()
     }
 
     /// Logs and converts a key-service failure on `path`.
@@ -62,7 +62,7 @@ impl Core {
             .open(&node.backing)?;
         // One caller for the access check and the engine call: its
         // supplementary groups are read from /proc at most once.
-        let caller = super::perm::Caller::from_request(req);
+        let caller = self.caller(req);
         // With POSIX ACLs the kernel's check (default_permissions, ACL
         // included) is the one that decides: the mode alone would refuse
         // what an ACL entry grants.

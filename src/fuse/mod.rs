@@ -147,6 +147,8 @@ pub struct Core {
     pub(crate) op_counters: status::OpCounters,
     /// Which unsupported requests were logged already (each kind once).
     pub(crate) unsupported: unsupported::UnsupportedLog,
+    /// Callers' supplementary groups, briefly (see [`perm::GroupsCache`]).
+    pub(crate) groups: Arc<perm::GroupsCache>,
 }
 
 impl std::fmt::Debug for Core {
@@ -187,6 +189,7 @@ impl Core {
             }
             None => (keys, None),
         };
+        let groups = Arc::new(perm::GroupsCache::new(opts.cache.reauth_interval));
         let keys = Arc::new(CachingKeyService::new(keys, opts.cache));
         let pending = pending::PendingKeys::start(keys.clone(), opts.background_wrap)?;
         Ok(Core {
@@ -204,6 +207,7 @@ impl Core {
             write_counters: status::WriteCounters::default(),
             op_counters: status::OpCounters::default(),
             unsupported: unsupported::UnsupportedLog::default(),
+            groups,
             opts,
         })
     }
@@ -225,6 +229,12 @@ impl Core {
     /// Exclusive hold on the paths, for a rename.
     pub(crate) fn paths_exclusive(&self) -> FsResult<RwLockWriteGuard<'_, ()>> {
         self.path_lock.write().map_err(|_| FsError::Stale)
+    }
+
+    /// The caller of `req`, its supplementary groups read at most once per
+    /// short interval (see [`perm::GroupsCache`]).
+    pub(crate) fn caller(&self, req: &fuser::Request) -> perm::Caller {
+        perm::Caller::cached(req, &self.groups)
     }
 
     pub(crate) fn node(&self, ino: u64) -> FsResult<NodeRef> {
@@ -317,12 +327,6 @@ pub fn with_file_context<T>(
         }
         (r, _) => r,
     }
-}
-
-/// The caller of a FUSE request as an engine principal (see
-/// [`perm::Caller::principal`]).
-pub fn principal_for(uid: u32, gid: u32, pid: u32) -> Principal {
-    perm::Caller::new(uid, gid, pid).principal().clone()
 }
 
 /// The fuser filesystem: a thin shell that replies with [`Core`]'s results.

@@ -451,7 +451,7 @@ impl Filesystem for KmsFs {
         if self.core.opts.no_xattr {
             return reply.error(Errno::ENOSYS);
         }
-        let caller = super::perm::Caller::from_request(req);
+        let caller = self.core.caller(req);
         match self.core.setxattr(&caller, ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(log_err("setxattr", &e)),

@@ -32,7 +32,10 @@
 use super::errno::{FsError, FsResult};
 use kms_engine::{Principal, Resolver};
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Read permission (as in `access(2)`'s `R_OK`).
 pub const MAY_READ: u32 = 4;
@@ -48,6 +51,64 @@ pub struct Caller {
     pub gid: u32,
     pid: u32,
     principal: OnceCell<Principal>,
+    groups_cache: Option<Arc<GroupsCache>>,
+}
+
+/// Supplementary groups read from `/proc/<pid>/status`, kept per (pid,
+/// uid, gid) for a short time: `tar -x` makes thousands of files from one
+/// process, and each new file's GenerateDataKey needs the caller's groups
+/// (reading them is a third of the mount's work on a small file's create).
+/// An entry is used for at most `ttl` (at most 1 s and never longer than
+/// the key cache's re-authorization interval, so `--reauth-secs 0` keeps
+/// reading them per request); unreadable groups are not kept.
+#[derive(Debug)]
+pub struct GroupsCache {
+    ttl: Duration,
+    map: Mutex<HashMap<GroupsKey, (Instant, Vec<u32>)>>,
+}
+
+/// (pid, uid, gid) of a caller.
+type GroupsKey = (u32, u32, u32);
+
+/// Entries a [`GroupsCache`] holds before it drops the expired ones (and,
+/// when all are fresh, all of them).
+const GROUPS_CACHE_MAX: usize = 256;
+
+impl GroupsCache {
+    /// A cache keeping groups for `min(1 s, reauth_interval)`.
+    pub fn new(reauth_interval: Duration) -> Self {
+        GroupsCache {
+            ttl: reauth_interval.min(Duration::from_secs(1)),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The supplementary groups of process `pid` acting as `uid`/`gid`.
+    pub fn groups(&self, pid: u32, uid: u32, gid: u32) -> Option<Vec<u32>> {
+        if self.ttl.is_zero() || pid == 0 {
+            return proc_groups(pid);
+        }
+        let key = (pid, uid, gid);
+        let now = Instant::now();
+        if let Ok(map) = self.map.lock()
+            && let Some((at, g)) = map.get(&key)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Some(g.clone());
+        }
+        let groups = proc_groups(pid)?;
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= GROUPS_CACHE_MAX {
+                let ttl = self.ttl;
+                map.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+                if map.len() >= GROUPS_CACHE_MAX {
+                    map.clear();
+                }
+            }
+            map.insert(key, (now, groups.clone()));
+        }
+        Some(groups)
+    }
 }
 
 impl Caller {
@@ -57,6 +118,15 @@ impl Caller {
             gid,
             pid,
             principal: OnceCell::new(),
+            groups_cache: None,
+        }
+    }
+
+    /// The caller of `req`, its groups taken from `cache`.
+    pub fn cached(req: &fuser::Request, cache: &Arc<GroupsCache>) -> Self {
+        Caller {
+            groups_cache: Some(cache.clone()),
+            ..Caller::from_request(req)
         }
     }
 
@@ -95,7 +165,11 @@ impl Caller {
     /// with the permission checks.
     pub fn principal(&self) -> &Principal {
         self.principal.get_or_init(|| {
-            Resolver::system().principal(self.uid, self.gid, proc_groups(self.pid).as_deref())
+            let groups = match &self.groups_cache {
+                Some(c) => c.groups(self.pid, self.uid, self.gid),
+                None => proc_groups(self.pid),
+            };
+            Resolver::system().principal(self.uid, self.gid, groups.as_deref())
         })
     }
 
@@ -154,7 +228,7 @@ impl super::Core {
     /// FUSE ACCESS (`access(2)`, `chdir`): `mask` of `R_OK`, `W_OK`, `X_OK`
     /// (0 for `F_OK`) against the node's current attributes.
     pub(crate) fn access(&self, req: &fuser::Request, ino: u64, mask: u32) -> FsResult<()> {
-        let caller = Caller::from_request(req);
+        let caller = self.caller(req);
         if mask & 7 == 0 {
             // F_OK: the node exists if getattr finds it.
             return self.getattr(ino).map(|_| ());
@@ -534,6 +608,53 @@ mod tests {
         // A pid that cannot exist, or none at all: groups unreadable.
         assert_eq!(proc_groups(u32::MAX), None);
         assert_eq!(proc_groups(0), None);
+    }
+
+    #[test]
+    fn groups_cache_keeps_groups_per_process_and_ids_for_its_interval_only() {
+        let me = std::process::id();
+        let real = proc_groups(me).unwrap();
+        let c = GroupsCache::new(Duration::from_secs(5));
+        assert_eq!(c.ttl, Duration::from_secs(1), "at most 1 s");
+        assert_eq!(c.groups(me, 1000, 100), Some(real.clone()));
+        // A fresh entry is what the caller gets (a marker stands in for
+        // groups changed since they were read) ...
+        let key = (me, 1000, 100);
+        c.map
+            .lock()
+            .unwrap()
+            .insert(key, (Instant::now(), vec![4242]));
+        let caller = Caller {
+            groups_cache: Some(Arc::new(GroupsCache {
+                ttl: c.ttl,
+                map: Mutex::new(c.map.lock().unwrap().clone()),
+            })),
+            ..Caller::new(1000, 100, me)
+        };
+        assert_eq!(caller.principal().groups, vec![4242]);
+        // ... for those ids only ...
+        assert_eq!(c.groups(me, 1001, 100), Some(real.clone()));
+        assert_eq!(c.groups(me, 1000, 101), Some(real.clone()));
+        // ... and never after its interval: then /proc is read again.
+        let old = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
+        c.map.lock().unwrap().insert(key, (old, vec![4242]));
+        assert_eq!(c.groups(me, 1000, 100), Some(real.clone()));
+        // Unreadable groups are not kept.
+        assert_eq!(c.groups(u32::MAX, 1000, 100), None);
+        assert!(!c.map.lock().unwrap().contains_key(&(u32::MAX, 1000, 100)));
+        // --reauth-secs 0: nothing kept, /proc read for every caller.
+        let none = GroupsCache::new(Duration::ZERO);
+        assert_eq!(none.groups(me, 1000, 100), Some(real));
+        assert!(none.map.lock().unwrap().is_empty());
+        // Bounded: a full cache drops its entries.
+        for pid in 0..(GROUPS_CACHE_MAX as u32 + 10) {
+            c.map
+                .lock()
+                .unwrap()
+                .insert((pid + 1_000_000, 0, 0), (Instant::now(), vec![]));
+        }
+        let _ = c.groups(me, 0, 0);
+        assert!(c.map.lock().unwrap().len() <= GROUPS_CACHE_MAX);
     }
 
     #[test]

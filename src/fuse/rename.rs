@@ -5,10 +5,10 @@
 //! journal's byte format and the recovery table are in `docs/file-format.md`,
 //! section "Rename journal".
 
+use super::Core;
 use super::errno::{FsError, FsResult};
 use super::fault::{RenameStage, crash_point};
 use super::inode::{NodeRef, PlainPath};
-use super::{Core, principal_for};
 use crate::format::{FileHeader, HEADER_LEN};
 use crate::keys::KeyService;
 use crate::names::BackingName;
@@ -292,7 +292,7 @@ impl Core {
                 return Ok(());
             }
         };
-        let caller = principal_for(req.uid(), req.gid(), req.pid());
+        let caller = self.caller(req).principal().clone();
         let to = self.file_context(new);
         let wrapped = super::with_file_context(&self.vol.config.volume_id, old, |from| {
             self.keys
