@@ -424,19 +424,26 @@ fn rewrap_of_a_mounted_volume_goes_through_the_mount_while_readers_and_renames_r
     check_contents(&env, &files, &[]);
 }
 
-/// A file whose content was tampered with is reported and left as it is;
-/// the run goes on and rekeys every other file.
-#[test]
-fn rekey_reports_and_skips_a_tampered_file_and_goes_on() {
+/// A new volume with `n` files written through a mount, unmounted again
+/// (its mount process gone); the mount point and the files.
+fn unmounted_volume(n: usize) -> (Env, PathBuf, BTreeMap<String, Vec<u8>>) {
     let env = Env::new();
     env.init_volume();
     std::fs::create_dir(&env.mnt).unwrap();
     let mnt = std::fs::canonicalize(&env.mnt).unwrap();
     let guard = MountGuard::new(&mnt);
     env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
-    let mut files = fill(&mnt, 300);
+    let files = fill(&mnt, n);
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
+    (env, mnt, files)
+}
+
+/// A file whose content was tampered with is reported and left as it is;
+/// the run goes on and rekeys every other file.
+#[test]
+fn rekey_reports_and_skips_a_tampered_file_and_goes_on() {
+    let (env, _mnt, mut files) = unmounted_volume(300);
     let before = headers(&env.cipher);
     // One byte of the first content block of one file flipped.
     let tampered = before.keys().nth(123).unwrap().clone();
@@ -539,15 +546,7 @@ impl Drop for FlockHolder {
 /// changes anything; once the lock is free both work.
 #[test]
 fn offline_jobs_and_mounts_exclude_each_other_through_the_cipher_directory_lock() {
-    let env = Env::new();
-    env.init_volume();
-    std::fs::create_dir(&env.mnt).unwrap();
-    let mnt = std::fs::canonicalize(&env.mnt).unwrap();
-    let guard = MountGuard::new(&mnt);
-    env.ok(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
-    let files = fill(&mnt, 30);
-    env.ok(&["unmount", Env::s(&mnt)]);
-    guard.wait_for_mount_process();
+    let (env, mnt, files) = unmounted_volume(30);
     let before = headers(&env.cipher);
 
     let starting_mount = FlockHolder::new(&env.cipher, "-s");
@@ -569,6 +568,8 @@ fn offline_jobs_and_mounts_exclude_each_other_through_the_cipher_directory_lock(
     assert_eq!(headers(&env.cipher), before);
 
     let offline_job = FlockHolder::new(&env.cipher, "-x");
+    // Unmounts should the refusal below fail.
+    let _guard = MountGuard::new(&mnt);
     let out = env.run(&["mount", Env::s(&env.cipher), Env::s(&mnt)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
