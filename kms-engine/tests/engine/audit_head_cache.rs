@@ -67,3 +67,33 @@ fn rotation_by_a_writer_with_a_smaller_segment_limit_is_followed() {
     assert!(r.is_valid(), "{r:?}");
     assert_eq!((r.records, r.segments), (4, 2), "{r:?}");
 }
+
+/// Appends by another writer to the segment this one caches (noticed by
+/// its size, read without asking for the file's times) and segments
+/// removed under their names (no link left) are both followed.
+#[test]
+fn appends_by_another_writer_and_a_removed_segment_are_noticed() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let a = open(&dir, options());
+    let b = open(&dir, options());
+    for i in 0..10u64 {
+        let w = if i % 3 == 0 { &b } else { &a };
+        assert_eq!(w.append(&event(i)).unwrap(), i + 1);
+    }
+    drop(b);
+    let r = verify(&dir, &public_key()).unwrap();
+    assert!(r.is_valid(), "{r:?}");
+    assert_eq!(r.records, 10);
+    // Every segment and digest removed: A starts a new chain instead of
+    // going on after a head no longer on disk.
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("segment-") || name.starts_with("digest-") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    assert_eq!(a.append(&event(11)).unwrap(), 1);
+    a.close().unwrap();
+}
