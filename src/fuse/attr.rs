@@ -126,6 +126,20 @@ impl Core {
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let node = self.node(ino)?;
+        // Owner and times alone (most of what `tar -x` and `cp -p` ask) are
+        // changed at the path without looking at it first: lchown and
+        // utimensat(AT_SYMLINK_NOFOLLOW) never follow a symlink, and no
+        // size or mode check applies. Only a path that is gone takes the
+        // general way below (an unlinked but open file's handle).
+        if node.linked && size.is_none() && mode.is_none() {
+            match set_owner_times(&node.backing, None, uid, gid, atime, mtime) {
+                Err(FsError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => {
+                    r?;
+                    return self.getattr(ino);
+                }
+            }
+        }
         // An unlinked but open file is changed through its handle; a
         // removed node's old path names something else.
         let at_path = if node.linked {
@@ -165,12 +179,9 @@ impl Core {
                 }
             }
         }
-        if uid.is_some() || gid.is_some() {
-            match &fd {
-                Some(h) => std::os::unix::fs::fchown(&h.file, uid, gid)?,
-                None => std::os::unix::fs::lchown(&node.backing, uid, gid)?,
-            }
-        }
+        // The owner before the mode: a chown clears set-user-id.
+        let file = fd.as_ref().map(|h| &h.file);
+        set_owner_times(&node.backing, file, uid, gid, None, None)?;
         if let Some(mode) = mode
             && !meta.file_type().is_symlink()
         {
@@ -181,41 +192,7 @@ impl Core {
             }
             self.chmod_acl(&node, mode)?;
         }
-        if atime.is_some() || mtime.is_some() {
-            let conv = |t: Option<TimeOrNow>| match t {
-                None => rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_OMIT,
-                },
-                Some(TimeOrNow::Now) => rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_NOW,
-                },
-                Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
-                    Ok(d) => rustix::fs::Timespec {
-                        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                        tv_nsec: i64::from(d.subsec_nanos()),
-                    },
-                    Err(e) => rustix::fs::Timespec {
-                        tv_sec: -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-                        tv_nsec: 0,
-                    },
-                },
-            };
-            let times = rustix::fs::Timestamps {
-                last_access: conv(atime),
-                last_modification: conv(mtime),
-            };
-            match &fd {
-                Some(h) => rustix::fs::futimens(&h.file, &times)?,
-                None => rustix::fs::utimensat(
-                    rustix::fs::CWD,
-                    &node.backing,
-                    &times,
-                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                )?,
-            }
-        }
+        set_owner_times(&node.backing, file, None, None, atime, mtime)?;
         self.getattr(ino)
     }
 
@@ -244,6 +221,62 @@ impl Core {
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;
         handle.io(&|| node.plain.display()).truncate(size)
     }
+}
+
+/// Sets the owner (`uid`, `gid`) and times of a node through its open
+/// backing `file` when given, else at `path` without following a symlink;
+/// the owner first (as chown then utimens would). Nothing asked, nothing
+/// done.
+fn set_owner_times(
+    path: &Path,
+    file: Option<&std::fs::File>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+) -> FsResult<()> {
+    if uid.is_some() || gid.is_some() {
+        match file {
+            Some(f) => std::os::unix::fs::fchown(f, uid, gid)?,
+            None => std::os::unix::fs::lchown(path, uid, gid)?,
+        }
+    }
+    if atime.is_some() || mtime.is_some() {
+        let conv = |t: Option<TimeOrNow>| match t {
+            None => rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            Some(TimeOrNow::Now) => rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+            Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => rustix::fs::Timespec {
+                    tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(d.subsec_nanos()),
+                },
+                Err(e) => rustix::fs::Timespec {
+                    tv_sec: -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: 0,
+                },
+            },
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: conv(atime),
+            last_modification: conv(mtime),
+        };
+        match file {
+            Some(f) => rustix::fs::futimens(f, &times)?,
+            None => rustix::fs::utimensat(
+                rustix::fs::CWD,
+                path,
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// Clears set-user-id, and set-group-id when group-executable (without

@@ -138,3 +138,81 @@ fn leftover_temp_files_are_hidden_and_reported_by_fsck() {
         report.problems
     );
 }
+
+/// chown and utimes alone are done at the backing path without a stat
+/// first: they must still never follow a symlink, neither one made through
+/// the mount nor one an attacker put in place of a file's backing entry,
+/// and an unlinked but open file still takes them through its handle.
+#[test]
+fn owner_and_times_never_follow_symlinks_and_reach_unlinked_open_files() {
+    use std::os::unix::fs::lchown;
+    use std::time::{Duration, SystemTime};
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let v = victim(&fx);
+    let (vuid, vmtime) = {
+        let m = fs::metadata(&v).unwrap();
+        (m.uid(), m.mtime())
+    };
+    let victim_unchanged = || {
+        let m = fs::metadata(&v).unwrap();
+        assert_eq!((m.uid(), m.mtime()), (vuid, vmtime), "the victim changed");
+        assert_untouched(&v);
+    };
+    let set_times = |p: &Path, t: SystemTime| {
+        let ts = rustix::fs::Timespec {
+            tv_sec: t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            p,
+            &times,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+    };
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let m = fx.mount();
+
+    // A symlink made through the mount to the victim: the link changes.
+    symlink(&v, m.path("link")).unwrap();
+    lchown(m.path("link"), Some(65534), Some(65534)).unwrap();
+    set_times(&m.path("link"), old).unwrap();
+    let l = fs::symlink_metadata(m.path("link")).unwrap();
+    assert_eq!((l.uid(), l.mtime()), (65534, 1_000_000_000));
+    victim_unchanged();
+
+    // A file whose backing entry an attacker replaced by a symlink to the
+    // victim: the link (what is there now) changes, never the victim.
+    fs::write(m.path("f"), b"data").unwrap();
+    let before: Vec<_> = common::backing_files(&fx.cipher);
+    assert_eq!(before.len(), 1, "{before:?}");
+    fs::remove_file(&before[0]).unwrap();
+    symlink(&v, &before[0]).unwrap();
+    let _ = lchown(m.path("f"), Some(65534), Some(65534));
+    let _ = set_times(&m.path("f"), old);
+    victim_unchanged();
+    fs::remove_file(&before[0]).unwrap();
+
+    // Unlinked but open: fchown and futimens reach the open file.
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.path("g"))
+        .unwrap();
+    fs::remove_file(m.path("g")).unwrap();
+    std::os::unix::fs::fchown(&f, Some(65534), Some(65534)).unwrap();
+    f.set_times(fs::FileTimes::new().set_modified(old).set_accessed(old))
+        .unwrap();
+    let st = f.metadata().unwrap();
+    assert_eq!(
+        (st.uid(), st.gid(), st.mtime()),
+        (65534, 65534, 1_000_000_000)
+    );
+    victim_unchanged();
+}
