@@ -203,7 +203,9 @@ impl Default for OpCounters {
     }
 }
 
-/// Counts one request of its operation when dropped (after the reply).
+/// Times one request of its operation: the request is counted when it
+/// starts (so a caller that has seen the reply also sees it counted, however
+/// late the serving thread runs again after replying), its time when dropped.
 #[must_use]
 #[derive(Debug)]
 pub struct OpTimer<'a> {
@@ -215,13 +217,14 @@ pub struct OpTimer<'a> {
 impl Drop for OpTimer<'_> {
     fn drop(&mut self) {
         let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.counters.record(self.op, ns);
+        self.counters.nanos[self.op as usize].fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl OpCounters {
     /// Starts timing one request of `op`.
     pub fn start(&self, op: Op) -> OpTimer<'_> {
+        self.count[op as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         OpTimer {
             counters: self,
             op,
@@ -463,7 +466,11 @@ mod tests {
         assert!(c.snapshot().is_empty());
         c.record(Op::Unlink, 1_500);
         c.record(Op::Unlink, 2_500);
-        drop(c.start(Op::Getattr));
+        let in_flight = c.start(Op::Getattr);
+        // Counted while still being served: a caller that saw the reply
+        // never reads a count without it.
+        assert_eq!(c.snapshot()["getattr"].count, 1);
+        drop(in_flight);
         let s = c.snapshot();
         assert_eq!(s.len(), 2);
         assert_eq!(
