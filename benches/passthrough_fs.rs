@@ -37,19 +37,18 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use kmsfs::fuse::attr::{kind_of, time, timespec};
 use kmsfs::fuse::status::{Op, OpCounters};
 use kmsfs::fuse::{MAX_WRITE, TTL};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{
-    DirBuilderExt, DirEntryExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt,
-};
+use std::os::unix::fs::{DirBuilderExt, DirEntryExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// An inode the kernel holds: its backing path and lookup count.
 struct Node {
@@ -73,33 +72,6 @@ struct Passthrough {
 
 fn errno(e: &std::io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
-fn time(secs: i64, nsecs: i64) -> SystemTime {
-    let ns = u32::try_from(nsecs).unwrap_or(0);
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs.unsigned_abs(), ns)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
-}
-
-fn kind_of(ft: fs::FileType) -> FileType {
-    if ft.is_dir() {
-        FileType::Directory
-    } else if ft.is_symlink() {
-        FileType::Symlink
-    } else if ft.is_fifo() {
-        FileType::NamedPipe
-    } else if ft.is_socket() {
-        FileType::Socket
-    } else if ft.is_char_device() {
-        FileType::CharDevice
-    } else if ft.is_block_device() {
-        FileType::BlockDevice
-    } else {
-        FileType::RegularFile
-    }
 }
 
 impl Passthrough {
@@ -256,26 +228,6 @@ impl Passthrough {
         }
     }
 
-    fn timespec(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
-        match t {
-            None => rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_OMIT,
-            },
-            Some(TimeOrNow::Now) => rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_NOW,
-            },
-            Some(TimeOrNow::SpecificTime(t)) => {
-                let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-                rustix::fs::Timespec {
-                    tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    tv_nsec: i64::from(d.subsec_nanos()),
-                }
-            }
-        }
-    }
-
     #[allow(clippy::too_many_arguments)] // the arguments of FUSE SETATTR
     fn do_setattr(
         &self,
@@ -310,8 +262,8 @@ impl Passthrough {
         }
         if atime.is_some() || mtime.is_some() {
             let times = rustix::fs::Timestamps {
-                last_access: Self::timespec(atime),
-                last_modification: Self::timespec(mtime),
+                last_access: timespec(atime),
+                last_modification: timespec(mtime),
             };
             io(rustix::fs::utimensat(
                 rustix::fs::CWD,

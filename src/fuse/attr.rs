@@ -12,7 +12,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn time(secs: i64, nsecs: i64) -> SystemTime {
+/// A `stat` time (seconds, nanoseconds) as a `SystemTime`, also before 1970.
+pub fn time(secs: i64, nsecs: i64) -> SystemTime {
     let ns = u32::try_from(nsecs).unwrap_or(0);
     if secs >= 0 {
         UNIX_EPOCH + Duration::new(secs.unsigned_abs(), ns)
@@ -21,6 +22,7 @@ fn time(secs: i64, nsecs: i64) -> SystemTime {
     }
 }
 
+/// The FUSE file type of a backing file type.
 pub fn kind_of(ft: std::fs::FileType) -> FileType {
     if ft.is_dir() {
         FileType::Directory
@@ -242,29 +244,9 @@ fn set_owner_times(
         }
     }
     if atime.is_some() || mtime.is_some() {
-        let conv = |t: Option<TimeOrNow>| match t {
-            None => rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_OMIT,
-            },
-            Some(TimeOrNow::Now) => rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_NOW,
-            },
-            Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
-                Ok(d) => rustix::fs::Timespec {
-                    tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    tv_nsec: i64::from(d.subsec_nanos()),
-                },
-                Err(e) => rustix::fs::Timespec {
-                    tv_sec: -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-                    tv_nsec: 0,
-                },
-            },
-        };
         let times = rustix::fs::Timestamps {
-            last_access: conv(atime),
-            last_modification: conv(mtime),
+            last_access: timespec(atime),
+            last_modification: timespec(mtime),
         };
         match file {
             Some(f) => rustix::fs::futimens(f, &times)?,
@@ -277,6 +259,36 @@ fn set_owner_times(
         }
     }
     Ok(())
+}
+
+/// A SETATTR time as `utimensat` takes it: omitted, now, or the time the
+/// caller gave, also before 1970.
+///
+/// fuser 0.18 decodes a time before 1970, sent by the kernel as seconds
+/// `-S` and nanoseconds `n` (meaning `-S + n`), as `-(S + n)`
+/// (`system_time_from_time`, marked TODO there); the inverse of that is
+/// taken here so that `touch -d 1969-12-31T23:59:58.75Z` stores .75, not
+/// .25 a second earlier. `fs_ops_misc` sets such times through a mount
+/// and reads them back, so a fuser that decodes them right shows up there.
+pub fn timespec(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
+    let (tv_sec, tv_nsec) = match t {
+        None => (0, rustix::fs::UTIME_OMIT),
+        Some(TimeOrNow::Now) => (0, rustix::fs::UTIME_NOW),
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                i64::from(d.subsec_nanos()),
+            ),
+            Err(e) => {
+                let d = e.duration();
+                (
+                    -i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    i64::from(d.subsec_nanos()),
+                )
+            }
+        },
+    };
+    rustix::fs::Timespec { tv_sec, tv_nsec }
 }
 
 /// Clears set-user-id, and set-group-id when group-executable (without
@@ -298,4 +310,35 @@ fn lenient_plain_size(l: &BlockLayout, cipher_size: u64) -> u64 {
     let header = crate::format::HEADER_LEN as u64;
     let body = cipher_size.saturating_sub(header);
     (body / l.stored_block_size()) * u64::from(l.block_size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn setattr_times_convert_for_utimensat_undoing_fusers_decoding_before_1970() {
+        let ts = |t| {
+            let t = timespec(t);
+            (t.tv_sec, t.tv_nsec)
+        };
+        assert_eq!(ts(None), (0, rustix::fs::UTIME_OMIT));
+        assert_eq!(ts(Some(TimeOrNow::Now)), (0, rustix::fs::UTIME_NOW));
+        let at = |t| Some(TimeOrNow::SpecificTime(t));
+        assert_eq!(
+            ts(at(UNIX_EPOCH + Duration::new(1_700_000_000, 250))),
+            (1_700_000_000, 250)
+        );
+        assert_eq!(
+            ts(at(UNIX_EPOCH - Duration::from_secs(86_400))),
+            (-86_400, 0)
+        );
+        // The kernel's (-2 s, 750 ms), 1.25 s before the epoch, reaches us
+        // from fuser as 2.75 s before it.
+        assert_eq!(
+            ts(at(UNIX_EPOCH - Duration::from_millis(2_750))),
+            (-2, 750_000_000)
+        );
+    }
 }

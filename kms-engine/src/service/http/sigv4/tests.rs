@@ -294,6 +294,20 @@ fn kms_request(secret: &str, at: i64) -> Req {
     r
 }
 
+/// Signs `r` again at `NOW` with `X-Amz-Content-Sha256` set and signed
+/// too, as the Rust SDK sends it.
+fn sign_with_content_hash(r: &mut Req) {
+    r.set("X-Amz-Content-Sha256", &sha256_hex(&r.body));
+    let signed = [
+        "content-type",
+        "host",
+        "x-amz-content-sha256",
+        "x-amz-date",
+        "x-amz-target",
+    ];
+    reference_sign(r, AKID, SECRET, NOW, (REGION, "kms"), &signed);
+}
+
 fn keys() -> Keys {
     Keys::one(AKID, SECRET, true)
 }
@@ -312,16 +326,7 @@ fn a_correctly_signed_kms_request_is_accepted() {
     assert_eq!(ok.principal.uid, 1000);
     // With X-Amz-Content-Sha256 signed too, as the Rust SDK sends it.
     let mut r = kms_request(SECRET, NOW);
-    let h = sha256_hex(&r.body);
-    r.set("X-Amz-Content-Sha256", &h);
-    let signed = [
-        "content-type",
-        "host",
-        "x-amz-content-sha256",
-        "x-amz-date",
-        "x-amz-target",
-    ];
-    reference_sign(&mut r, AKID, SECRET, NOW, (REGION, "kms"), &signed);
+    sign_with_content_hash(&mut r);
     r.verify(NOW, &keys()).unwrap();
     // 14 minutes either way is within the allowed skew.
     let r = kms_request(SECRET, NOW - 14 * 60);
@@ -345,15 +350,7 @@ fn a_changed_body_is_refused() {
     assert_eq!(refused(&r, NOW, &keys()).1, SIGNATURE_MISMATCH_MESSAGE);
     // With a content hash header that no longer matches the body.
     let mut r = kms_request(SECRET, NOW);
-    r.set("X-Amz-Content-Sha256", &sha256_hex(&r.body));
-    let signed = [
-        "content-type",
-        "host",
-        "x-amz-content-sha256",
-        "x-amz-date",
-        "x-amz-target",
-    ];
-    reference_sign(&mut r, AKID, SECRET, NOW, (REGION, "kms"), &signed);
+    sign_with_content_hash(&mut r);
     r.body.push(b' ');
     let (name, msg) = refused(&r, NOW, &keys());
     assert_eq!(name, "InvalidSignatureException");
@@ -582,15 +579,7 @@ fn direct_signatures_equal_aws_sigv4() {
     direct.push(kms_request(SECRET, NOW));
     let mut r = kms_request(SECRET, NOW);
     r.set("X-Amz-Target", "  TrentService.Decrypt   with  spaces ");
-    r.set("X-Amz-Content-Sha256", &sha256_hex(&r.body));
-    let signed = [
-        "content-type",
-        "host",
-        "x-amz-content-sha256",
-        "x-amz-date",
-        "x-amz-target",
-    ];
-    reference_sign(&mut r, AKID, SECRET, NOW, (REGION, "kms"), &signed);
+    sign_with_content_hash(&mut r);
     direct.push(r);
     let mut r = kms_request(SECRET, NOW);
     r.method = "GET".into();
