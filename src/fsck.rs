@@ -18,9 +18,9 @@ use crate::volume::{Volume, read_dir_iv, read_small_file};
 use kms_engine::Principal;
 use serde::Serialize;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The directory in the cipher root where `fsck --repair` moves what it
@@ -259,8 +259,8 @@ impl Checker<'_, '_> {
             Some(DirIv([0; 16]))
         };
         self.object_xattrs(&shown, dir, iv.map(|iv| XattrObject::Dir(iv.0)));
-        let mut entries: Vec<_> = match fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(Result::ok).map(|e| e.file_name()).collect(),
+        let mut entries: Vec<_> = match crate::volume::list_dir_quietly(dir) {
+            Ok(entries) => entries.into_iter().map(|(name, _)| name).collect(),
             Err(e) => {
                 self.problem(
                     Kind::Io,
@@ -458,11 +458,8 @@ impl Checker<'_, '_> {
 
     /// Checks a regular file: size, header, data key, every block, xattrs.
     fn file(&mut self, backing: &Path, plain: Option<&PlainPath>, shown: &str) {
-        let f = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(backing)
-        {
+        // A check is no read of the file: its access time stays.
+        let f = match crate::volume::open_quietly(backing) {
             Ok(f) => f,
             Err(e) => {
                 self.problem(Kind::Io, shown.into(), backing, format!("cannot open: {e}"));

@@ -133,6 +133,57 @@ pub fn write_dir_iv(dir: &Path, iv: &[u8; DIRIV_LEN]) -> std::io::Result<()> {
     Dir::open(dir)?.write_new(OsStr::new(DIRIV_FILE_NAME), iv, DIRIV_FILE_MODE)
 }
 
+/// Opens a backing file for reading without following a symlink or
+/// blocking on a FIFO, and without changing its access time (which is the
+/// plaintext file's): for the reads of checks and counts that are no
+/// reads of the file by anyone (fsck, a mount's count of files by key
+/// version). `O_NOATIME` is refused (EPERM) for a file the caller neither
+/// owns nor may act for: it is opened without it then.
+pub fn open_quietly(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | flags)
+            .open(path)
+    };
+    match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
+        r => r,
+    }
+}
+
+/// The entries of a backing directory (without `.` and `..`) and their
+/// types, listed without changing the directory's access time (see
+/// [`open_quietly`]); a type the directory does not store is looked up.
+pub fn list_dir_quietly(
+    dir: &Path,
+) -> std::io::Result<Vec<(std::ffi::OsString, rustix::fs::FileType)>> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(dir, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::open(dir, flags, Mode::empty())?,
+        r => r?,
+    };
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            FileType::Unknown => FileType::from_raw_mode(
+                rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+            ),
+            known => known,
+        };
+        out.push((OsStr::from_bytes(name).to_os_string(), kind));
+    }
+    Ok(out)
+}
+
 /// Reads a small kmsfs metadata file from the backing directory (an IV
 /// file, a long-name side file) that an attacker may have replaced: the
 /// file must be a regular file (a symlink is not followed, a FIFO or device

@@ -155,20 +155,9 @@ pub fn restore(
 /// The first 128 bytes of a regular file (`None`: shorter, or not a
 /// regular file).
 pub fn read_header(path: &Path) -> std::io::Result<Option<[u8; HEADER_LEN]>> {
-    let open = |flags| {
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | flags)
-            .open(path)
-    };
-    // O_NOATIME: the backing file's access time is the file's, and a mount
-    // counts every header at start and every 10 minutes (a read would set
-    // it to now on a relatime backing filesystem). Refused (EPERM) for a
-    // file the caller neither owns nor may act for: read without it then.
-    let f = match open(libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0)?,
-        r => r?,
-    };
+    // Not a read of the file: its access time stays (a mount counts every
+    // header at start and every 10 minutes).
+    let f = crate::volume::open_quietly(path)?;
     if !f.metadata()?.is_file() {
         return Ok(None);
     }

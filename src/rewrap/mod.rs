@@ -595,25 +595,24 @@ pub fn files_by_version(root: &Path) -> Vec<VersionFiles> {
     let mut counts: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
+        // Not a read of the directories: their access times stay.
+        let Ok(entries) = crate::volume::list_dir_quietly(&dir) else {
             continue;
         };
-        for e in rd.filter_map(Result::ok) {
-            let Ok(ft) = e.file_type() else { continue };
-            let name = e.file_name();
+        for (name, ft) in entries {
             let raw = name.as_bytes();
-            if ft.is_dir() {
+            if ft == rustix::fs::FileType::Directory {
                 if !crate::names::is_reserved(raw) {
-                    stack.push(e.path());
+                    stack.push(dir.join(&name));
                 }
                 continue;
             }
             let kmsfs_own = crate::names::is_reserved(raw)
                 && !matches!(classify_backing_name(raw), BackingKind::LongName);
-            if !ft.is_file() || kmsfs_own {
+            if ft != rustix::fs::FileType::RegularFile || kmsfs_own {
                 continue;
             }
-            if let Ok(Some(h)) = journal::read_header(&e.path())
+            if let Ok(Some(h)) = journal::read_header(&dir.join(&name))
                 && let Ok(h) = FileHeader::decode(&h)
                 && let Some(kv) = blob_key_version(&h.wrapped_dek)
             {

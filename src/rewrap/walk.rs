@@ -96,8 +96,8 @@ fn walk_dir(
     } else {
         DirIv([0; 16])
     };
-    let mut names: Vec<_> = match fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.file_name()).collect(),
+    let mut names: Vec<_> = match crate::volume::list_dir_quietly(dir) {
+        Ok(entries) => entries.into_iter().map(|(name, _)| name).collect(),
         Err(e) => {
             let what = format!("cannot list the directory: {e}");
             problem(out, root, plain.display(), dir, what);
