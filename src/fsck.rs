@@ -459,7 +459,7 @@ impl Checker<'_, '_> {
     /// Checks a regular file: size, header, data key, every block, xattrs.
     fn file(&mut self, backing: &Path, plain: Option<&PlainPath>, shown: &str) {
         // A check is no read of the file: its access time stays.
-        let f = match crate::volume::open_quietly(backing) {
+        let f = match crate::volume::open_quietly(backing, false) {
             Ok(f) => f,
             Err(e) => {
                 self.problem(Kind::Io, shown.into(), backing, format!("cannot open: {e}"));

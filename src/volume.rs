@@ -139,11 +139,13 @@ pub fn write_dir_iv(dir: &Path, iv: &[u8; DIRIV_LEN]) -> std::io::Result<()> {
 /// reads of the file by anyone (fsck, a mount's count of files by key
 /// version). `O_NOATIME` is refused (EPERM) for a file the caller neither
 /// owns nor may act for: it is opened without it then.
-pub fn open_quietly(path: &Path) -> std::io::Result<std::fs::File> {
+/// `write`: opened for writing too (a header rewritten in place).
+pub fn open_quietly(path: &Path, write: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = |flags| {
         OpenOptions::new()
             .read(true)
+            .write(write)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | flags)
             .open(path)
     };
@@ -151,6 +153,34 @@ pub fn open_quietly(path: &Path) -> std::io::Result<std::fs::File> {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
         r => r,
     }
+}
+
+/// Runs `rewrite` (a new header: a rename's or a rewrap's new wrapping of
+/// the same data key) on the open backing `file` and puts its access and
+/// modification times back as they were before: the file's content did
+/// not change, and a rename or a key job must not make `make`, `rsync` or
+/// backups see every file touched (its change time moves, as for any
+/// rename). Times are put back also when `rewrite` fails part-way.
+pub fn keeping_times<T>(
+    file: &std::fs::File,
+    rewrite: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let st = rustix::fs::fstat(file)?;
+    let out = rewrite();
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    };
+    let restored = rustix::fs::futimens(file, &times);
+    let out = out?;
+    restored?;
+    Ok(out)
 }
 
 /// The entries of a backing directory (without `.` and `..`) and their

@@ -131,12 +131,8 @@ fn remove_journal(root: &Path) -> FsResult<()> {
 /// Writes `header` at offset 0 of `path` if the file there has `file_id`.
 /// Returns whether it wrote.
 fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
-    let f = match fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
+    // Reading the header is no read of the file: its access time stays.
+    let f = match crate::volume::open_quietly(path, true) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
@@ -158,8 +154,10 @@ fn apply_header(path: &Path, file_id: &[u8], header: &[u8]) -> FsResult<bool> {
     // format (truncated to zero bytes) after the rename read its header
     // keeps its new version.
     let v = crate::format::VERSION_OFFSET as usize;
-    f.write_all_at(&header[..v], 0)?;
-    f.write_all_at(&header[v + 2..], (v + 2) as u64)?;
+    crate::volume::keeping_times(&f, || {
+        f.write_all_at(&header[..v], 0)?;
+        f.write_all_at(&header[v + 2..], (v + 2) as u64)
+    })?;
     f.sync_data()?;
     Ok(true)
 }
@@ -251,17 +249,16 @@ impl Core {
     ) -> FsResult<()> {
         let pdisp = plain.display();
         let iv = self.dir_iv_at(dir, &pdisp)?;
-        for ent in fs::read_dir(dir)? {
-            let ent = ent?;
-            let Some(name) = self.decode_entry(dir, &pdisp, &iv, &ent.file_name()) else {
+        // Listing the moved tree is no read of it: access times stay.
+        for (backing_name, ft) in crate::volume::list_dir_quietly(dir)? {
+            let Some(name) = self.decode_entry(dir, &pdisp, &iv, &backing_name) else {
                 continue;
             };
-            let ft = ent.file_type()?;
             let child_plain = plain.child(&name);
-            if ft.is_dir() {
-                self.collect_files(&ent.path(), &child_plain, out)?;
-            } else if ft.is_file() {
-                out.push((ent.path(), child_plain));
+            if ft == rustix::fs::FileType::Directory {
+                self.collect_files(&dir.join(&backing_name), &child_plain, out)?;
+            } else if ft == rustix::fs::FileType::RegularFile {
+                out.push((dir.join(&backing_name), child_plain));
             }
         }
         Ok(())
@@ -279,7 +276,8 @@ impl Core {
         new_backing: PathBuf,
         out: &mut Vec<Rewrap>,
     ) -> FsResult<()> {
-        let f = fs::File::open(backing)?;
+        // Reading the header is no read of the file: its access time stays.
+        let f = crate::volume::open_quietly(backing, false)?;
         let mut hdr = [0u8; HEADER_LEN];
         let header = match f
             .read_exact_at(&mut hdr, 0)
@@ -404,6 +402,20 @@ impl Core {
             &link.name,
             Some(rustix::fs::Uid::from_raw(meta.uid())),
             Some(rustix::fs::Gid::from_raw(meta.gid())),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        // The copy is the same symlink moved: its times are the old one's.
+        let ts = |sec, nsec| rustix::fs::Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        };
+        rustix::fs::utimensat(
+            &link.dir,
+            &link.name,
+            &rustix::fs::Timestamps {
+                last_access: ts(meta.atime(), meta.atime_nsec()),
+                last_modification: ts(meta.mtime(), meta.mtime_nsec()),
+            },
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )?;
         Ok(Some(link))

@@ -157,7 +157,7 @@ pub fn restore(
 pub fn read_header(path: &Path) -> std::io::Result<Option<[u8; HEADER_LEN]>> {
     // Not a read of the file: its access time stays (a mount counts every
     // header at start and every 10 minutes).
-    let f = crate::volume::open_quietly(path)?;
+    let f = crate::volume::open_quietly(path, false)?;
     if !f.metadata()?.is_file() {
         return Ok(None);
     }

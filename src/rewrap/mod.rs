@@ -28,7 +28,7 @@ use crate::keys::KeyService;
 use journal::{OldHeaders, WRAPPED_PART};
 use kms_engine::{KmsError, Principal};
 use serde::Serialize;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -515,12 +515,8 @@ fn write_header(
     old: &[u8; HEADER_LEN],
     new: &[u8; HEADER_LEN],
 ) -> std::io::Result<bool> {
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
+    // Reading the header is no read of the file: its access time stays.
+    let f = match crate::volume::open_quietly(path, true) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
@@ -529,7 +525,9 @@ fn write_header(
     if f.read_exact_at(&mut now, 0).is_err() || now != *old {
         return Ok(false);
     }
-    f.write_all_at(&new[WRAPPED_PART..], WRAPPED_PART as u64)?;
+    crate::volume::keeping_times(&f, || {
+        f.write_all_at(&new[WRAPPED_PART..], WRAPPED_PART as u64)
+    })?;
     Ok(true)
 }
 

@@ -149,3 +149,92 @@ fn ciphertext_moved_in_backing_dir_does_not_decrypt() {
         assert_eq!(e.raw_os_error(), Some(libc::EIO), "{p}");
     }
 }
+
+/// A rename gives the moved files new headers (their keys re-wrapped for
+/// the new paths) but changes no content: their access and modification
+/// times stay as they were, for a file renamed within a directory and into
+/// another one, for every file below a renamed directory (however deep),
+/// and for a symlink (its mtime); only the change time moves, as POSIX has it
+/// (`make`, `rsync` and backups go by mtime).
+#[test]
+fn rename_keeps_the_access_and_modification_times_of_what_it_moves() {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, SystemTime};
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let m = fx.mount();
+    fs::create_dir_all(m.path("a/deep/er")).unwrap();
+    fs::create_dir(m.path("b")).unwrap();
+    for p in ["a/f", "a/deep/g", "a/deep/er/h"] {
+        fs::write(m.path(p), p.as_bytes()).unwrap();
+    }
+    std::os::unix::fs::symlink("f", m.path("a/l")).unwrap();
+    let then = SystemTime::UNIX_EPOCH + Duration::new(1_000_000_000, 123_456_789);
+    let times = fs::FileTimes::new().set_accessed(then).set_modified(then);
+    for p in ["a/f", "a/deep/g", "a/deep/er/h"] {
+        fs::File::options()
+            .write(true)
+            .open(m.path(p))
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+    }
+    let ts = rustix::fs::Timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 123_456_789,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        m.path("a/l"),
+        &rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    fs::rename(m.path("a/f"), m.path("a/f2")).unwrap();
+    fs::rename(m.path("a/f2"), m.path("b/f3")).unwrap();
+    fs::rename(m.path("a/l"), m.path("b/l")).unwrap();
+    fs::rename(m.path("a"), m.path("b/a")).unwrap();
+    let check = |when: &str| {
+        for (p, content) in [
+            ("b/f3", "a/f"),
+            ("b/a/deep/g", "a/deep/g"),
+            ("b/a/deep/er/h", "a/deep/er/h"),
+            ("b/l", ""),
+        ] {
+            let md = fs::symlink_metadata(m.path(p)).unwrap();
+            assert_eq!(
+                (md.mtime(), md.mtime_nsec()),
+                (1_000_000_000, 123_456_789),
+                "{p} {when}"
+            );
+            // A symlink's atime moves whenever kmsfs reads its stored
+            // target (for its size), as reading any symlink moves it.
+            if !content.is_empty() {
+                assert_eq!(
+                    (md.atime(), md.atime_nsec()),
+                    (1_000_000_000, 123_456_789),
+                    "{p} {when}"
+                );
+            }
+            assert!(md.ctime() > 1_000_000_000, "{p}: the change time moves");
+            if !content.is_empty() {
+                assert_eq!(fs::read(m.path(p)).unwrap(), content.as_bytes());
+            }
+        }
+    };
+    check("after the renames");
+    m.unmount();
+    let m2 = fx.mount();
+    let m = &m2;
+    for p in ["b/f3", "b/a/deep/g", "b/a/deep/er/h"] {
+        let md = fs::metadata(m.path(p)).unwrap();
+        assert_eq!(
+            (md.mtime(), md.mtime_nsec()),
+            (1_000_000_000, 123_456_789),
+            "{p}"
+        );
+    }
+    m2.unmount();
+}

@@ -83,6 +83,18 @@ fn headers(root: &Path) -> BTreeMap<PathBuf, FileHeader> {
 }
 
 /// The key versions of every header, counted.
+/// The modification time (seconds, nanoseconds) of every backing file.
+fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    headers(root)
+        .into_keys()
+        .map(|p| {
+            let m = std::fs::metadata(&p).unwrap();
+            (p, (m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
+}
+
 fn versions(root: &Path) -> BTreeMap<(String, u32), usize> {
     let mut out = BTreeMap::new();
     for h in headers(root).values() {
@@ -143,6 +155,7 @@ fn rewrap_survives_kill_9_skips_a_tampered_file_and_every_file_reads_back() {
     env.ok(&["unmount", Env::s(&mnt)]);
     guard.wait_for_mount_process();
 
+    let mut before = mtimes(&env.cipher);
     env.ok(&["kms", "rotate-key-on-demand", "--key-id", &key]);
     let report = json(&String::from_utf8_lossy(
         &env.run(&["fsck", Env::s(&env.cipher), "--json"]).stdout,
@@ -203,7 +216,12 @@ fn rewrap_survives_kill_9_skips_a_tampered_file_and_every_file_reads_back() {
     assert!(files.remove(bad_rel).is_some(), "{bad_rel}");
     assert!(!env.cipher.join("kmsfs.rewrap").exists());
 
-    // Every header but the tampered one names version 2.
+    // Every header but the tampered one names version 2, and no file's
+    // modification time moved (its content did not change).
+    before.remove(&tampered);
+    let mut after = mtimes(&env.cipher);
+    after.remove(&tampered);
+    assert!(before == after, "rewrap changed modification times");
     let v = versions(&env.cipher);
     assert_eq!(v.get(&(key.clone(), 2)), Some(&1999), "{v:?}");
     assert_eq!(v.values().sum::<usize>(), 2000, "{v:?}");
