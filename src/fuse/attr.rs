@@ -134,6 +134,7 @@ impl Core {
         // size or mode check applies. Only a path that is gone takes the
         // general way below (an unlinked but open file's handle).
         if node.linked && size.is_none() && mode.is_none() {
+            let _times = times_guard(&node, atime.or(mtime).is_some())?;
             match set_owner_times(&node.backing, None, uid, gid, atime, mtime) {
                 Err(FsError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
                 r => {
@@ -194,6 +195,7 @@ impl Core {
             }
             self.chmod_acl(&node, mode)?;
         }
+        let _times = times_guard(&node, atime.or(mtime).is_some())?;
         set_owner_times(&node.backing, file, None, None, atime, mtime)?;
         self.getattr(ino)
     }
@@ -223,6 +225,20 @@ impl Core {
         let _guard = handle.state.io.write().map_err(|_| FsError::Stale)?;
         handle.io(&|| node.plain.display()).truncate(size)
     }
+}
+
+/// Times are set under the node's content lock (shared), so that they
+/// come after a write in progress (which sets mtime), and a header written
+/// once a new file's key is wrapped (which puts the times back as it found
+/// them, under the lock exclusive) does not undo them.
+fn times_guard(
+    node: &super::inode::NodeRef,
+    setting_times: bool,
+) -> FsResult<Option<std::sync::RwLockReadGuard<'_, ()>>> {
+    if !setting_times {
+        return Ok(None);
+    }
+    node.state.io.read().map(Some).map_err(|_| FsError::Stale)
 }
 
 /// Sets the owner (`uid`, `gid`) and times of a node through its open

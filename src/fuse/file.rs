@@ -200,6 +200,9 @@ impl Core {
                     e.into()
                 }
             })?;
+        // The inode, for a header written in the background (see
+        // `wrap_new_key`): set once the kernel knows the file.
+        let node_slot = Arc::new(std::sync::OnceLock::new());
         let finish = || -> FsResult<()> {
             let mut first = header.to_vec();
             first.extend_from_slice(&end);
@@ -208,11 +211,18 @@ impl Core {
             std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
             rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(new_mode.perm))?;
             if let NewKey::Local(dek) = &key {
-                self.wrap_new_key(&file, &plain, file_id, dek, caller.clone())
-                    .map_err(|e| match e {
-                        FsError::Kms(e) => self.kms_failure(&path, "Encrypt", e),
-                        e => e,
-                    })?;
+                self.wrap_new_key(
+                    &file,
+                    &plain,
+                    file_id,
+                    dek,
+                    caller.clone(),
+                    node_slot.clone(),
+                )
+                .map_err(|e| match e {
+                    FsError::Kms(e) => self.kms_failure(&path, "Encrypt", e),
+                    e => e,
+                })?;
             }
             Ok(())
         };
@@ -223,6 +233,7 @@ impl Core {
         }
         let readable = self.new_file_readable(&caller, &key, &plain, flags);
         let (node, attr) = self.entry_created(&dir, name, backing)?;
+        let _ = node_slot.set(node.state.clone());
         self.inherit_acls(&node, &new_mode)?;
         node.state.content_version.store(
             crate::format::HEADER_FORMAT_VERSION,

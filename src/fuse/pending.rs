@@ -5,7 +5,7 @@
 
 use super::Core;
 use super::errno::{FsError, FsResult};
-use super::inode::PlainPath;
+use super::inode::{InodeState, PlainPath};
 use crate::format::header::{HeaderError, key_pending_header};
 use crate::format::{FileHeader, FileId, HEADER_LEN};
 use crate::keys::wrap::{Ticket, WrapJob, WrapLimits, WrapStats, Wrapper, wrap_now};
@@ -14,7 +14,7 @@ use kms_engine::{KmsError, Principal};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// The longest an open, fsync or rename waits for a new file's key.
@@ -132,6 +132,12 @@ impl Core {
     /// (open as `file`, with `file_id`), as `caller`. The final header is
     /// written to `file` once the service answered. When the queue is full
     /// the key is wrapped here and now; an error then is the create's.
+    ///
+    /// `node` receives the file's inode state once the kernel knows the
+    /// file: the header is then written under its content lock, and the
+    /// file's times are put back after it (writes and `setattr` of times
+    /// take that lock too, so what `tar -x` or `cp -p` set in the meantime
+    /// stays, as does the mtime of a write).
     pub(crate) fn wrap_new_key(
         &self,
         file: &File,
@@ -139,6 +145,7 @@ impl Core {
         file_id: FileId,
         dek: &DataKeyBytes,
         caller: Principal,
+        node: Arc<OnceLock<Arc<InodeState>>>,
     ) -> FsResult<()> {
         let id = backing_id(file)?;
         let ticket = Arc::new(Ticket::new());
@@ -151,15 +158,24 @@ impl Core {
         );
         let out = file.try_clone()?;
         let table = self.pending.table.clone();
-        let finish = Box::new(move |wrapped: &[u8]| -> Result<(), KmsError> {
-            let header = FileHeader::new(file_id, wrapped.to_vec())
-                .and_then(|h| h.encode())
-                .map_err(|e| KmsError::Internal(e.to_string()))?;
-            out.write_all_at(&header, 0)
-                .map_err(|e| KmsError::Internal(format!("writing the file header: {e}")))?;
-            lock(&table).remove(&id);
-            Ok(())
-        });
+        let finish =
+            Box::new(move |wrapped: &[u8]| -> Result<(), KmsError> {
+                let header = FileHeader::new(file_id, wrapped.to_vec())
+                    .and_then(|h| h.encode())
+                    .map_err(|e| KmsError::Internal(e.to_string()))?;
+                let _content =
+                    match node.get() {
+                        Some(state) => Some(state.io.write().map_err(|_| {
+                            KmsError::Internal("the inode's lock is poisoned".into())
+                        })?),
+                        // Not yet known to the kernel: nobody else can touch it.
+                        None => None,
+                    };
+                crate::volume::keeping_times(&out, || out.write_all_at(&header, 0))
+                    .map_err(|e| KmsError::Internal(format!("writing the file header: {e}")))?;
+                lock(&table).remove(&id);
+                Ok(())
+            });
         let job = WrapJob {
             caller,
             key_id: self.vol.config.master_key_id.clone(),

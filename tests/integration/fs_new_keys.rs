@@ -107,8 +107,14 @@ fn background() -> FsOptions {
 }
 
 /// The flags of the backing file's header (1: key pending).
+/// Read with O_NOATIME: the test's look leaves the file's access time.
 fn header_flags(fx: &Fixture, rel: &str) -> u16 {
-    let f = std::fs::File::open(fx.cipher.join(rel)).unwrap();
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(fx.cipher.join(rel))
+        .unwrap();
     let mut b = [0u8; 8];
     f.read_exact_at(&mut b, 0).unwrap();
     u16::from_be_bytes([b[6], b[7]])
@@ -237,4 +243,55 @@ fn a_refused_key_fails_its_file_and_leaves_a_key_pending_header_that_never_opens
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].path.ends_with("kept"), "{problems:?}");
     assert!(problems[0].what.contains("never wrapped"), "{problems:?}");
+}
+
+/// `tar -x` and `cp -p` set a new file's times right after writing it,
+/// while its key is still being wrapped: the header written when the key
+/// comes must not move them (nor the times of a file written after them),
+/// through the mount and after a remount.
+#[test]
+fn times_set_while_the_key_is_pending_survive_its_header() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new(4096, NamesMode::Plaintext);
+    let gated = Gated::new(fx.engine.clone());
+    let m = fx.mount_on(gated.clone(), background(), false);
+    let then = std::time::SystemTime::UNIX_EPOCH + Duration::new(1_000_000_000, 500);
+    for name in ["t0", "t1", "t2"] {
+        let f = std::fs::File::create(m.path(name)).unwrap();
+        (&f).write_all(name.as_bytes()).unwrap();
+        f.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(then)
+                .set_modified(then),
+        )
+        .unwrap();
+    }
+    assert_eq!(header_flags(&fx, "t0"), 1, "the key is not pending");
+    gated.open_gate();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while m.core.status(&fx.mnt).wraps.unwrap().wrapped < 3 {
+        assert!(std::time::Instant::now() < deadline, "never wrapped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let check = |m: &common::Mounted, when: &str| {
+        for name in ["t0", "t1", "t2"] {
+            let md = std::fs::metadata(m.path(name)).unwrap();
+            assert_eq!(
+                (md.mtime(), md.mtime_nsec(), md.atime(), md.atime_nsec()),
+                (1_000_000_000, 500, 1_000_000_000, 500),
+                "{name} {when}"
+            );
+        }
+    };
+    check(&m, "once wrapped");
+    m.unmount();
+    for name in ["t0", "t1", "t2"] {
+        assert_eq!(header_flags(&fx, name), 0, "{name}");
+    }
+    let m = fx.mount();
+    check(&m, "after a remount");
+    for name in ["t0", "t1", "t2"] {
+        assert_eq!(std::fs::read(m.path(name)).unwrap(), name.as_bytes());
+    }
+    m.unmount();
 }
