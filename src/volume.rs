@@ -165,22 +165,24 @@ pub fn keeping_times<T>(
     file: &std::fs::File,
     rewrite: impl FnOnce() -> std::io::Result<T>,
 ) -> std::io::Result<T> {
-    let st = rustix::fs::fstat(file)?;
+    let times = times_of(&file.metadata()?);
     let out = rewrite();
-    let times = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec as _,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
-    };
     let restored = rustix::fs::futimens(file, &times);
     let out = out?;
     restored?;
     Ok(out)
+}
+
+/// The access and modification times of `meta`, as `utimensat` and
+/// `futimens` take them (to put them back after a change that must not
+/// show as one).
+pub fn times_of(meta: &fs::Metadata) -> rustix::fs::Timestamps {
+    use std::os::unix::fs::MetadataExt;
+    let ts = |tv_sec, tv_nsec| rustix::fs::Timespec { tv_sec, tv_nsec };
+    rustix::fs::Timestamps {
+        last_access: ts(meta.atime(), meta.atime_nsec()),
+        last_modification: ts(meta.mtime(), meta.mtime_nsec()),
+    }
 }
 
 /// The entries of a backing directory (without `.` and `..`) and their

@@ -150,25 +150,14 @@ pub fn process_groups(pid: u32, euid: Option<u32>) -> Option<Vec<u32>> {
 fn read_status(pid: u32) -> Option<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(format!("/proc/{pid}/status")).ok()?;
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(4096);
-        }
-        let spare = buf.capacity() - buf.len();
-        let start = buf.len();
-        buf.resize(start + spare, 0);
-        match f.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                break;
-            }
-            Ok(n) => buf.truncate(start + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !groups_line_complete(&buf) {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
-        }
-        if groups_line_complete(&buf) {
-            break;
         }
     }
     String::from_utf8(buf).ok()

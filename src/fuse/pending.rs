@@ -158,24 +158,22 @@ impl Core {
         );
         let out = file.try_clone()?;
         let table = self.pending.table.clone();
-        let finish =
-            Box::new(move |wrapped: &[u8]| -> Result<(), KmsError> {
-                let header = FileHeader::new(file_id, wrapped.to_vec())
-                    .and_then(|h| h.encode())
-                    .map_err(|e| KmsError::Internal(e.to_string()))?;
-                let _content =
-                    match node.get() {
-                        Some(state) => Some(state.io.write().map_err(|_| {
-                            KmsError::Internal("the inode's lock is poisoned".into())
-                        })?),
-                        // Not yet known to the kernel: nobody else can touch it.
-                        None => None,
-                    };
-                crate::volume::keeping_times(&out, || out.write_all_at(&header, 0))
-                    .map_err(|e| KmsError::Internal(format!("writing the file header: {e}")))?;
-                lock(&table).remove(&id);
-                Ok(())
-            });
+        let finish = Box::new(move |wrapped: &[u8]| -> Result<(), KmsError> {
+            let header = FileHeader::new(file_id, wrapped.to_vec())
+                .and_then(|h| h.encode())
+                .map_err(|e| KmsError::Internal(e.to_string()))?;
+            // Under the inode's content lock once the kernel knows the
+            // file (before that, nobody else can touch it).
+            let _content = node
+                .get()
+                .map(|state| state.io.write())
+                .transpose()
+                .map_err(|_| KmsError::Internal("the inode's lock is poisoned".into()))?;
+            crate::volume::keeping_times(&out, || out.write_all_at(&header, 0))
+                .map_err(|e| KmsError::Internal(format!("writing the file header: {e}")))?;
+            lock(&table).remove(&id);
+            Ok(())
+        });
         let job = WrapJob {
             caller,
             key_id: self.vol.config.master_key_id.clone(),

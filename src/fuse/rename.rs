@@ -405,17 +405,10 @@ impl Core {
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )?;
         // The copy is the same symlink moved: its times are the old one's.
-        let ts = |sec, nsec| rustix::fs::Timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        };
         rustix::fs::utimensat(
             &link.dir,
             &link.name,
-            &rustix::fs::Timestamps {
-                last_access: ts(meta.atime(), meta.atime_nsec()),
-                last_modification: ts(meta.mtime(), meta.mtime_nsec()),
-            },
+            &crate::volume::times_of(&meta),
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )?;
         Ok(Some(link))

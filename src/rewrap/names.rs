@@ -656,23 +656,11 @@ impl<'a> Walker<'a> {
 /// Puts back the access and modification times of `meta` on `path`
 /// (best effort: a failure leaves the times of the conversion).
 fn set_times(path: &Path, meta: &fs::Metadata, nofollow: bool) {
-    use rustix::fs::{AtFlags, Timespec, Timestamps};
-    let ts = |s: i64, ns: i64| Timespec {
-        tv_sec: s,
-        tv_nsec: ns as _,
-    };
+    use rustix::fs::AtFlags;
     let flags = if nofollow {
         AtFlags::SYMLINK_NOFOLLOW
     } else {
         AtFlags::empty()
     };
-    let _ = rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &Timestamps {
-            last_access: ts(meta.atime(), meta.atime_nsec()),
-            last_modification: ts(meta.mtime(), meta.mtime_nsec()),
-        },
-        flags,
-    );
+    let _ = rustix::fs::utimensat(rustix::fs::CWD, path, &crate::volume::times_of(meta), flags);
 }

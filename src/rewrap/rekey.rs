@@ -348,7 +348,7 @@ fn reseal_blocks(
 
 /// Owner, mode, timestamps and stored attributes of `old` onto `new`.
 fn copy_metadata(old: &File, new: &File, meta: &fs::Metadata) -> std::io::Result<()> {
-    use rustix::fs::{Gid, Timespec, Timestamps, Uid};
+    use rustix::fs::{Gid, Uid};
     // As root the owner is kept; otherwise the files are this user's.
     let _ = rustix::fs::fchown(
         new,
@@ -364,16 +364,6 @@ fn copy_metadata(old: &File, new: &File, meta: &fs::Metadata) -> std::io::Result
         let len = rustix::fs::fgetxattr(old, name, &mut value[..])?;
         rustix::fs::fsetxattr(new, name, &value[..len], rustix::fs::XattrFlags::empty())?;
     }
-    let ts = |s: i64, ns: i64| Timespec {
-        tv_sec: s,
-        tv_nsec: ns as _,
-    };
-    rustix::fs::futimens(
-        new,
-        &Timestamps {
-            last_access: ts(meta.atime(), meta.atime_nsec()),
-            last_modification: ts(meta.mtime(), meta.mtime_nsec()),
-        },
-    )?;
+    rustix::fs::futimens(new, &crate::volume::times_of(meta))?;
     Ok(())
 }

@@ -21,8 +21,8 @@
 //! Secrets and keys are zeroized when dropped.
 
 use super::AuthorizationHeader;
-use crate::audit::chain::hex;
-use aws_lc_rs::{digest, hmac};
+use crate::audit::chain::{hex, sha256_hex};
+use aws_lc_rs::hmac;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use zeroize::Zeroizing;
@@ -209,7 +209,7 @@ pub fn signature(
     amz_date: &str,
     canonical_request: &str,
 ) -> String {
-    let hashed = hex(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref());
+    let hashed = sha256_hex(canonical_request.as_bytes());
     let to_sign = format!(
         "{}\n{amz_date}\n{}/{}/{}/aws4_request\n{hashed}",
         super::ALGORITHM,
