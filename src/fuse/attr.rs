@@ -108,6 +108,20 @@ impl Core {
     }
 
     /// Some open handle of `ino`, if any.
+    /// The node's most recently opened handle, if it is still open (see
+    /// `InodeState::last_fh`).
+    fn open_handle(&self, node: &NodeRef) -> Option<std::sync::Arc<OpenFile>> {
+        let fh = node
+            .state
+            .last_fh
+            .load(std::sync::atomic::Ordering::Acquire);
+        if fh == 0 {
+            return None;
+        }
+        let files = self.files.read().ok()?;
+        files.get(&fh).filter(|h| h.ino == node.ino).cloned()
+    }
+
     fn any_handle_of(&self, ino: u64) -> Option<std::sync::Arc<OpenFile>> {
         let files = self.files.read().ok()?;
         files.values().find(|h| h.ino == ino).cloned()
@@ -128,6 +142,23 @@ impl Core {
     ) -> FsResult<FileAttr> {
         self.check_writable()?;
         let node = self.node(ino)?;
+        // A file open here (`tar -x` sets times, owner and mode through its
+        // descriptor before closing it) is changed through that handle:
+        // no walk of the backing path.
+        if size.is_none()
+            && let Some(h) = self.open_handle(&node)
+        {
+            let file = Some(&h.file);
+            set_owner_times(&node.backing, file, uid, gid, None, None)?;
+            if let Some(mode) = mode {
+                rustix::fs::fchmod(&h.file, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+                self.chmod_acl(&node, mode)?;
+            }
+            let times = times_guard(&node, atime.or(mtime).is_some())?;
+            set_owner_times(&node.backing, file, None, None, atime, mtime)?;
+            drop(times);
+            return Ok(self.attr_from(ino, &node.backing, &h.file.metadata()?));
+        }
         // Owner and times alone (most of what `tar -x` and `cp -p` ask) are
         // changed at the path without looking at it first: lchown and
         // utimensat(AT_SYMLINK_NOFOLLOW) never follow a symlink, and no

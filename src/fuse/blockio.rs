@@ -56,6 +56,60 @@ impl Drop for WipeOnDrop<'_> {
     }
 }
 
+/// The last block of a file as this mount last wrote it (its plaintext
+/// and stored bytes), so that the next write that grows the file (`tar`
+/// writes 10 KiB at a time, `cp` 128 KiB) neither reads nor opens it again.
+/// One per inode (`InodeState::tail`), used under the inode's `io` lock.
+///
+/// Kept only while it is certainly the file's last block: it is taken
+/// (emptied) by every write that uses it and put back by a write that
+/// succeeded; it is used only when the backing file still has the size it
+/// was written at; every other change of content (truncate, punch, zero
+/// range, allocate, a format-1 write) empties it, and so do every open and
+/// release of the file, so another host's change of the file is seen at
+/// the next open (close-to-open, as the admin guide promises for several
+/// hosts on one cipher directory). Plaintext is wiped when dropped.
+#[derive(Default)]
+pub struct TailCache(std::sync::Mutex<Option<Tail>>);
+
+struct Tail {
+    /// The backing file's size when this block was written.
+    cipher_size: u64,
+    block: EndBlock,
+}
+
+impl TailCache {
+    /// Empties the cache.
+    pub fn clear(&self) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = None;
+        }
+    }
+
+    /// The cached last block of a backing file of `cipher_size` bytes,
+    /// taken out of the cache; `None` when empty or written at another size.
+    fn take(&self, cipher_size: u64) -> Option<EndBlock> {
+        let mut t = self.0.lock().ok()?;
+        match t.take() {
+            Some(tail) if tail.cipher_size == cipher_size => Some(tail.block),
+            _ => None,
+        }
+    }
+
+    fn put(&self, cipher_size: u64, block: EndBlock) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = Some(Tail { cipher_size, block });
+        }
+    }
+}
+
+impl std::fmt::Debug for TailCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.lock().map(|t| t.is_some()).unwrap_or(false);
+        f.debug_struct("TailCache").field("held", &held).finish()
+    }
+}
+
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
@@ -73,6 +127,9 @@ pub struct BlockIo<'a> {
     /// The file's content format version, shared by every handle of the
     /// inode (`InodeState::content_version`).
     pub version: &'a AtomicU16,
+    /// The file's last block as last written (shared by every handle of
+    /// the inode, `InodeState::tail`).
+    pub tail: &'a TailCache,
 }
 
 impl std::fmt::Debug for BlockIo<'_> {
@@ -298,11 +355,12 @@ impl BlockIo<'_> {
             .checked_add(data.len() as u64)
             .filter(|h| *h <= self.layout().max_plain_size())
             .ok_or(FsError::TooBig)?;
-        let (size, _) = self.sizes()?;
+        let (size, cipher_size) = self.sizes()?;
         if self.v1() {
+            self.tail.clear();
             return self.write_v1(offset, data, size, hi);
         }
-        self.write_v2(offset, data, size, hi)
+        self.write_v2(offset, data, size, cipher_size, hi)
     }
 
     /// Format 2 write: the blocks the data touches in one pwrite; when the
@@ -310,7 +368,14 @@ impl BlockIo<'_> {
     /// to a full block (still marked last), then sealed again unmarked
     /// after the new blocks are written (or, when it holds only zeros,
     /// punched to a hole). Blocks in between are holes.
-    fn write_v2(&self, offset: u64, data: &[u8], size: u64, hi: u64) -> FsResult<()> {
+    fn write_v2(
+        &self,
+        offset: u64,
+        data: &[u8],
+        size: u64,
+        cipher_size: u64,
+        hi: u64,
+    ) -> FsResult<()> {
         let layout = self.layout();
         let b = self.b();
         let new_size = size.max(hi);
@@ -319,7 +384,10 @@ impl BlockIo<'_> {
         let end = hi.div_ceil(b);
         let grows = new_size > size;
         let end_blk = if grows || end > old_last {
-            Some(self.end_block(size)?)
+            match self.tail.take(cipher_size) {
+                Some(eb) => Some(eb),
+                None => Some(self.end_block(size)?),
+            }
         } else {
             None
         };
@@ -371,13 +439,16 @@ impl BlockIo<'_> {
         } else {
             self.reserve(start, stop - start).map_err(restore)?;
         }
-        if let Err(e) = self.seal_and_write(&batch, end_blk.as_ref()) {
-            return Err(if grows || resealed || end_blk.is_some() {
-                restore(e)
-            } else {
-                e
-            });
-        }
+        let new_tail = match self.seal_and_write(&batch, end_blk.as_ref(), true) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(if grows || resealed || end_blk.is_some() {
+                    restore(e)
+                } else {
+                    e
+                });
+            }
+        };
         if let (true, Some(eb)) = (zero_end_to_hole, &end_blk) {
             // The new last block is written: the old (all-zero) one's
             // stored range becomes a hole.
@@ -387,6 +458,10 @@ impl BlockIo<'_> {
         } else if let (true, Some(eb)) = (detached, &end_blk) {
             // The new last block is written: drop the old one's end mark.
             self.seal_full_at(eb, BlockMark::Middle)?;
+        }
+        if let Some(t) = new_tail {
+            self.tail
+                .put(layout.file_cipher_size(self.version(), new_size), t);
         }
         Ok(())
     }
@@ -469,7 +544,7 @@ impl BlockIo<'_> {
             end: hi.div_ceil(b),
             sparse: false,
         };
-        self.seal_and_write(&batch, None)
+        self.seal_and_write(&batch, None, false).map(drop)
     }
 
     /// Reads and opens existing block `index` of a file of `size` bytes into
@@ -505,8 +580,14 @@ impl BlockIo<'_> {
     /// Seals blocks `batch.first .. batch.end` and writes them with one
     /// pwrite: blocks wholly covered by the data are sealed straight from
     /// it; partial ones are read (the old last block comes from `eb`),
-    /// merged and sealed again.
-    fn seal_and_write(&self, batch: &Batch<'_>, eb: Option<&EndBlock>) -> FsResult<()> {
+    /// merged and sealed again. With `keep_tail`, returns the new last
+    /// block when the batch wrote it (for [`TailCache`]).
+    fn seal_and_write(
+        &self,
+        batch: &Batch<'_>,
+        eb: Option<&EndBlock>,
+        keep_tail: bool,
+    ) -> FsResult<Option<EndBlock>> {
         let layout = self.layout();
         let b = self.b();
         let version = self.version();
@@ -527,7 +608,10 @@ impl BlockIo<'_> {
             .min(layout.cipher_size(new_size));
         let out_len = usize::try_from(stored_end - start).map_err(|_| FsError::TooBig)?;
         let mut old_sparse = eb.map(|e| e.sparse);
-        SCRATCH.with(|s| -> FsResult<()> {
+        SCRATCH.with(|s| -> FsResult<Option<EndBlock>> {
+            // The new last block's plaintext and stored range, with `keep_tail`.
+            let mut tail = None;
+            let mut tail_stored = None;
             let mut s = s.borrow_mut();
             let Scratch { out, block, stored } = &mut *s;
             if out.len() < out_len {
@@ -547,6 +631,9 @@ impl BlockIo<'_> {
                 let mark = BlockMark::at(version, idx, new_last, sparse);
                 let sealed = if bstart >= offset && bend <= hi {
                     let from = (bstart - offset) as usize;
+                    if keep_tail && idx == new_last {
+                        tail = Some(Zeroizing::new(data[from..from + blen].to_vec()));
+                    }
                     self.cipher.seal_block_into(
                         idx,
                         mark,
@@ -574,12 +661,27 @@ impl BlockIo<'_> {
                         blk[(cs - bstart) as usize..(ce - bstart) as usize]
                             .copy_from_slice(&data[(cs - offset) as usize..(ce - offset) as usize]);
                     }
+                    if keep_tail && idx == new_last {
+                        tail = Some(Zeroizing::new(blk.to_vec()));
+                    }
                     self.cipher.seal_block_into(idx, mark, blk, &mut out[pos..])
                 };
+                let at = pos;
                 pos += sealed.map_err(|e| self.damaged(e))?;
+                if keep_tail && idx == new_last {
+                    tail_stored = Some(at..pos);
+                }
             }
             self.file.write_all_at(&out[..pos], start)?;
-            Ok(())
+            Ok(match (tail, tail_stored) {
+                (Some(plain), Some(range)) => Some(EndBlock {
+                    index: new_last,
+                    stored: out[range].to_vec(),
+                    plain,
+                    sparse,
+                }),
+                _ => None,
+            })
         })
     }
 

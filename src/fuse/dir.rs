@@ -89,12 +89,24 @@ impl Core {
         backing: std::path::PathBuf,
     ) -> FsResult<(NodeRef, FileAttr)> {
         let meta = fs::symlink_metadata(&backing)?;
+        Ok(self.entry_made(dir, name, backing, &meta))
+    }
+
+    /// [`Self::entry_created`] with the new entry's metadata already at
+    /// hand (from its open descriptor).
+    pub(crate) fn entry_made(
+        &self,
+        dir: &NodeRef,
+        name: &OsStr,
+        backing: std::path::PathBuf,
+        meta: &fs::Metadata,
+    ) -> (NodeRef, FileAttr) {
         let node = self
             .table()
             .lookup(dir.plain.child(name), backing, meta.ino());
-        let attr = self.attr_from(node.ino, &node.backing, &meta);
+        let attr = self.attr_from(node.ino, &node.backing, meta);
         let _ = node.state.kind.set(attr.kind);
-        Ok((node, attr))
+        (node, attr)
     }
 
     /// Opens the backing directory (errors such as ENOENT, ENOTDIR or

@@ -16,6 +16,7 @@ use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 /// fallocate mode bits kmsfs implements (linux/falloc.h).
@@ -125,6 +126,9 @@ impl Core {
     fn register(&self, mut of: OpenFile, append: bool) -> FsResult<u64> {
         of.append = append;
         let fh = self.new_fh();
+        of.state.last_fh.store(fh, Ordering::Release);
+        // Close-to-open: what another host wrote since is read again.
+        of.state.tail.clear();
         self.files
             .write()
             .map_err(|_| FsError::Stale)?
@@ -208,7 +212,7 @@ impl Core {
             first.extend_from_slice(&end);
             file.write_all_at(&first, 0)?;
             self.write_side_file(&dir.backing, &bn)?;
-            std::os::unix::fs::lchown(&backing, Some(uid), Some(gid))?;
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
             rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(new_mode.perm))?;
             if let NewKey::Local(dek) = &key {
                 self.wrap_new_key(
@@ -232,7 +236,7 @@ impl Core {
             return Err(e);
         }
         let readable = self.new_file_readable(&caller, &key, &plain, flags);
-        let (node, attr) = self.entry_created(&dir, name, backing)?;
+        let (node, attr) = self.entry_made(&dir, name, backing, &file.metadata()?);
         let _ = node_slot.set(node.state.clone());
         self.inherit_acls(&node, &new_mode)?;
         node.state.content_version.store(
@@ -371,6 +375,13 @@ impl Core {
 
     pub(crate) fn release(&self, fh: u64) {
         let removed = self.files.write().ok().and_then(|mut f| f.remove(&fh));
+        if let Some(h) = &removed {
+            h.state.tail.clear();
+            let _ = h
+                .state
+                .last_fh
+                .compare_exchange(fh, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
         if let Some(h) = removed
             && let (Ok(mut last), Some(now)) = (h.state.cache_stamp.lock(), cache_stamp(&h.file))
         {

@@ -40,6 +40,13 @@ pub struct InodeState {
     /// unlink knows without a system call that a regular file has no
     /// long-link target file.
     pub kind: OnceLock<fuser::FileType>,
+    /// The handle opened last on this inode while it is open (0: none, or
+    /// released), so that a setattr of an open file (`tar -x`'s
+    /// `futimens`, `fchown`, `fchmod`) works on its descriptor instead of
+    /// walking the backing path.
+    pub last_fh: std::sync::atomic::AtomicU64,
+    /// The regular file's last block as this mount last wrote it.
+    pub tail: super::blockio::TailCache,
 }
 
 /// A plaintext path: `/` for the root, `/a/b` below it. Bytes, not UTF-8.

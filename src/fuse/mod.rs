@@ -90,6 +90,7 @@ impl OpenFile {
             cipher: &self.cipher,
             path,
             version: &self.state.content_version,
+            tail: &self.state.tail,
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use zeroize::Zeroizing;
 
 use super::{DirIv, NameError, validate_name};
 use crate::crypto::{self, KEY_LEN, NONCE_LEN, SivKey, TAG_LEN};
@@ -24,7 +23,9 @@ pub const MAX_SYMLINK_TARGET_LEN: usize = 4095;
 
 /// The names cipher of a volume: keys derived once from the names key.
 pub struct NamesCipher {
-    mac_key: Zeroizing<[u8; KEY_LEN]>,
+    /// The synthetic-nonce MAC key, its HMAC state prepared once (aws-lc
+    /// wipes it when dropped).
+    mac: aws_lc_rs::hmac::Key,
     enc: SivKey,
 }
 
@@ -41,15 +42,17 @@ impl NamesCipher {
         let mac_key = crypto::derive_key(names_key, INFO_MAC)?;
         let enc_key = crypto::derive_key(names_key, INFO_ENC)?;
         Ok(Self {
-            mac_key,
+            mac: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac_key.as_ref()),
             enc: SivKey::new(&enc_key)?,
         })
     }
 
     fn synthetic_nonce(&self, dir_iv: &DirIv, name: &[u8]) -> [u8; NONCE_LEN] {
-        let mac = crypto::hmac_sha256(self.mac_key.as_ref(), &[dir_iv.as_bytes(), name]);
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac);
+        ctx.update(dir_iv.as_bytes());
+        ctx.update(name);
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&mac[..NONCE_LEN]);
+        nonce.copy_from_slice(&ctx.sign().as_ref()[..NONCE_LEN]);
         nonce
     }
 

@@ -16,10 +16,11 @@ impl BlockIo<'_> {
     /// new last block; a size beyond the format's limit is EFBIG, and
     /// nothing is written then.
     pub fn truncate(&self, new_size: u64) -> FsResult<()> {
+        self.tail.clear();
         if new_size > self.layout().max_plain_size() {
             return Err(FsError::TooBig);
         }
-        let (size, _) = self.sizes()?;
+        let (size, cipher_size) = self.sizes()?;
         if new_size == 0 {
             return if size == 0 && !self.v1() {
                 Ok(())
@@ -38,7 +39,7 @@ impl BlockIo<'_> {
             // Only the new last block (or the old one, grown) is written.
             let at = size.max(self.last_index(new_size) * self.b());
             let zeros = Zeroizing::new(vec![0u8; (new_size - at) as usize]);
-            return self.write_v2(at, &zeros, size, new_size);
+            return self.write_v2(at, &zeros, size, cipher_size, new_size);
         }
         self.shrink(size, new_size)
     }
@@ -105,6 +106,7 @@ impl BlockIo<'_> {
     /// last block are written as sealed zeros. A format-1 file gets sealed
     /// zeros throughout.
     pub fn punch(&self, offset: u64, len: u64) -> FsResult<()> {
+        self.tail.clear();
         let (size, _) = self.sizes()?;
         let end = offset.saturating_add(len).min(size);
         if offset >= end {
@@ -180,6 +182,7 @@ impl BlockIo<'_> {
     /// a hole still reads as zeros (the filesystem's unwritten extents), so
     /// holes stay holes.
     pub fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> FsResult<()> {
+        self.tail.clear();
         let end = offset
             .checked_add(len)
             .filter(|e| *e <= self.layout().max_plain_size())
@@ -199,6 +202,7 @@ impl BlockIo<'_> {
     /// are), grows the file over it unless `keep_size`, and reserves its
     /// backing space.
     pub fn zero_range(&self, offset: u64, len: u64, keep_size: bool) -> FsResult<()> {
+        self.tail.clear();
         let end = offset
             .checked_add(len)
             .filter(|e| *e <= self.layout().max_plain_size())

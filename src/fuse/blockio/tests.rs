@@ -14,6 +14,7 @@ struct Fixture {
     file: File,
     cipher: ContentCipher,
     version: AtomicU16,
+    tail: TailCache,
 }
 
 impl Fixture {
@@ -34,6 +35,7 @@ impl Fixture {
             file,
             cipher,
             version: AtomicU16::new(version),
+            tail: TailCache::default(),
         };
         if version == HEADER_FORMAT_VERSION {
             let empty = fx
@@ -51,6 +53,7 @@ impl Fixture {
             cipher: &self.cipher,
             path: &|| "/f".to_string(),
             version: &self.version,
+            tail: &self.tail,
         }
     }
 
@@ -342,4 +345,83 @@ fn written_zeros_keep_a_file_without_holes() {
     );
     fx.zero_backing(H, S);
     assert!(is_tampered(fx.read_all()));
+}
+
+impl TailCache {
+    fn held(&self) -> bool {
+        self.0.lock().unwrap().is_some()
+    }
+}
+
+/// Appends of `tar`'s size reuse the last block from the cache, and the
+/// file they leave is the one a write from disk would leave, byte for byte.
+#[test]
+fn appends_through_the_tail_cache_write_what_reads_from_disk_write() {
+    let cached = Fixture::new(HEADER_FORMAT_VERSION);
+    let plain = Fixture::new(HEADER_FORMAT_VERSION);
+    let data = pattern(100_000, 3);
+    let mut at = 0;
+    for len in [9728usize, 10240, 10240, 1318, 4096, 1, 4095, 20_000, 3] {
+        cached.io().write(at as u64, &data[at..at + len]).unwrap();
+        assert!(cached.tail.held(), "an append keeps the last block");
+        plain.io().write(at as u64, &data[at..at + len]).unwrap();
+        plain.tail.clear();
+        at += len;
+    }
+    assert_eq!(cached.read_all().unwrap(), data[..at]);
+    let backing = |fx: &Fixture| {
+        let mut b = vec![0u8; fx.backing_len() as usize];
+        fx.file.read_exact_at(&mut b, 0).unwrap();
+        b
+    };
+    // Same key and file id: the same blocks (GCM-SIV is deterministic
+    // per nonce; the nonces are per block), so the same bytes on disk.
+    assert_eq!(backing(&cached).len(), backing(&plain).len());
+    assert_eq!(plain.read_all().unwrap(), cached.read_all().unwrap());
+}
+
+/// Every other change of the content empties the cache, so the next
+/// append reads the last block as it now is.
+#[test]
+fn tail_cache_follows_punch_truncate_and_other_writers() {
+    let fx = Fixture::new(HEADER_FORMAT_VERSION);
+    let io = fx.io();
+    io.write(0, &[1u8; 14_000]).unwrap();
+    // Whole blocks become holes and the last block's mark now allows
+    // them: an append from a stale cached block would drop that mark, and
+    // the holes would then read as tampering.
+    io.punch(4096, 8192).unwrap();
+    assert!(!fx.tail.held(), "punch empties the cache");
+    io.write(14_000, &[2u8; 10]).unwrap();
+    let mut want = vec![1u8; 14_000];
+    want[4096..12_288].fill(0);
+    want.extend_from_slice(&[2u8; 10]);
+    assert_eq!(fx.read_all().unwrap(), want);
+
+    io.truncate(5000).unwrap();
+    io.write(5000, &[3u8; 5]).unwrap();
+    want.truncate(5000);
+    want.extend_from_slice(&[3u8; 5]);
+    assert_eq!(fx.read_all().unwrap(), want);
+
+    // Another writer (another host: its own cache) appends: the size
+    // changed, so this one's cached block is not used.
+    let other_tail = TailCache::default();
+    let other = BlockIo {
+        tail: &other_tail,
+        ..fx.io()
+    };
+    other.write(5005, &[4u8; 7]).unwrap();
+    assert!(fx.tail.held());
+    io.write(5012, &[5u8; 3]).unwrap();
+    want.extend_from_slice(&[4u8; 7]);
+    want.extend_from_slice(&[5u8; 3]);
+    assert_eq!(fx.read_all().unwrap(), want);
+
+    // A failed write leaves the cache empty and the file as it was.
+    let max = io.layout().max_plain_size();
+    assert!(matches!(io.write(max, b"x"), Err(FsError::TooBig)));
+    io.write(5015, b"!").unwrap();
+    want.push(b'!');
+    assert_eq!(fx.read_all().unwrap(), want);
 }
