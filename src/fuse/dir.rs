@@ -275,17 +275,21 @@ impl Core {
     }
 
     /// True when the backing directory holds no user entries.
-    fn is_empty_dir(&self, backing: &Path) -> FsResult<bool> {
+    /// The entries of backing directory `backing`, all of them kmsfs's own
+    /// (its IV, long-name side files of nothing): NotEmpty when it holds
+    /// anything else.
+    fn own_entries_only(&self, backing: &Path) -> FsResult<Vec<OsString>> {
+        let mut own = Vec::new();
         for ent in fs::read_dir(backing)? {
-            let ent = ent?;
-            if crate::names::classify_backing_name(std::os::unix::ffi::OsStrExt::as_bytes(
-                ent.file_name().as_os_str(),
-            )) != crate::names::BackingKind::Reserved
+            let name = ent?.file_name();
+            if crate::names::classify_backing_name(name.as_bytes())
+                != crate::names::BackingKind::Reserved
             {
-                return Ok(false);
+                return Err(FsError::NotEmpty);
             }
+            own.push(name);
         }
-        Ok(true)
+        Ok(own)
     }
 
     pub(crate) fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
@@ -293,37 +297,48 @@ impl Core {
         let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
-        let (backing, bn) = self.child_backing(&dir, name)?;
-        let meta = fs::symlink_metadata(&backing).map_err(not_found)?;
-        if !meta.is_dir() {
-            return Err(FsError::NotDir);
-        }
         let plain = dir.plain.child(name);
-        // Hold the victim's lock so no entry is created in it meanwhile.
         let victim = {
             let t = self.table();
             t.ino_of(&plain).and_then(|i| t.get(i))
         };
+        // A directory the kernel looked up has its backing path in its
+        // node (see `unlink`).
+        let (backing, bn) = match &victim {
+            Some(v) if v.linked && short_entry_in(&v.backing, &dir.backing) => {
+                (v.backing.clone(), None)
+            }
+            _ => {
+                let (backing, bn) = self.child_backing(&dir, name)?;
+                (backing, Some(bn))
+            }
+        };
+        let meta = fs::symlink_metadata(&backing).map_err(not_found)?;
+        if !meta.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        // Hold the victim's lock so no entry is created in it meanwhile.
         let _victim_guard = match &victim {
             Some(v) => Some(v.state.io.write().map_err(|_| FsError::Stale)?),
             None => None,
         };
-        if !self.is_empty_dir(&backing)? {
-            return Err(FsError::NotEmpty);
-        }
+        let own = self.own_entries_only(&backing)?;
         // Remove kmsfs's own files, then the directory; on failure put the
         // IV back so the directory stays readable.
         let iv = if self.vol.encrypted_names() {
             // A missing or damaged IV does not stop removing the directory.
-            crate::volume::read_dir_iv(&backing)
-                .ok()
+            let cached = victim
+                .as_ref()
+                .and_then(|v| v.state.dir_iv.lock().ok().and_then(|iv| *iv));
+            cached
+                .or_else(|| crate::volume::read_dir_iv(&backing).ok())
                 .map(crate::names::DirIv)
         } else {
             None
         };
         let cleared = || -> FsResult<()> {
-            for ent in fs::read_dir(&backing)? {
-                fs::remove_file(ent?.path())?;
+            for name in &own {
+                fs::remove_file(backing.join(name))?;
             }
             fs::remove_dir(&backing)?;
             Ok(())
@@ -339,7 +354,9 @@ impl Core {
             }
             return Err(e);
         }
-        self.remove_side_file(&dir.backing, &bn);
+        if let Some(bn) = &bn {
+            self.remove_side_file(&dir.backing, bn);
+        }
         let attr = victim
             .as_ref()
             .map(|v| self.attr_from(v.ino, &backing, &meta));
@@ -352,22 +369,35 @@ impl Core {
         let _paths = self.paths_shared()?;
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
-        let (backing, bn) = self.child_backing(&dir, name)?;
         let plain = dir.plain.child(name);
+        // The kernel looks an entry up before it unlinks it (`rm -rf` from
+        // the listing's entries): its node has the backing path, so the
+        // name is not encrypted again. A long name is, for its side file.
+        let known = {
+            let t = self.table();
+            t.ino_of(&plain).and_then(|i| t.get(i))
+        };
+        let (backing, bn) = match &known {
+            Some(n) if n.linked && short_entry_in(&n.backing, &dir.backing) => {
+                (n.backing.clone(), None)
+            }
+            _ => {
+                let (backing, bn) = self.child_backing(&dir, name)?;
+                (backing, Some(bn))
+            }
+        };
         // No stat first: unlink(2) itself fails with EISDIR on a directory
         // and ENOENT on a missing entry. A symlink's long target goes too;
-        // an entry the kernel looked up as something else has none (the
-        // kernel looks an entry up before it unlinks it).
-        let known_kind = self
-            .table()
-            .state_of(&plain)
-            .and_then(|s| s.kind.get().copied());
+        // an entry the kernel looked up as something else has none.
+        let known_kind = known.and_then(|n| n.state.kind.get().copied());
         let long_file = match known_kind {
             Some(k) if k != FileType::Symlink => None,
             _ => self.long_link_file(&backing),
         };
         fs::remove_file(&backing).map_err(not_found)?;
-        self.remove_side_file(&dir.backing, &bn);
+        if let Some(bn) = &bn {
+            self.remove_side_file(&dir.backing, bn);
+        }
         self.remove_long_link_file(long_file);
         // An open handle still has the file (see `getattr`).
         self.table().unlinked(&plain, None);
@@ -393,6 +423,16 @@ fn restore_dir_iv(dir: &Path, iv: &crate::names::DirIv) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         r => r,
     }
+}
+
+/// Whether backing path `entry` is an entry of `dir_backing` with a
+/// short (not hashed long) name.
+fn short_entry_in(entry: &Path, dir_backing: &Path) -> bool {
+    entry.parent() == Some(dir_backing)
+        && entry.file_name().is_some_and(|n| {
+            !n.as_bytes()
+                .starts_with(crate::names::LONG_NAME_PREFIX.as_bytes())
+        })
 }
 
 /// Maps a missing backing entry to ENOENT.

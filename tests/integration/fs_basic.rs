@@ -435,3 +435,45 @@ fn cold_listing_reports_every_entry_with_its_attributes() {
         "a removed directory lists no entry: {rest:?}"
     );
 }
+
+/// `rm -rf` removes entries at the backing paths their nodes hold (no name
+/// encryption for what the kernel looked up), also after the directories
+/// above them were renamed, and takes long names' side files and every
+/// directory's own files with them: nothing is left in the cipher tree.
+#[test]
+fn remove_tree_after_renames_leaves_nothing_behind() {
+    fn every_entry(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                every_entry(&p, out);
+            }
+            out.push(p);
+        }
+    }
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let m = fx.mount();
+    let mut before = Vec::new();
+    every_entry(&fx.cipher, &mut before);
+    let long = "L".repeat(240);
+    fs::create_dir_all(m.path(&format!("a/{long}/c"))).unwrap();
+    for dir in ["a", &format!("a/{long}"), &format!("a/{long}/c")] {
+        fs::write(m.path(&format!("{dir}/short")), b"s").unwrap();
+        fs::write(m.path(&format!("{dir}/{}", "N".repeat(200))), b"n").unwrap();
+        std::os::unix::fs::symlink("short", m.path(&format!("{dir}/link"))).unwrap();
+    }
+    // Every node known to the kernel, then the tree moved twice.
+    let _ = fs::read_dir(m.path(&format!("a/{long}/c")))
+        .unwrap()
+        .count();
+    fs::rename(m.path("a"), m.path("b")).unwrap();
+    fs::rename(m.path(&format!("b/{long}")), m.path("b/moved")).unwrap();
+    assert_eq!(fs::read(m.path("b/moved/c/short")).unwrap(), b"s");
+    fs::remove_file(m.path("b/moved/short")).unwrap();
+    assert!(!m.path("b/moved/short").exists());
+    fs::remove_dir_all(m.path("b")).unwrap();
+    assert!(fs::read_dir(&m.mnt).unwrap().next().is_none());
+    let mut after = Vec::new();
+    every_entry(&fx.cipher, &mut after);
+    assert_eq!(after, before);
+}
