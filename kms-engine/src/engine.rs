@@ -387,6 +387,13 @@ impl Engine {
         self.anchor_due.load(Ordering::Acquire)
     }
 
+    /// Makes every audit record written so far durable (see
+    /// [`AuditSink::sync`]): what a caller does before it reports data
+    /// durable whose keys those records account for.
+    pub fn sync_audit(&self) -> Result<(), KmsError> {
+        self.audit.sync()
+    }
+
     /// The 32-byte seed of the audit trail's signing key, generated at
     /// create and kept sealed in the store.
     pub fn audit_signing_seed(&self) -> Result<Zeroizing<[u8; 32]>, KmsError> {

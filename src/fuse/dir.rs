@@ -410,6 +410,7 @@ impl Core {
 
     pub(crate) fn fsyncdir(&self, ino: u64) -> FsResult<()> {
         let dir = self.node(ino)?;
+        self.sync_audit(&|| dir.plain.display())?;
         fs::File::open(&dir.backing)?.sync_all()?;
         Ok(())
     }

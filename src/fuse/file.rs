@@ -391,14 +391,25 @@ impl Core {
 
     pub(crate) fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let h = self.file_handle(fh)?;
-        // Never durable without its wrapped key.
+        // Never durable without its wrapped key, nor before the audit
+        // records of its key's uses (a trail flushed in batches).
         self.await_key_of(&h.file, &|| self.path_of(h.ino))?;
+        self.sync_audit(&|| self.path_of(h.ino))?;
         if datasync {
             h.file.sync_data()?;
         } else {
             h.file.sync_all()?;
         }
         Ok(())
+    }
+
+    /// Makes the key service's audit records durable before an fsync
+    /// reports data durable (`KeyService::sync_audit`).
+    pub(crate) fn sync_audit(&self, path: &dyn Fn() -> String) -> FsResult<()> {
+        self.keys.sync_audit().map_err(|e| {
+            log::error!("{}: fsync: the audit trail was not synced: {e}", path());
+            FsError::Kms(e)
+        })
     }
 
     /// fallocate: mode 0 and KEEP_SIZE reserve backing space (mode 0 also

@@ -231,6 +231,10 @@ impl<S: KeyService> KeyService for CachingKeyService<S> {
         self.inner.refresh()
     }
 
+    fn sync_audit(&self) -> Result<(), KmsError> {
+        self.inner.sync_audit()
+    }
+
     fn generate_data_key(
         &self,
         caller: &Principal,

@@ -14,6 +14,10 @@ impl KeyService for Arc<Engine> {
         self.refresh_now()
     }
 
+    fn sync_audit(&self) -> Result<(), KmsError> {
+        Engine::sync_audit(self)
+    }
+
     fn generate_data_key(
         &self,
         caller: &Principal,

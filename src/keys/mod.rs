@@ -121,6 +121,14 @@ pub trait KeyService: Send + Sync {
         false
     }
 
+    /// Makes the audit records of the calls made so far durable, before a
+    /// file whose key they account for is reported durable (fsync): an
+    /// embedded engine flushing its trail in batches (`--audit-flush-ms`)
+    /// flushes now. A service in another process keeps its own trail.
+    fn sync_audit(&self) -> Result<(), KmsError> {
+        Ok(())
+    }
+
     /// ReEncrypt `wrapped` (under `ctx`) to the newest version of
     /// `dest_key`, under the same context: what `kmsfs rewrap` does to every
     /// file. The data key itself does not change.
@@ -226,6 +234,10 @@ impl KeyService for std::sync::Arc<dyn KeyService> {
 
     fn refresh(&self) -> Result<(), KmsError> {
         (**self).refresh()
+    }
+
+    fn sync_audit(&self) -> Result<(), KmsError> {
+        (**self).sync_audit()
     }
 
     fn unreachable(&self) -> bool {

@@ -502,6 +502,10 @@ impl WriteOnlyKeys {
 }
 
 impl KeyService for WriteOnlyKeys {
+    fn sync_audit(&self) -> Result<(), KmsError> {
+        self.inner.sync_audit()
+    }
+
     /// A fresh data key wrapped under this mount's slot: no service call.
     fn generate_data_key(
         &self,

@@ -64,3 +64,60 @@ fn disabled_key_stops_new_opens_but_not_open_handles() {
         .unwrap();
     assert_eq!(fs::read(m.path("f")).unwrap(), b"before and after");
 }
+
+/// An fsync of a file or a directory makes the engine's audit records
+/// durable first (`KeyService::sync_audit`): with a trail flushed in
+/// batches (`--audit-flush-ms`), a file reported durable has the record of
+/// its key's GenerateDataKey on disk too. Nothing else asks for it.
+#[test]
+fn fsync_makes_the_audit_records_durable_first() {
+    use kms_engine::audit::{AuditEvent, AuditSink};
+    use kms_engine::{Engine, KmsError, RootKeySource, SystemClock};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Counts records, and the records there were at each sync.
+    #[derive(Debug, Default)]
+    struct Sink {
+        records: AtomicUsize,
+        syncs: Mutex<Vec<usize>>,
+    }
+    impl AuditSink for Sink {
+        fn record(&self, _: &AuditEvent) -> Result<(), KmsError> {
+            self.records.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), KmsError> {
+            let n = self.records.load(Ordering::SeqCst);
+            self.syncs.lock().unwrap().push(n);
+            Ok(())
+        }
+    }
+
+    let fx = Fixture::new(4096, NamesMode::Encrypted);
+    let sink = Arc::new(Sink::default());
+    let engine = Engine::open(
+        &fx.engine_dir,
+        RootKeySource::Passphrase(zeroize::Zeroizing::new("test passphrase".into())),
+        Arc::new(SystemClock),
+        sink.clone(),
+    )
+    .unwrap();
+    let m = fx.mount_on(
+        Arc::new(Arc::new(engine)),
+        kmsfs::fuse::FsOptions::default(),
+        true,
+    );
+    let before = sink.records.load(Ordering::SeqCst);
+    let mut f = fs::File::create(m.path("f")).unwrap();
+    f.write_all(b"data").unwrap();
+    let created = sink.records.load(Ordering::SeqCst);
+    assert!(created > before, "the create's GenerateDataKey is audited");
+    assert!(sink.syncs.lock().unwrap().is_empty(), "no sync unasked");
+    f.sync_all().unwrap();
+    f.sync_data().unwrap();
+    fs::File::open(&m.mnt).unwrap().sync_all().unwrap();
+    let syncs = sink.syncs.lock().unwrap().clone();
+    assert_eq!(syncs.len(), 3, "fsync, fdatasync, fsync of the directory");
+    assert!(syncs.iter().all(|n| *n >= created), "{syncs:?} < {created}");
+}

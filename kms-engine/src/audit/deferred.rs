@@ -79,6 +79,13 @@ impl AuditSink for DeferredTrail {
             None => Err(self.not_open()),
         }
     }
+
+    fn sync(&self) -> Result<(), crate::KmsError> {
+        match self.trail.get() {
+            Some(t) => AuditSink::sync(t),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

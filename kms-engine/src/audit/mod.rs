@@ -92,6 +92,12 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     ) -> Result<(), crate::KmsError> {
         self.record(event)
     }
+
+    /// Makes every record recorded so far durable (a sink that flushes in
+    /// batches flushes now; one that syncs each record has nothing to do).
+    fn sync(&self) -> Result<(), crate::KmsError> {
+        Ok(())
+    }
 }
 
 /// A sink that discards records (for tools that must not audit, e.g. benches).

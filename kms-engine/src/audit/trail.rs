@@ -132,6 +132,8 @@ struct Inner {
     opts: TrailOptions,
     state: Mutex<State>,
     group: Arc<GroupCommit>,
+    /// fdatasyncs of batched records ([`SyncMode::Batched`]).
+    batch_flushes: std::sync::atomic::AtomicU64,
     /// Wakes the background thread: to stop, or for due work.
     signal: (Mutex<Signal>, Condvar),
 }
@@ -257,6 +259,7 @@ impl FileAuditTrail {
                 flush_requested: false,
             }),
             group: Arc::new(GroupCommit::default()),
+            batch_flushes: std::sync::atomic::AtomicU64::new(0),
             signal: (Mutex::new(Signal::default()), Condvar::new()),
         });
         let ticker = if inner.opts.background {
@@ -318,6 +321,41 @@ impl FileAuditTrail {
         self.inner.group.flushes()
     }
 
+    /// How many fdatasyncs of batched records ([`SyncMode::Batched`]) this
+    /// trail has run: due batches, [`Self::sync`]; for diagnostics.
+    pub fn batch_flushes(&self) -> u64 {
+        self.inner
+            .batch_flushes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes every record appended so far durable. With
+    /// [`SyncMode::Batched`]: an fdatasync of the newest segment now (older
+    /// ones were synced when the next one began), also when a batch flush
+    /// is running on another thread; with [`SyncMode::EveryRecord`] every
+    /// record already was before its append returned.
+    pub fn sync(&self) -> Result<(), AuditError> {
+        if matches!(self.inner.opts.sync, SyncMode::EveryRecord) {
+            return Ok(());
+        }
+        let mut st = self.inner.lock_state();
+        let newest = st
+            .head
+            .as_ref()
+            .and_then(|h| h.segment.as_ref())
+            .map(|s| Arc::clone(&s.1));
+        if let Some(f) = newest {
+            self.inner.count_batch_flush();
+            f.sync_data()
+                .map_err(|e| AuditError::io("fdatasync", &self.inner.dir, e))?;
+        }
+        st.dirty = None;
+        st.unsynced = 0;
+        st.last_sync = Instant::now();
+        st.flush_requested = false;
+        Ok(())
+    }
+
     /// Writes a digest now if any record is not covered by one; returns the
     /// digest's end sequence, or None if nothing needed sealing.
     pub fn seal(&self) -> Result<Option<u64>, AuditError> {
@@ -375,6 +413,10 @@ impl AuditSink for FileAuditTrail {
         self.append_anchored(event, store)
             .map(|_| ())
             .map_err(Into::into)
+    }
+
+    fn sync(&self) -> Result<(), crate::KmsError> {
+        FileAuditTrail::sync(self).map_err(Into::into)
     }
 }
 
@@ -478,6 +520,7 @@ impl Inner {
                     st.flush_requested = false;
                     drop(guard);
                     if let Some(f) = dirty {
+                        self.count_batch_flush();
                         f.sync_data()
                             .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
                     }
@@ -487,8 +530,14 @@ impl Inner {
         Ok(seq)
     }
 
+    fn count_batch_flush(&self) {
+        self.batch_flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn flush(&self, st: &mut State) -> Result<(), AuditError> {
         if let Some(f) = st.dirty.take() {
+            self.count_batch_flush();
             f.sync_data()
                 .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
         }

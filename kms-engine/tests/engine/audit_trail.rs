@@ -267,6 +267,40 @@ fn batched_sync_trail_verifies() {
     );
 }
 
+/// `sync` flushes a batch that is not due yet (what an fsync on a mount
+/// with `--audit-flush-ms` asks before it reports a file durable), and is
+/// free when every record is synced on its own.
+#[test]
+fn sync_flushes_a_pending_batch_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(
+        t.path(),
+        TrailOptions {
+            sync: SyncMode::Batched {
+                max_records: 1000,
+                max_delay: Duration::from_secs(3600),
+            },
+            ..options()
+        },
+    );
+    for i in 1..=3 {
+        trail.append(&event(i)).unwrap();
+    }
+    assert_eq!(trail.batch_flushes(), 0, "nothing due yet");
+    trail.sync().unwrap();
+    assert_eq!(trail.batch_flushes(), 1);
+    AuditSink::sync(&trail).unwrap();
+    assert_eq!(trail.batch_flushes(), 2, "the sink's sync is the trail's");
+
+    let t2 = tempfile::tempdir().unwrap();
+    let every = open(t2.path(), options());
+    every.append(&event(1)).unwrap();
+    let flushes = every.group_flushes();
+    every.sync().unwrap();
+    assert_eq!(every.group_flushes(), flushes);
+    assert_eq!(every.batch_flushes(), 0);
+}
+
 #[test]
 fn background_thread_seals_an_idle_trail() {
     let t = tempfile::tempdir().unwrap();

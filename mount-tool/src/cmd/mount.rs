@@ -74,8 +74,10 @@ pub struct MountArgs {
     pub no_xattr: bool,
     /// Audit records reach the disk (fdatasync) before the call they audit
     /// returns (0, the default), or at least every MS milliseconds and every
-    /// 256 records: faster, but a power failure can lose the records of the
-    /// last MS milliseconds (a crash of the mount process loses none)
+    /// 256 records and before any fsync on the mount returns: faster (one
+    /// fdatasync per created file otherwise), but a power failure can lose
+    /// the records of the last MS milliseconds (a crash of the mount process
+    /// loses none)
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub audit_flush_ms: u64,
     /// Set everything up first: create the engine store if there is none
