@@ -107,7 +107,6 @@ impl Core {
         Ok(FileAttr { nlink: 0, ..attr })
     }
 
-    /// Some open handle of `ino`, if any.
     /// The node's most recently opened handle, if it is still open (see
     /// `InodeState::last_fh`).
     fn open_handle(&self, node: &NodeRef) -> Option<std::sync::Arc<OpenFile>> {
@@ -122,6 +121,7 @@ impl Core {
         files.get(&fh).filter(|h| h.ino == node.ino).cloned()
     }
 
+    /// Some open handle of `ino`, if any.
     fn any_handle_of(&self, ino: u64) -> Option<std::sync::Arc<OpenFile>> {
         let files = self.files.read().ok()?;
         files.values().find(|h| h.ino == ino).cloned()

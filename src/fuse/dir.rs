@@ -2,8 +2,9 @@
 //! statfs, fsyncdir.
 
 use super::errno::{FsError, FsResult};
-use super::inode::NodeRef;
+use super::inode::{NodeRef, PlainPath};
 use super::{Core, DirEntry, DirHandle};
+use crate::names::BackingName;
 use crate::volume::create_dir_iv;
 use fuser::{FileAttr, FileType, Request};
 use std::ffi::{OsStr, OsString};
@@ -275,6 +276,34 @@ impl Core {
     }
 
     /// True when the backing directory holds no user entries.
+    /// The entry `name` (at `plain`) of `dir` about to be removed: its node
+    /// when the kernel knows it, and its backing path. The kernel looks an
+    /// entry up before it removes it (`rm -rf` works from a listing), so
+    /// the path comes from the node without encrypting the name again; a
+    /// long name is encrypted, and its backing name returned for its side
+    /// file.
+    fn removal_target(
+        &self,
+        dir: &NodeRef,
+        plain: &PlainPath,
+        name: &OsStr,
+    ) -> FsResult<(Option<NodeRef>, std::path::PathBuf, Option<BackingName>)> {
+        let known = {
+            let t = self.table();
+            t.ino_of(plain).and_then(|i| t.get(i))
+        };
+        let (backing, bn) = match &known {
+            Some(n) if n.linked && short_entry_in(&n.backing, &dir.backing) => {
+                (n.backing.clone(), None)
+            }
+            _ => {
+                let (backing, bn) = self.child_backing(dir, name)?;
+                (backing, Some(bn))
+            }
+        };
+        Ok((known, backing, bn))
+    }
+
     /// The entries of backing directory `backing`, all of them kmsfs's own
     /// (its IV, long-name side files of nothing): NotEmpty when it holds
     /// anything else.
@@ -298,21 +327,7 @@ impl Core {
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let plain = dir.plain.child(name);
-        let victim = {
-            let t = self.table();
-            t.ino_of(&plain).and_then(|i| t.get(i))
-        };
-        // A directory the kernel looked up has its backing path in its
-        // node (see `unlink`).
-        let (backing, bn) = match &victim {
-            Some(v) if v.linked && short_entry_in(&v.backing, &dir.backing) => {
-                (v.backing.clone(), None)
-            }
-            _ => {
-                let (backing, bn) = self.child_backing(&dir, name)?;
-                (backing, Some(bn))
-            }
-        };
+        let (victim, backing, bn) = self.removal_target(&dir, &plain, name)?;
         let meta = fs::symlink_metadata(&backing).map_err(not_found)?;
         if !meta.is_dir() {
             return Err(FsError::NotDir);
@@ -370,22 +385,7 @@ impl Core {
         let dir = self.node(parent)?;
         let _dir_guard = dir.state.io.read().map_err(|_| FsError::Stale)?;
         let plain = dir.plain.child(name);
-        // The kernel looks an entry up before it unlinks it (`rm -rf` from
-        // the listing's entries): its node has the backing path, so the
-        // name is not encrypted again. A long name is, for its side file.
-        let known = {
-            let t = self.table();
-            t.ino_of(&plain).and_then(|i| t.get(i))
-        };
-        let (backing, bn) = match &known {
-            Some(n) if n.linked && short_entry_in(&n.backing, &dir.backing) => {
-                (n.backing.clone(), None)
-            }
-            _ => {
-                let (backing, bn) = self.child_backing(&dir, name)?;
-                (backing, Some(bn))
-            }
-        };
+        let (known, backing, bn) = self.removal_target(&dir, &plain, name)?;
         // No stat first: unlink(2) itself fails with EISDIR on a directory
         // and ENOENT on a missing entry. A symlink's long target goes too;
         // an entry the kernel looked up as something else has none.

@@ -374,17 +374,15 @@ impl Core {
     }
 
     pub(crate) fn release(&self, fh: u64) {
-        let removed = self.files.write().ok().and_then(|mut f| f.remove(&fh));
-        if let Some(h) = &removed {
-            h.state.tail.clear();
-            let _ = h
-                .state
-                .last_fh
-                .compare_exchange(fh, 0, Ordering::AcqRel, Ordering::Acquire);
-        }
-        if let Some(h) = removed
-            && let (Ok(mut last), Some(now)) = (h.state.cache_stamp.lock(), cache_stamp(&h.file))
-        {
+        let Some(h) = self.files.write().ok().and_then(|mut f| f.remove(&fh)) else {
+            return;
+        };
+        h.state.tail.clear();
+        let _ = h
+            .state
+            .last_fh
+            .compare_exchange(fh, 0, Ordering::AcqRel, Ordering::Acquire);
+        if let (Ok(mut last), Some(now)) = (h.state.cache_stamp.lock(), cache_stamp(&h.file)) {
             *last = Some(now);
         }
     }
