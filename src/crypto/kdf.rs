@@ -29,16 +29,31 @@ pub fn derive_key(ikm: &[u8], info: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, C
     Ok(out)
 }
 
-/// HMAC-SHA256 of the concatenation of `parts` under `key`.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-    let mut ctx = hmac::Context::with_key(&key);
-    for p in parts {
-        ctx.update(p);
+/// An HMAC-SHA256 key with its HMAC state prepared once, for a key that
+/// signs on every call (aws-lc wipes the state when dropped).
+pub struct HmacSha256(hmac::Key);
+
+impl std::fmt::Debug for HmacSha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacSha256(<redacted>)")
     }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.sign().as_ref());
-    out
+}
+
+impl HmacSha256 {
+    pub fn new(key: &[u8]) -> Self {
+        HmacSha256(hmac::Key::new(hmac::HMAC_SHA256, key))
+    }
+
+    /// HMAC-SHA256 of the concatenation of `parts`.
+    pub fn sign(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
 }
 
 /// SHA-256 of `data`.
@@ -66,7 +81,7 @@ mod tests {
 
     #[test]
     fn hmac_rfc4231_case2() {
-        let tag = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        let tag = HmacSha256::new(b"Jefe").sign(&[b"what do ya want ", b"for nothing?"]);
         assert_eq!(
             hex(&tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

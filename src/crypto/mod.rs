@@ -11,7 +11,7 @@ mod random;
 mod rsa;
 
 pub use aead::{NONCE_LEN, SivKey, TAG_LEN};
-pub use kdf::{KEY_LEN, derive_key, hmac_sha256, sha256};
+pub use kdf::{HmacSha256, KEY_LEN, derive_key, sha256};
 pub use random::{fill_random, random_array, random_nonce};
 pub use rsa::RsaOaepPublicKey;
 

@@ -148,15 +148,7 @@ impl Core {
         if size.is_none()
             && let Some(h) = self.open_handle(&node)
         {
-            let file = Some(&h.file);
-            set_owner_times(&node.backing, file, uid, gid, None, None)?;
-            if let Some(mode) = mode {
-                rustix::fs::fchmod(&h.file, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
-                self.chmod_acl(&node, mode)?;
-            }
-            let times = times_guard(&node, atime.or(mtime).is_some())?;
-            set_owner_times(&node.backing, file, None, None, atime, mtime)?;
-            drop(times);
+            self.owner_mode_times(&node, Some(&h.file), uid, gid, mode, atime, mtime)?;
             return Ok(self.attr_from(ino, &node.backing, &h.file.metadata()?));
         }
         // Owner and times alone (most of what `tar -x` and `cp -p` ask) are
@@ -213,22 +205,38 @@ impl Core {
                 }
             }
         }
-        // The owner before the mode: a chown clears set-user-id.
+        // A symlink has no mode of its own.
+        let mode = mode.filter(|_| !meta.file_type().is_symlink());
         let file = fd.as_ref().map(|h| &h.file);
+        self.owner_mode_times(&node, file, uid, gid, mode, atime, mtime)?;
+        self.getattr(ino)
+    }
+
+    /// Sets what a setattr asks besides the size: the owner, then the mode
+    /// (a chown clears set-user-id), then the times; through the open
+    /// backing `file` when given, else at the node's path.
+    #[allow(clippy::too_many_arguments)]
+    fn owner_mode_times(
+        &self,
+        node: &NodeRef,
+        file: Option<&std::fs::File>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> FsResult<()> {
         set_owner_times(&node.backing, file, uid, gid, None, None)?;
-        if let Some(mode) = mode
-            && !meta.file_type().is_symlink()
-        {
+        if let Some(mode) = mode {
             let m = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
-            match &fd {
-                Some(h) => rustix::fs::fchmod(&h.file, m)?,
+            match file {
+                Some(f) => rustix::fs::fchmod(f, m)?,
                 None => rustix::fs::chmod(&node.backing, m)?,
             }
-            self.chmod_acl(&node, mode)?;
+            self.chmod_acl(node, mode)?;
         }
-        let _times = times_guard(&node, atime.or(mtime).is_some())?;
-        set_owner_times(&node.backing, file, None, None, atime, mtime)?;
-        self.getattr(ino)
+        let _times = times_guard(node, atime.or(mtime).is_some())?;
+        set_owner_times(&node.backing, file, None, None, atime, mtime)
     }
 
     /// Truncates a regular file, through an open handle when the kernel

@@ -275,7 +275,6 @@ impl Core {
         Ok(attr)
     }
 
-    /// True when the backing directory holds no user entries.
     /// The entry `name` (at `plain`) of `dir` about to be removed: its node
     /// when the kernel knows it, and its backing path. The kernel looks an
     /// entry up before it removes it (`rm -rf` works from a listing), so

@@ -23,9 +23,8 @@ pub const MAX_SYMLINK_TARGET_LEN: usize = 4095;
 
 /// The names cipher of a volume: keys derived once from the names key.
 pub struct NamesCipher {
-    /// The synthetic-nonce MAC key, its HMAC state prepared once (aws-lc
-    /// wipes it when dropped).
-    mac: aws_lc_rs::hmac::Key,
+    /// The synthetic-nonce MAC key.
+    mac: crypto::HmacSha256,
     enc: SivKey,
 }
 
@@ -42,17 +41,15 @@ impl NamesCipher {
         let mac_key = crypto::derive_key(names_key, INFO_MAC)?;
         let enc_key = crypto::derive_key(names_key, INFO_ENC)?;
         Ok(Self {
-            mac: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac_key.as_ref()),
+            mac: crypto::HmacSha256::new(mac_key.as_ref()),
             enc: SivKey::new(&enc_key)?,
         })
     }
 
     fn synthetic_nonce(&self, dir_iv: &DirIv, name: &[u8]) -> [u8; NONCE_LEN] {
-        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac);
-        ctx.update(dir_iv.as_bytes());
-        ctx.update(name);
+        let mac = self.mac.sign(&[dir_iv.as_bytes(), name]);
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&ctx.sign().as_ref()[..NONCE_LEN]);
+        nonce.copy_from_slice(&mac[..NONCE_LEN]);
         nonce
     }
 
