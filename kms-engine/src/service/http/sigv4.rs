@@ -588,6 +588,12 @@ pub fn expected_signature(
             return Err(mismatch());
         }
     }
+    // A client signs a path (`/` for KMS); a request target that is not one
+    // (`*`, an authority, a bare `?query`) cannot match, and aws-sigv4's
+    // query writer panics on a URI without path and query (an authority).
+    if !req.path.starts_with('/') {
+        return Err(mismatch());
+    }
     let uri = if req.query.is_empty() {
         req.path.to_string()
     } else {

@@ -708,3 +708,28 @@ fn the_signing_key_cache_refuses_what_verify_refuses() {
         "InvalidSignatureException"
     );
 }
+
+/// A request target that is not a path (`*`, an authority, a bare query)
+/// cannot have been signed for this endpoint: refused as a signature
+/// mismatch, never a panic in the signer (an authority as the target, a
+/// URI with no path and query at all, made aws-sigv4's query writer panic;
+/// found by the sigv4_verify fuzzer).
+#[test]
+fn a_request_target_without_a_path_is_refused() {
+    for (path, query) in [
+        ("", "&"),
+        ("", "X-Amz-Signature=1"),
+        ("", ""),
+        ("", "a=b"),
+        ("*", ""),
+        ("127.0.0.1:8443", ""),
+        ("x", "y"),
+    ] {
+        let mut r = kms_request(SECRET, NOW);
+        r.path = path.into();
+        r.query = query.into();
+        let (name, msg) = refused(&r, NOW, &keys());
+        assert_eq!(name, "InvalidSignatureException", "{path:?} {query:?}");
+        assert_eq!(msg, SIGNATURE_MISMATCH_MESSAGE, "{path:?} {query:?}");
+    }
+}
