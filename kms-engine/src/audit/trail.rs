@@ -106,6 +106,8 @@ struct State {
     last_seal: Instant,
     unsynced: u32,
     last_sync: Instant,
+    /// Sequence of the newest record this process appended.
+    appended: u64,
     /// The segment holding unsynced records.
     dirty: Option<Arc<File>>,
     /// Reused buffer for the line being appended.
@@ -134,6 +136,9 @@ struct Inner {
     group: Arc<GroupCommit>,
     /// fdatasyncs of batched records ([`SyncMode::Batched`]).
     batch_flushes: std::sync::atomic::AtomicU64,
+    /// Batched: every record of this process up to this sequence is on
+    /// disk (an fdatasync that began after its append has returned).
+    durable: std::sync::atomic::AtomicU64,
     /// Wakes the background thread: to stop, or for due work.
     signal: (Mutex<Signal>, Condvar),
 }
@@ -252,6 +257,7 @@ impl FileAuditTrail {
                 last_seal: now,
                 unsynced: 0,
                 last_sync: now,
+                appended: 0,
                 dirty: None,
                 line: Vec::with_capacity(1024),
                 store: None,
@@ -260,6 +266,7 @@ impl FileAuditTrail {
             }),
             group: Arc::new(GroupCommit::default()),
             batch_flushes: std::sync::atomic::AtomicU64::new(0),
+            durable: std::sync::atomic::AtomicU64::new(0),
             signal: (Mutex::new(Signal::default()), Condvar::new()),
         });
         let ticker = if inner.opts.background {
@@ -329,27 +336,37 @@ impl FileAuditTrail {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Makes every record appended so far durable. With
-    /// [`SyncMode::Batched`]: an fdatasync of the newest segment now (older
-    /// ones were synced when the next one began), also when a batch flush
-    /// is running on another thread; with [`SyncMode::EveryRecord`] every
-    /// record already was before its append returned.
+    /// Makes every record this process appended so far durable. With
+    /// [`SyncMode::Batched`]: nothing when an fdatasync has covered them
+    /// all, else an fdatasync of the newest segment now (older ones were
+    /// synced when the next one began), also when a batch flush is running
+    /// on another thread (it may not have reached the disk yet); with
+    /// [`SyncMode::EveryRecord`] every record already was before its
+    /// append returned.
     pub fn sync(&self) -> Result<(), AuditError> {
         if matches!(self.inner.opts.sync, SyncMode::EveryRecord) {
             return Ok(());
         }
         let mut st = self.inner.lock_state();
+        let upto = st.appended;
+        if self.inner.durable_through() >= upto {
+            return Ok(());
+        }
+        // The segment of the unsynced batch, and the newest one if that is
+        // another (a flush running on another thread took the batch's).
         let newest = st
             .head
             .as_ref()
             .and_then(|h| h.segment.as_ref())
             .map(|s| Arc::clone(&s.1));
-        if let Some(f) = newest {
+        let dirty = st.dirty.take();
+        let other = newest.filter(|n| dirty.as_ref().is_none_or(|d| !Arc::ptr_eq(d, n)));
+        for f in dirty.iter().chain(other.iter()) {
             self.inner.count_batch_flush();
             f.sync_data()
                 .map_err(|e| AuditError::io("fdatasync", &self.inner.dir, e))?;
         }
-        st.dirty = None;
+        self.inner.made_durable(upto);
         st.unsynced = 0;
         st.last_sync = Instant::now();
         st.flush_requested = false;
@@ -452,6 +469,7 @@ impl Inner {
                 }
             };
             st.unsealed += 1;
+            st.appended = seq;
             let file = st
                 .head
                 .as_ref()
@@ -523,6 +541,7 @@ impl Inner {
                         self.count_batch_flush();
                         f.sync_data()
                             .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+                        self.made_durable(seq);
                     }
                 }
             }
@@ -535,11 +554,23 @@ impl Inner {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The newest of this process's records known to be on disk (batched).
+    fn durable_through(&self) -> u64 {
+        self.durable.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// An fdatasync that began after record `seq` was appended returned.
+    fn made_durable(&self, seq: u64) {
+        self.durable
+            .fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+    }
+
     fn flush(&self, st: &mut State) -> Result<(), AuditError> {
         if let Some(f) = st.dirty.take() {
             self.count_batch_flush();
             f.sync_data()
                 .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+            self.made_durable(st.appended);
         }
         st.unsynced = 0;
         st.last_sync = Instant::now();

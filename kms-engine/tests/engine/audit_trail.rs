@@ -268,8 +268,10 @@ fn batched_sync_trail_verifies() {
 }
 
 /// `sync` flushes a batch that is not due yet (what an fsync on a mount
-/// with `--audit-flush-ms` asks before it reports a file durable), and is
-/// free when every record is synced on its own.
+/// with `--audit-flush-ms` asks before it reports a file durable), is free
+/// when an earlier flush covered every record (an fsync-heavy program pays
+/// no fdatasync of the trail per fsync), and when every record is synced
+/// on its own.
 #[test]
 fn sync_flushes_a_pending_batch_at_once() {
     let t = tempfile::tempdir().unwrap();
@@ -289,8 +291,34 @@ fn sync_flushes_a_pending_batch_at_once() {
     assert_eq!(trail.batch_flushes(), 0, "nothing due yet");
     trail.sync().unwrap();
     assert_eq!(trail.batch_flushes(), 1);
+    trail.sync().unwrap();
+    assert_eq!(trail.batch_flushes(), 1, "nothing appended since");
+    trail.append(&event(4)).unwrap();
     AuditSink::sync(&trail).unwrap();
     assert_eq!(trail.batch_flushes(), 2, "the sink's sync is the trail's");
+    AuditSink::sync(&trail).unwrap();
+    assert_eq!(trail.batch_flushes(), 2);
+    // A due batch flushed by the append itself covers what came before.
+    let t3 = tempfile::tempdir().unwrap();
+    let small = open(
+        t3.path(),
+        TrailOptions {
+            sync: SyncMode::Batched {
+                max_records: 2,
+                max_delay: Duration::from_secs(3600),
+            },
+            background: false,
+            ..options()
+        },
+    );
+    small.append(&event(1)).unwrap();
+    small.append(&event(2)).unwrap();
+    assert_eq!(small.batch_flushes(), 1, "the second record made it due");
+    small.sync().unwrap();
+    assert_eq!(small.batch_flushes(), 1);
+    small.append(&event(3)).unwrap();
+    small.sync().unwrap();
+    assert_eq!(small.batch_flushes(), 2);
 
     let t2 = tempfile::tempdir().unwrap();
     let every = open(t2.path(), options());
