@@ -329,7 +329,8 @@ impl FileAuditTrail {
     }
 
     /// How many fdatasyncs of batched records ([`SyncMode::Batched`]) this
-    /// trail has run: due batches, [`Self::sync`]; for diagnostics.
+    /// trail has completed: due batches (on the appender's or the
+    /// background thread), [`Self::sync`]; for diagnostics.
     pub fn batch_flushes(&self) -> u64 {
         self.inner
             .batch_flushes
@@ -361,12 +362,12 @@ impl FileAuditTrail {
             .map(|s| Arc::clone(&s.1));
         let dirty = st.dirty.take();
         let other = newest.filter(|n| dirty.as_ref().is_none_or(|d| !Arc::ptr_eq(d, n)));
-        for f in dirty.iter().chain(other.iter()) {
-            self.inner.count_batch_flush();
-            f.sync_data()
-                .map_err(|e| AuditError::io("fdatasync", &self.inner.dir, e))?;
+        let files: Vec<Arc<File>> = dirty.into_iter().chain(other).collect();
+        for (i, f) in files.iter().enumerate() {
+            // Durable through `upto` once the last of them is synced.
+            let last = i + 1 == files.len();
+            self.inner.flush_batch(f, if last { upto } else { 0 })?;
         }
-        self.inner.made_durable(upto);
         st.unsynced = 0;
         st.last_sync = Instant::now();
         st.flush_requested = false;
@@ -538,10 +539,7 @@ impl Inner {
                     st.flush_requested = false;
                     drop(guard);
                     if let Some(f) = dirty {
-                        self.count_batch_flush();
-                        f.sync_data()
-                            .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
-                        self.made_durable(seq);
+                        self.flush_batch(&f, seq)?;
                     }
                 }
             }
@@ -549,9 +547,19 @@ impl Inner {
         Ok(seq)
     }
 
-    fn count_batch_flush(&self) {
+    /// fdatasyncs `segment`, a batch's (batched mode), appended to after
+    /// this process's record `upto`: that record and every earlier one of
+    /// this process are then on disk (records of a segment before it were
+    /// synced when the next one began).
+    fn flush_batch(&self, segment: &File, upto: u64) -> Result<(), AuditError> {
+        segment
+            .sync_data()
+            .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+        self.durable
+            .fetch_max(upto, std::sync::atomic::Ordering::AcqRel);
         self.batch_flushes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The newest of this process's records known to be on disk (batched).
@@ -559,18 +567,9 @@ impl Inner {
         self.durable.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// An fdatasync that began after record `seq` was appended returned.
-    fn made_durable(&self, seq: u64) {
-        self.durable
-            .fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
-    }
-
     fn flush(&self, st: &mut State) -> Result<(), AuditError> {
         if let Some(f) = st.dirty.take() {
-            self.count_batch_flush();
-            f.sync_data()
-                .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
-            self.made_durable(st.appended);
+            self.flush_batch(&f, st.appended)?;
         }
         st.unsynced = 0;
         st.last_sync = Instant::now();

@@ -329,6 +329,33 @@ fn sync_flushes_a_pending_batch_at_once() {
     assert_eq!(every.batch_flushes(), 0);
 }
 
+/// The background thread's timed flush of a batch counts as covering its
+/// records: a `sync` after it flushes nothing.
+#[test]
+fn sync_after_the_background_flush_is_free() {
+    let t = tempfile::tempdir().unwrap();
+    let trail = open(
+        t.path(),
+        TrailOptions {
+            sync: SyncMode::Batched {
+                max_records: 1000,
+                max_delay: Duration::from_millis(20),
+            },
+            background: true,
+            ..options()
+        },
+    );
+    trail.append(&event(1)).unwrap();
+    // Wait (bounded) for the timed flush; no assertion on how long it took.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while trail.batch_flushes() == 0 {
+        assert!(Instant::now() < deadline, "no background flush in 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    trail.sync().unwrap();
+    assert_eq!(trail.batch_flushes(), 1);
+}
+
 #[test]
 fn background_thread_seals_an_idle_trail() {
     let t = tempfile::tempdir().unwrap();

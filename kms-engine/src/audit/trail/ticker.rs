@@ -73,14 +73,13 @@ impl Inner {
                     st.unsynced = 0;
                     st.last_sync = Instant::now();
                     st.flush_requested = false;
-                    st.dirty.take()
+                    st.dirty.take().map(|f| (f, st.appended))
                 }
                 _ => None,
             }
         };
-        if let Some(f) = dirty {
-            f.sync_data()
-                .map_err(|e| AuditError::io("fdatasync", &self.dir, e))?;
+        if let Some((f, upto)) = dirty {
+            self.flush_batch(&f, upto)?;
         }
         let mut st = self.lock_state();
         if st.unsealed > 0
