@@ -132,7 +132,20 @@ impl ContentCipher {
         plain: &[u8],
         out: &mut [u8],
     ) -> Result<usize, ContentError> {
-        let nonce: [u8; NONCE_LEN] = crypto::random_nonce()?;
+        self.seal_block_from(&mut crypto::nonces()?, index, mark, plain, out)
+    }
+
+    /// [`Self::seal_block_into`] drawing the nonce from `nonces` (one fork
+    /// check for a run of blocks; see [`crypto::nonces`]).
+    pub fn seal_block_from(
+        &self,
+        nonces: &mut crypto::Nonces,
+        index: u64,
+        mark: BlockMark,
+        plain: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, ContentError> {
+        let nonce: [u8; NONCE_LEN] = nonces.draw()?;
         self.seal_block_with_nonce(index, mark, &nonce, plain, out)
     }
 
@@ -193,9 +206,10 @@ impl ContentCipher {
         let blocks = plain.len().div_ceil(b);
         out.resize(start + plain.len() + blocks * BLOCK_OVERHEAD, 0);
         let mut pos = start;
+        let mut nonces = crypto::nonces()?;
         for (i, chunk) in plain.chunks(b).enumerate() {
             let idx = first_index + i as u64;
-            match self.seal_block_into(idx, BlockMark::V1, chunk, &mut out[pos..]) {
+            match self.seal_block_from(&mut nonces, idx, BlockMark::V1, chunk, &mut out[pos..]) {
                 Ok(n) => pos += n,
                 Err(e) => {
                     out.truncate(start);

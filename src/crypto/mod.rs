@@ -12,7 +12,7 @@ mod rsa;
 
 pub use aead::{NONCE_LEN, SivKey, TAG_LEN};
 pub use kdf::{HmacSha256, KEY_LEN, derive_key, sha256};
-pub use random::{fill_random, random_array, random_nonce};
+pub use random::{Nonces, fill_random, nonces, random_array, random_nonce};
 pub use rsa::RsaOaepPublicKey;
 
 /// A failure inside the crypto backend. Authentication failures of sealed

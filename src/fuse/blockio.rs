@@ -624,6 +624,7 @@ impl BlockIo<'_> {
             let wipe = WipeOnDrop(&mut block[..b as usize]);
             let block = &mut *wipe.0;
             let mut pos = 0usize;
+            let mut nonces = crate::crypto::nonces().map_err(FsError::internal)?;
             for idx in first..end {
                 let bstart = idx * b;
                 let blen = (new_size - bstart).min(b) as usize;
@@ -634,7 +635,8 @@ impl BlockIo<'_> {
                     if keep_tail && idx == new_last {
                         tail = Some(Zeroizing::new(data[from..from + blen].to_vec()));
                     }
-                    self.cipher.seal_block_into(
+                    self.cipher.seal_block_from(
+                        &mut nonces,
                         idx,
                         mark,
                         &data[from..from + blen],
@@ -664,7 +666,8 @@ impl BlockIo<'_> {
                     if keep_tail && idx == new_last {
                         tail = Some(Zeroizing::new(blk.to_vec()));
                     }
-                    self.cipher.seal_block_into(idx, mark, blk, &mut out[pos..])
+                    self.cipher
+                        .seal_block_from(&mut nonces, idx, mark, blk, &mut out[pos..])
                 };
                 let at = pos;
                 pos += sealed.map_err(|e| self.damaged(e))?;
