@@ -124,7 +124,9 @@ impl Core {
     }
 
     fn register(&self, mut of: OpenFile, append: bool) -> FsResult<u64> {
-        of.append = append;
+        // With the writeback cache the kernel places O_APPEND writes itself
+        // and writes back pages through any handle: offsets are as sent.
+        of.append = append && !self.opts.writeback_cache;
         let fh = self.new_fh();
         of.state.last_fh.store(fh, Ordering::Release);
         // Close-to-open: what another host wrote since is read again.

@@ -31,7 +31,10 @@ impl Filesystem for KmsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        let want = super::init_capabilities();
+        let mut want = super::init_capabilities();
+        if self.core.opts.writeback_cache && self.core.write_only.is_none() {
+            want |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
         // POSIX ACLs (see `acl`): the kernel enforces them and leaves the
         // umask to kmsfs, which applies it unless a default ACL is there.
         let acl = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
@@ -45,6 +48,13 @@ impl Filesystem for KmsFs {
             want
         };
         let _ = config.add_capabilities(want & config.capabilities());
+        if self.core.opts.writeback_cache
+            && !config
+                .capabilities()
+                .contains(InitFlags::FUSE_WRITEBACK_CACHE)
+        {
+            log::warn!("the kernel offers no writeback cache: writes go through as without it");
+        }
         log::debug!(
             "POSIX ACLs {}",
             if self.core.acls_enabled() {

@@ -338,3 +338,26 @@ fn only_an_rsa_encrypt_decrypt_key_makes_a_write_only_volume() {
         assert_eq!(fs::read_dir(&env.cipher).unwrap().count(), 0, "{err}");
     }
 }
+
+/// `--writeback-cache` on a write-only volume is refused before mounting,
+/// with the reason (the kernel reads a page before writing part of it,
+/// which a write-only mount cannot serve); nothing is mounted.
+#[test]
+fn writeback_cache_is_refused_on_a_write_only_volume() {
+    let env = Env::new();
+    write_only_volume(&env);
+    fs::create_dir(&env.mnt).unwrap();
+    let out = env.run(&[
+        "mount",
+        "--writeback-cache",
+        Env::s(&env.cipher),
+        Env::s(&env.mnt),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--writeback-cache") && err.contains("write-only volume"),
+        "{err}"
+    );
+    assert!(!kmsfs::fuse::status::is_mounted(&env.mnt));
+}
