@@ -20,13 +20,14 @@
 //! (a benchmark mounts it as root, for root).
 //!
 //! Run as root:
-//! `passthrough_fs [--stats FILE] [--allow-other] [--no-xattr] SOURCE MOUNTPOINT`
+//! `passthrough_fs [--stats FILE] [--allow-other] [--no-xattr] [--writeback-cache] SOURCE MOUNTPOINT`
 //! serves in the foreground until unmounted (`umount MOUNTPOINT`).
 //! With `--stats FILE` the request counters (count and service time per
 //! operation, the same counters as `kmsfs status`) are written to FILE as
 //! JSON (`{"requests": {...}}`) once a second. `--no-xattr` answers xattr
 //! requests ENOSYS, as `kmsfs mount --no-xattr` does (the kernel then stops
-//! sending them).
+//! sending them); `--writeback-cache` asks for the kernel's writeback cache,
+//! as `kmsfs mount --writeback-cache` does.
 
 // A benchmark binary: a failed setup is a failed run, like a test.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -68,6 +69,10 @@ struct Passthrough {
     counters: Arc<OpCounters>,
     /// `--no-xattr`: xattr requests answered ENOSYS, as kmsfs's option.
     no_xattr: bool,
+    /// `--writeback-cache`: the kernel's writeback cache, as kmsfs's option
+    /// (the kernel then places O_APPEND writes: no O_APPEND on the backing
+    /// file, whose pwrites would ignore the offset).
+    writeback_cache: bool,
 }
 
 fn errno(e: &std::io::Error) -> Errno {
@@ -93,6 +98,7 @@ impl Passthrough {
             next_fh: AtomicU64::new(1),
             counters: Arc::new(OpCounters::default()),
             no_xattr: false,
+            writeback_cache: false,
         }
     }
 
@@ -282,7 +288,11 @@ impl Filesystem for Passthrough {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
-        let want = kmsfs::fuse::init_capabilities() & config.capabilities();
+        let mut want = kmsfs::fuse::init_capabilities();
+        if self.writeback_cache {
+            want |= fuser::InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        let want = want & config.capabilities();
         let _ = config.add_capabilities(want);
         Ok(())
     }
@@ -755,7 +765,11 @@ impl Filesystem for Passthrough {
                 .write(true)
                 .create_new(true)
                 .mode(mode & !umask & 0o7777)
-                .custom_flags(flags & libc::O_APPEND)
+                .custom_flags(if self.writeback_cache {
+                    0
+                } else {
+                    flags & libc::O_APPEND
+                })
                 .open(&p)
                 .map_err(|e| errno(&e))?;
             std::os::unix::fs::fchown(&f, Some(req.uid()), Some(req.gid()))
@@ -790,12 +804,14 @@ fn main() {
     let mut stats = None;
     let mut allow_other = false;
     let mut no_xattr = false;
+    let mut writeback_cache = false;
     let mut paths = Vec::new();
     while let Some(a) = args.next() {
         match a.to_str() {
             Some("--stats") => stats = Some(PathBuf::from(args.next().expect("--stats FILE"))),
             Some("--allow-other") => allow_other = true,
             Some("--no-xattr") => no_xattr = true,
+            Some("--writeback-cache") => writeback_cache = true,
             // `cargo bench` passes --bench to every bench binary.
             Some("--bench") => {}
             _ => paths.push(PathBuf::from(a)),
@@ -803,13 +819,15 @@ fn main() {
     }
     let [source, mountpoint] = <[PathBuf; 2]>::try_from(paths).unwrap_or_else(|_| {
         eprintln!(
-            "usage: passthrough_fs [--stats FILE] [--allow-other] [--no-xattr] SOURCE MOUNTPOINT"
+            "usage: passthrough_fs [--stats FILE] [--allow-other] [--no-xattr] \
+             [--writeback-cache] SOURCE MOUNTPOINT"
         );
         std::process::exit(2)
     });
     let source = fs::canonicalize(source).expect("source directory");
     let mut fs = Passthrough::new(&source);
     fs.no_xattr = no_xattr;
+    fs.writeback_cache = writeback_cache;
     if let Some(path) = stats {
         let counters = fs.counters.clone();
         std::thread::spawn(move || write_stats(counters, path));

@@ -24,7 +24,7 @@
 #
 # Usage: benches/vs_gocryptfs.sh [--quick] [--rounds N] [--seq-mib N]
 #          [--no-build] [--fio] [--rss-files N] [--raw FILE]
-#          [--kmsfs-opts "OPTS"] [--no-xattr]
+#          [--kmsfs-opts "OPTS"] [--no-xattr] [--writeback-cache]
 #   --quick       smoke run: 64 MiB sequential, 3 rounds
 #   --no-build    use the binaries in $CARGO_TARGET_DIR/release as they are
 #   --fio         also fio 4 KiB random read/write 50/50 per round (64 MiB, 15 s)
@@ -34,6 +34,9 @@
 #   --kmsfs-opts  extra `kmsfs mount` options (e.g. "--reauth-secs 0")
 #   --no-xattr    kmsfs and the passthrough without xattrs (`kmsfs mount
 #                 --no-xattr`); gocryptfs as it is (2.3 has no such option)
+#   --writeback-cache  kmsfs and the passthrough with the kernel's FUSE
+#                 writeback cache (`kmsfs mount --writeback-cache`); gocryptfs
+#                 as it is (2.3 does not use it)
 # Needs root (tmpfs mounts, drop_caches), fuse3, gocryptfs, jq, tar (fio for --fio).
 set -euo pipefail
 # shellcheck source=benches/lib.sh
@@ -59,7 +62,8 @@ while [ $# -gt 0 ]; do
     --rss-files) RSS_FILES=$2; shift ;;
     --raw) RAW=$2; shift ;;
     --kmsfs-opts) KMSFS_OPTS=$2; shift ;;
-    --no-xattr) KMSFS_OPTS="$KMSFS_OPTS --no-xattr"; P_OPTS=(--no-xattr) ;;
+    --no-xattr) KMSFS_OPTS="$KMSFS_OPTS --no-xattr"; P_OPTS+=(--no-xattr) ;;
+    --writeback-cache) KMSFS_OPTS="$KMSFS_OPTS --writeback-cache"; P_OPTS+=(--writeback-cache) ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1" ;;
   esac
