@@ -267,6 +267,27 @@ fn batched_sync_trail_verifies() {
     );
 }
 
+/// A trail flushing in batches of `max_records` or after `max_delay`.
+fn batched(
+    dir: &std::path::Path,
+    max_records: u32,
+    max_delay: Duration,
+    background: bool,
+) -> FileAuditTrail {
+    let sync = SyncMode::Batched {
+        max_records,
+        max_delay,
+    };
+    open(
+        dir,
+        TrailOptions {
+            sync,
+            background,
+            ..options()
+        },
+    )
+}
+
 /// `sync` flushes a batch that is not due yet (what an fsync on a mount
 /// with `--audit-flush-ms` asks before it reports a file durable), is free
 /// when an earlier flush covered every record (an fsync-heavy program pays
@@ -275,16 +296,7 @@ fn batched_sync_trail_verifies() {
 #[test]
 fn sync_flushes_a_pending_batch_at_once() {
     let t = tempfile::tempdir().unwrap();
-    let trail = open(
-        t.path(),
-        TrailOptions {
-            sync: SyncMode::Batched {
-                max_records: 1000,
-                max_delay: Duration::from_secs(3600),
-            },
-            ..options()
-        },
-    );
+    let trail = batched(t.path(), 1000, Duration::from_secs(3600), false);
     for i in 1..=3 {
         trail.append(&event(i)).unwrap();
     }
@@ -300,17 +312,7 @@ fn sync_flushes_a_pending_batch_at_once() {
     assert_eq!(trail.batch_flushes(), 2);
     // A due batch flushed by the append itself covers what came before.
     let t3 = tempfile::tempdir().unwrap();
-    let small = open(
-        t3.path(),
-        TrailOptions {
-            sync: SyncMode::Batched {
-                max_records: 2,
-                max_delay: Duration::from_secs(3600),
-            },
-            background: false,
-            ..options()
-        },
-    );
+    let small = batched(t3.path(), 2, Duration::from_secs(3600), false);
     small.append(&event(1)).unwrap();
     small.append(&event(2)).unwrap();
     assert_eq!(small.batch_flushes(), 1, "the second record made it due");
@@ -334,17 +336,7 @@ fn sync_flushes_a_pending_batch_at_once() {
 #[test]
 fn sync_after_the_background_flush_is_free() {
     let t = tempfile::tempdir().unwrap();
-    let trail = open(
-        t.path(),
-        TrailOptions {
-            sync: SyncMode::Batched {
-                max_records: 1000,
-                max_delay: Duration::from_millis(20),
-            },
-            background: true,
-            ..options()
-        },
-    );
+    let trail = batched(t.path(), 1000, Duration::from_millis(20), true);
     trail.append(&event(1)).unwrap();
     // Wait (bounded) for the timed flush; no assertion on how long it took.
     let deadline = Instant::now() + Duration::from_secs(30);
