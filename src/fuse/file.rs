@@ -126,7 +126,7 @@ impl Core {
     fn register(&self, mut of: OpenFile, append: bool) -> FsResult<u64> {
         // With the writeback cache the kernel places O_APPEND writes itself
         // and writes back pages through any handle: offsets are as sent.
-        of.append = append && !self.opts.writeback_cache;
+        of.append = append && !self.writeback_cache.load(Ordering::Acquire);
         let fh = self.new_fh();
         of.state.last_fh.store(fh, Ordering::Release);
         // Close-to-open: what another host wrote since is read again.

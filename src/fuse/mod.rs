@@ -151,6 +151,10 @@ pub struct Core {
     /// POSIX ACLs are on (see `acl`): wanted on `--allow-other` mounts,
     /// kept when the kernel accepts FUSE_POSIX_ACL.
     pub(crate) posix_acl: AtomicBool,
+    /// The kernel took FUSE_WRITEBACK_CACHE at INIT (asked for with
+    /// `--writeback-cache`; not on write-only volumes, not when the kernel
+    /// lacks it): it then places O_APPEND writes itself.
+    pub(crate) writeback_cache: AtomicBool,
     /// Sizes of the write requests served (for `kmsfs status`).
     pub(crate) write_counters: status::WriteCounters,
     /// FUSE requests served, by operation (for `kmsfs status`).
@@ -205,6 +209,7 @@ impl Core {
         Ok(Core {
             xattrs,
             posix_acl: AtomicBool::new(false),
+            writeback_cache: AtomicBool::new(false),
             keys,
             write_only,
             pending,

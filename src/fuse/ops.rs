@@ -47,12 +47,13 @@ impl Filesystem for KmsFs {
             self.core.posix_acl.store(false, Ordering::Release);
             want
         };
-        let _ = config.add_capabilities(want & config.capabilities());
-        if self.core.opts.writeback_cache
-            && !config
-                .capabilities()
-                .contains(InitFlags::FUSE_WRITEBACK_CACHE)
-        {
+        let granted = want & config.capabilities();
+        let _ = config.add_capabilities(granted);
+        let writeback = granted.contains(InitFlags::FUSE_WRITEBACK_CACHE);
+        self.core
+            .writeback_cache
+            .store(writeback, Ordering::Release);
+        if self.core.opts.writeback_cache && !writeback {
             log::warn!("the kernel offers no writeback cache: writes go through as without it");
         }
         log::debug!(
